@@ -1,0 +1,62 @@
+# Every target CI runs is here; `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install the pinned dependencies (requirements.lock)
+
+.PHONY: demo
+demo: $(STAMP) ## Run both example models through every stage on the embedded default
+	$(BIN)/mlops demo
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint and format check), mypy, and the definition and schema checks
+	$(BIN)/ruff check pipelines tests
+	$(BIN)/ruff format --check pipelines tests
+	$(BIN)/mypy
+	$(BIN)/mlops check
+	$(BIN)/mlops schema --check
+
+.PHONY: format
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix pipelines tests
+	$(BIN)/ruff format pipelines tests
+
+.PHONY: test
+test: lint ## Lint, then every test suite (what CI runs)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: schema
+schema: $(STAMP) ## Regenerate schemas/*.json from the pydantic models
+	$(BIN)/mlops schema
+
+.PHONY: lock
+lock: ## Re-resolve requirements.lock from pyproject.toml in a throwaway venv
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check '.[dev]'
+	.lock-venv/bin/pip freeze --exclude mlops-template | grep -v '^-e' > requirements.lock
+	rm -rf .lock-venv
+
+.PHONY: clean
+clean: ## Remove the state folder (.mlops: registry, artifacts, reports) and caches
+	rm -rf .mlops .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: distclean
+distclean: clean ## Also remove the virtual environment
+	rm -rf $(VENV)

@@ -1,0 +1,80 @@
+"""Registration: a gated candidate becomes a model version with full lineage, or nothing does."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from pipelines.errors import PromotionError, Rejected
+from pipelines.gates import PASSED_TAG
+from pipelines.registry import CHALLENGER, MODEL_TAG, get_run, registry_errors
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+    from pipelines.settings import Settings
+
+REGISTERED_TAG = "mlops.registered_version"
+_LINEAGE_PREFIXES = ("mlops.fingerprint", "mlops.git_commit", "mlops.pipeline_version", "mlops.dataset")
+
+
+def lineage_tags(run: Run) -> dict[str, str]:
+    tags = {k: v for k, v in run.data.tags.items() if k.startswith(_LINEAGE_PREFIXES)}
+    tags |= {k: v for k, v in run.data.tags.items() if k.startswith(("mlops.gate", "mlops.overrides"))}
+    tags |= {
+        f"mlops.metric.{k.removeprefix('test_')}": f"{v:.6g}"
+        for k, v in run.data.metrics.items()
+        if k.startswith("test_") and math.isfinite(v)
+    }
+    tags["mlops.run_id"] = run.info.run_id
+    return tags
+
+
+def register(client: MlflowClient, settings: Settings, name: str, run_id: str | None) -> str:
+    """Register the run's model as a new version with the ``challenger`` alias; return the version.
+
+    Refuses a run whose gates did not pass. Registering the same run twice returns the version
+    it already has. If any step after creating the version fails, the version is deleted.
+    """
+    run = get_run(client, name, run_id, settings)
+    tags = run.data.tags
+    if tags.get(REGISTERED_TAG):
+        return tags[REGISTERED_TAG]
+    if PASSED_TAG not in tags:
+        raise PromotionError(f"run {run.info.run_id} has not been gated yet; run `mlops gate {name}`")
+    if tags[PASSED_TAG] != "true":
+        raise Rejected(f"run {run.info.run_id} failed its gates; it cannot be registered")
+    model_uri = tags["mlops.model_uri"]
+    with registry_errors():
+        try:
+            client.get_registered_model(name)
+        except Exception:  # noqa: BLE001 - MLflow signals "missing" with a generic exception
+            client.create_registered_model(
+                name,
+                tags={MODEL_TAG: name, "mlops.owner": tags.get("mlops.owner", "")},
+                description=f"Managed by the MLOps template from models/{name}/model.yaml.",
+            )
+        version = client.create_model_version(
+            name,
+            source=model_uri,
+            run_id=run.info.run_id,
+            tags=lineage_tags(run),
+            description=f"Trained in run {run.info.run_id} from commit {tags.get('mlops.git_commit')}.",
+            model_id=model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None,
+        )
+    try:
+        with registry_errors():
+            client.set_registered_model_alias(name, CHALLENGER, version.version)
+            client.set_tag(run.info.run_id, REGISTERED_TAG, str(version.version))
+    except BaseException:
+        _undo_registration(client, name, str(version.version))
+        raise
+    return str(version.version)
+
+
+def _undo_registration(client: MlflowClient, name: str, version: str) -> None:
+    try:
+        client.delete_model_version(name, version)
+    except Exception:  # noqa: BLE001 - best effort while another error propagates
+        pass

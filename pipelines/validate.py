@@ -1,0 +1,254 @@
+"""Data validation: check a dataset, and the columns one model uses, before any training.
+
+Every violation is collected (column, rule, how many rows, a few examples) rather than stopping
+at the first, so a data scientist fixes the data in one pass.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipelines.datasets import ColumnSpec, ColumnType, Dataset, fingerprint_bytes
+from pipelines.errors import DataError, Rejected
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipelines.definitions import Model
+
+MAX_EXAMPLES = 5
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+@dataclass(frozen=True)
+class Violation:
+    column: str | None
+    rule: str
+    count: int
+    message: str
+    examples: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        where = f"column {self.column!r}" if self.column else "dataset"
+        text = f"{where}: {self.rule}: {self.message} ({self.count} row{'s' * (self.count != 1)})"
+        if self.examples:
+            text += "; e.g. " + ", ".join(self.examples)
+        return text
+
+
+@dataclass
+class ValidationReport:
+    dataset: str
+    source: str
+    rows: int
+    fingerprint: str
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "source": self.source,
+            "rows": self.rows,
+            "fingerprint": self.fingerprint,
+            "passed": self.ok,
+            "violations": [v.__dict__ for v in self.violations],
+        }
+
+    def raise_if_failed(self, definition_file: str) -> None:
+        if self.ok:
+            return
+        lines = "\n".join(f"  - {v.render()}" for v in self.violations)
+        raise Rejected(
+            f"data validation failed for dataset {self.dataset!r} ({self.source}) with "
+            f"{len(self.violations)} violation(s):\n{lines}",
+            file=definition_file,
+        )
+
+
+def read_raw_frame(dataset: Dataset, data: bytes) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        if dataset.definition.file_format == "parquet":
+            return pd.read_parquet(io.BytesIO(data))
+        # Read every column as text so that type problems are found by our rules, with row
+        # numbers, instead of pandas silently inferring object columns.
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=True)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
+        raise DataError(
+            f"cannot parse {dataset.source} as {dataset.definition.file_format}: {exc}",
+            file=dataset.path,
+            field="source",
+        ) from exc
+
+
+def validate_dataset(dataset: Dataset) -> tuple[pd.DataFrame, ValidationReport]:
+    """Read the dataset once, check it against its schema, and return it typed."""
+    data = dataset.read_bytes()
+    raw = read_raw_frame(dataset, data)
+    report = ValidationReport(dataset.name, dataset.source, len(raw), fingerprint_bytes(data))
+    definition = dataset.definition
+    if report.fingerprint != definition.fingerprint:
+        report.violations.append(
+            Violation(
+                None,
+                "fingerprint",
+                len(raw),
+                f"the data's fingerprint {report.fingerprint} differs from the one declared in "
+                f"{dataset.path} ({definition.fingerprint}); if the change is intended, run "
+                f"`mlops dataset-fingerprint {dataset.name} --write` and commit it",
+            )
+        )
+    bounds = definition.rows
+    if len(raw) < bounds.min or (bounds.max is not None and len(raw) > bounds.max):
+        report.violations.append(
+            Violation(
+                None,
+                "row_count",
+                len(raw),
+                f"expected between {bounds.min} and {bounds.max or 'any number of'} rows",
+            )
+        )
+    missing = [c for c in definition.columns if c not in raw.columns]
+    for column in missing:
+        report.violations.append(Violation(column, "missing_column", len(raw), "column is absent"))
+    extra = [str(c) for c in raw.columns if c not in definition.columns]
+    if extra and not definition.allow_extra_columns:
+        for column in extra:
+            report.violations.append(
+                Violation(
+                    column,
+                    "unexpected_column",
+                    len(raw),
+                    "column is not declared in the schema (declare it, or set "
+                    "allow_extra_columns: true)",
+                )
+            )
+    typed = raw[[c for c in definition.columns if c in raw.columns]].copy()
+    for column, spec in definition.columns.items():
+        if column in typed.columns:
+            typed[column], problems = _check_column(typed[column], column, spec)
+            report.violations.extend(problems)
+    return typed, report
+
+
+def validate_for_model(model: Model) -> tuple[pd.DataFrame, ValidationReport]:
+    """Dataset checks plus what this model needs: usable features and a learnable target."""
+    frame, report = validate_dataset(model.dataset)
+    definition = model.definition
+    present = set(frame.columns)
+    if not definition.preprocessing.impute:
+        for feature in definition.features:
+            if feature in present:
+                nulls = frame[feature].isna()
+                spec = model.dataset.definition.columns[feature]
+                # A non-nullable column's nulls are already reported by the schema rules.
+                if nulls.any() and spec.nullable:
+                    report.violations.append(
+                        _violation(
+                            feature,
+                            "null_feature",
+                            nulls,
+                            frame[feature],
+                            "missing values in a feature; set preprocessing.impute: true in "
+                            f"{model.path} or remove them",
+                        )
+                    )
+    for column, rule in ((definition.target, "null_target"), (definition.split.time_column, "null_time")):
+        if column and column in present and frame[column].isna().any():
+            nulls = frame[column].isna()
+            report.violations.append(
+                _violation(column, rule, nulls, frame[column], "missing values are not allowed here")
+            )
+    if definition.target in present:
+        distinct = frame[definition.target].dropna().nunique()
+        if definition.task.value == "classification" and distinct < 2:
+            report.violations.append(
+                Violation(
+                    definition.target,
+                    "single_class",
+                    len(frame),
+                    f"the target has {distinct} class(es); classification needs at least 2",
+                )
+            )
+        if definition.task.value == "regression" and distinct < 2:
+            report.violations.append(
+                Violation(definition.target, "constant_target", len(frame), "the target is constant")
+            )
+    return frame, report
+
+
+def _check_column(
+    values: pd.Series, column: str, spec: ColumnSpec
+) -> tuple[pd.Series, list[Violation]]:
+    import numpy as np
+    import pandas as pd
+
+    problems: list[Violation] = []
+    present = values.notna()
+    typed: pd.Series
+    if spec.type.is_numeric:
+        typed = pd.to_numeric(values, errors="coerce").astype("float64")
+        bad = present & (typed.isna() | ~np.isfinite(typed.fillna(0)))
+        if spec.type is ColumnType.INT:
+            bad |= present & typed.notna() & (typed != typed.round())
+        if bad.any():
+            problems.append(
+                _violation(column, "type", bad, values, f"expected {spec.type.value} values")
+            )
+        typed = typed.where(~bad)
+        if spec.min is not None:
+            low = typed < spec.min
+            if low.any():
+                problems.append(_violation(column, "min", low, values, f"below the minimum {spec.min:g}"))
+        if spec.max is not None:
+            high = typed > spec.max
+            if high.any():
+                problems.append(_violation(column, "max", high, values, f"above the maximum {spec.max:g}"))
+        if spec.type is ColumnType.INT and not typed.isna().any():
+            typed = typed.astype("int64")
+    elif spec.type is ColumnType.BOOL:
+        text = values.astype("string").str.strip().str.lower()
+        typed = text.map(lambda v: True if v in _TRUE else False if v in _FALSE else None)
+        bad = present & typed.isna()
+        if bad.any():
+            problems.append(_violation(column, "type", bad, values, "expected true/false values"))
+        typed = typed.astype("object")
+    elif spec.type is ColumnType.DATETIME:
+        typed = pd.to_datetime(values, errors="coerce", format="mixed")
+        bad = present & typed.isna()
+        if bad.any():
+            problems.append(_violation(column, "type", bad, values, "expected dates or timestamps"))
+    else:
+        typed = values.where(~present, values.astype(str)).astype("object")
+        if spec.categories is not None:
+            unknown = present & ~typed.isin(spec.categories)
+            if unknown.any():
+                problems.append(
+                    _violation(
+                        column,
+                        "category",
+                        unknown,
+                        values,
+                        f"not one of the allowed categories {spec.categories}",
+                    )
+                )
+    if not spec.nullable:
+        nulls = ~present
+        if nulls.any():
+            problems.append(_violation(column, "null", nulls, values, "missing values in a non-nullable column"))
+    return typed, problems
+
+
+def _violation(column: str, rule: str, mask: pd.Series, values: pd.Series, message: str) -> Violation:
+    rows = mask[mask].index[:MAX_EXAMPLES]
+    # Row numbers are 1-based data rows, as a spreadsheet (after the header) shows them.
+    examples = [f"row {int(i) + 1}: {values.loc[i]!r}" for i in rows]
+    return Violation(column, rule, int(mask.sum()), message, examples)

@@ -1,0 +1,102 @@
+"""Reading the repository's YAML files strictly, and turning schema errors into messages.
+
+Every declarative file (model, dataset, pins) enters through ``load_yaml_model`` so that a
+typo is reported the same way everywhere: the file, the dotted field and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from pipelines.errors import DefinitionError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, which PyYAML would silently let win."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise DefinitionError("file not found", file=path)
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"not UTF-8 text ({exc.reason})", file=path) from exc
+    except yaml.YAMLError as exc:
+        raise DefinitionError(f"malformed YAML: {_one_line(str(exc))}", file=path) from exc
+
+
+def describe_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
+    """(dotted field, message) pairs, with the rejected value where it helps."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (not part of the schema; check the spelling)"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in error and not isinstance(error["input"], dict | list):
+            message = f"{message} (got {error['input']!r})"
+        problems.append((field, message))
+    return problems
+
+
+def load_yaml_model(path: Path, model: type[M], **context: Any) -> M:
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise DefinitionError(
+            f"expected a mapping of keys at the top level, found {type(data).__name__}", file=path
+        )
+    try:
+        return model.model_validate(data, context=context or None)
+    except ValidationError as exc:
+        problems = describe_validation_error(exc)
+        if len(problems) == 1:
+            field, message = problems[0]
+            raise DefinitionError(message, file=path, field=field) from None
+        listing = "\n".join(f"  {field}: {message}" for field, message in problems)
+        raise DefinitionError(f"{len(problems)} problems:\n{listing}", file=path) from None
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` in one step so a crash never leaves a half-written file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
