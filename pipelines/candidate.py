@@ -70,7 +70,9 @@ def load_sklearn_model(uri: str) -> Any:
         return mlflow.sklearn.load_model(uri)
 
 
-def load_candidate(client: MlflowClient, settings: Settings, name: str, run_id: str | None) -> Candidate:
+def load_candidate(
+    client: MlflowClient, settings: Settings, name: str, run_id: str | None
+) -> Candidate:
     """Rebuild the candidate trained in ``run_id`` (default: the model's latest training run)."""
     import numpy as np
 

@@ -27,7 +27,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def write_plots(candidate: Candidate, pred: Predictions, evaluation: Evaluation, out: Path) -> list[Path]:
+def write_plots(
+    candidate: Candidate, pred: Predictions, evaluation: Evaluation, out: Path
+) -> list[Path]:
     """Confusion matrix and ROC (classification) or residuals (regression), plus per-group bars."""
     import numpy as np
 
@@ -47,7 +49,9 @@ def write_plots(candidate: Candidate, pred: Predictions, evaluation: Evaluation,
         from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
         fig, ax = plt.subplots(figsize=(5, 4))
-        ConfusionMatrixDisplay.from_predictions(y_true, pred.y_pred, labels=pred.classes, ax=ax, colorbar=False)
+        ConfusionMatrixDisplay.from_predictions(
+            y_true, pred.y_pred, labels=pred.classes, ax=ax, colorbar=False
+        )
         ax.set_title(f"{candidate.name}: confusion matrix (held-out rows)")
         save(fig, "confusion_matrix.png")
         if pred.proba is not None and pred.classes:
@@ -55,7 +59,9 @@ def write_plots(candidate: Candidate, pred: Predictions, evaluation: Evaluation,
             for i, label in enumerate(pred.classes):
                 positives = y_true == label
                 if 0 < positives.sum() < len(y_true):
-                    RocCurveDisplay.from_predictions(positives, pred.proba[:, i], name=str(label), ax=ax)
+                    RocCurveDisplay.from_predictions(
+                        positives, pred.proba[:, i], name=str(label), ax=ax
+                    )
             ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
             ax.set_title(f"{candidate.name}: ROC, one class vs rest")
             save(fig, "roc.png")
@@ -80,7 +86,14 @@ def write_plots(candidate: Candidate, pred: Predictions, evaluation: Evaluation,
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.bar(names, np.nan_to_num(values), color="tab:blue")
         for i, g in enumerate(names):
-            ax.annotate(f"n={int(groups[g]['rows'])}", (i, 0), ha="center", va="bottom", fontsize=8, color="white")
+            ax.annotate(
+                f"n={int(groups[g]['rows'])}",
+                (i, 0),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="white",
+            )
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} by {column}")
         save(fig, f"groups_{column}.png")
@@ -116,20 +129,27 @@ def render_card(
         "",
         "| metric | value |",
         "| --- | --- |",
-        *(f"| {k}{' (primary)' if k == definition.metric else ''} | {_fmt(v)} |" for k, v in evaluation.metrics.items()),
+        *(
+            f"| {k}{' (primary)' if k == definition.metric else ''} | {_fmt(v)} |"
+            for k, v in evaluation.metrics.items()
+        ),
         "",
         "## Gates",
         "",
         "| gate | verdict | measured | threshold | detail |",
         "| --- | --- | --- | --- | --- |",
         *(
-            f"| {r.gate} | {r.verdict} | {_fmt(r.measured)} | {r.threshold} | {r.detail.replace('|', '/')} |"
+            f"| {r.gate} | {r.verdict} | {_fmt(r.measured)} | {r.threshold} | {_cell(r.detail)} |"
             for r in report.results
         ),
         "",
     ]
     for column, groups in evaluation.groups.items():
-        lines += [f"## Metrics by `{column}`", "", "| group | rows | " + " | ".join(evaluation.metrics) + " |"]
+        lines += [
+            f"## Metrics by `{column}`",
+            "",
+            "| group | rows | " + " | ".join(evaluation.metrics) + " |",
+        ]
         lines.append("| --- " * (len(evaluation.metrics) + 2) + "|")
         for group, scores in groups.items():
             cells = " | ".join(_fmt(scores.get(m)) for m in evaluation.metrics)
@@ -149,6 +169,11 @@ def render_card(
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "/").replace("\n", " ")
 
 
 def _fmt(value: float | None) -> str:

@@ -37,7 +37,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 ModelArg = typer.Argument(..., help="Model name: the folder under models/.", show_default=False)
 RunIdOpt = typer.Option(None, "--run-id", help="Training run to use; default the latest one.")
 SetOpt = typer.Option(
-    None, "--set", help="Override a model.yaml key for this run: dotted.key=yaml-value (repeatable)."
+    None,
+    "--set",
+    help="Override a model.yaml key for this run: dotted.key=yaml-value (repeatable).",
 )
 
 
@@ -93,7 +95,9 @@ def _overrides(pairs: list[str] | None) -> dict[str, Any]:
         try:
             overrides[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise MlopsError(f"--set {key}: value is not valid YAML ({exc})", field="--set") from None
+            raise MlopsError(
+                f"--set {key}: value is not valid YAML ({exc})", field="--set"
+            ) from None
     return overrides
 
 
@@ -118,7 +122,9 @@ def validate_data(
         typer.echo(json.dumps(report.as_dict(), indent=2))
     report.raise_if_failed(str(loaded.dataset.path))
     if not as_json:
-        _stderr().print(f"[green]ok[/]: {report.dataset}: {report.rows} rows match the schema", markup=True)
+        _stderr().print(
+            f"[green]ok[/]: {report.dataset}: {report.rows} rows match the schema", markup=True
+        )
 
 
 @app.command()
@@ -145,7 +151,9 @@ def evaluate(model: str = ModelArg, run_id: str | None = RunIdOpt) -> None:
     settings, client = _connect()
     candidate = load_candidate(client, settings, model, run_id)
     evaluation, _ = evaluate_stage(candidate, settings)
-    typer.echo(json.dumps({"run_id": candidate.run_id, "metrics": _finite(evaluation.metrics)}, indent=2))
+    typer.echo(
+        json.dumps({"run_id": candidate.run_id, "metrics": _finite(evaluation.metrics)}, indent=2)
+    )
 
 
 @app.command()
@@ -160,7 +168,9 @@ def gate(model: str = ModelArg, run_id: str | None = RunIdOpt) -> None:
     settings, client = _connect()
     run = get_run(client, model, run_id, settings)
     if run.data.tags.get("mlops.stage.evaluate") != "done":
-        raise MlopsError(f"run {run.info.run_id} has not been evaluated; run `mlops evaluate {model}`")
+        raise MlopsError(
+            f"run {run.info.run_id} has not been evaluated; run `mlops evaluate {model}`"
+        )
     candidate = load_candidate(client, settings, model, run.info.run_id)
     pred = predict(candidate.fitted(), candidate.x_test, candidate.model.definition.task.value)
     report = gate_stage(client, settings, candidate, evaluate_predictions(candidate, pred), pred)
@@ -183,8 +193,11 @@ def register(model: str = ModelArg, run_id: str | None = RunIdOpt) -> None:
 def promote(
     model: str = ModelArg,
     to: str = typer.Option(..., "--to", help="Environment: a file under environments/."),
-    version: str | None = typer.Option(None, "--version", help="Default: the challenger, or the "
-                                       "version pinned where this environment promotes from."),
+    version: str | None = typer.Option(
+        None,
+        "--version",
+        help="Default: the challenger, or the version pinned where this environment promotes from.",
+    ),
 ) -> None:
     """Pin a version in an environment and move its aliases, all or nothing."""
     from pipelines.promote import promote as promote_model
@@ -212,8 +225,11 @@ def rollback(
 def run_(
     models: list[str] = typer.Argument(None, help="Models to run; default all of them."),
     set_: list[str] = SetOpt,
-    promote_to: list[str] = typer.Option(None, "--promote", help="Environments to promote to "
-                                         "after registration, in order (repeatable)."),
+    promote_to: list[str] = typer.Option(
+        None,
+        "--promote",
+        help="Environments to promote to after registration, in order (repeatable).",
+    ),
 ) -> None:
     """All stages for each model: validate, train, evaluate, gate, register (and promote)."""
     from pipelines.definitions import discover_models
@@ -224,7 +240,14 @@ def run_(
     if not names:
         raise MlopsError(f"no models under {settings.models_dir}")
     outcomes = [
-        run_model(client, settings, name, overrides=_overrides(set_), promote_to=promote_to, progress=_progress)
+        run_model(
+            client,
+            settings,
+            name,
+            overrides=_overrides(set_),
+            promote_to=promote_to,
+            progress=_progress,
+        )
         for name in names
     ]
     for outcome in outcomes:
@@ -262,15 +285,24 @@ def status(
     for column in ["model", "champion", "challenger", *environments]:
         table.add_column(column)
     for s in statuses:
-        table.add_row(s.model, _v(s.champion), _v(s.challenger), *(_v(s.pins.get(e)) for e in environments))
+        table.add_row(
+            s.model, _v(s.champion), _v(s.challenger), *(_v(s.pins.get(e)) for e in environments)
+        )
     lineage = Table(title="lineage of versions in use")
     for column in ["model", "version", "aliases", "environments", "git commit", "data", "metrics"]:
         lineage.add_column(column)
     for s in statuses:
         for v in s.versions:
             metrics = ", ".join(f"{k}={val}" for k, val in sorted(v["primary_metric"].items())[:3])
-            lineage.add_row(s.model, f"v{v['version']}", ",".join(v["aliases"]), ",".join(v["environments"]),
-                            (v["git_commit"] or "")[:12], (v["data_fingerprint"] or "")[7:19], metrics)
+            lineage.add_row(
+                s.model,
+                f"v{v['version']}",
+                ",".join(v["aliases"]),
+                ",".join(v["environments"]),
+                (v["git_commit"] or "")[:12],
+                (v["data_fingerprint"] or "")[7:19],
+                metrics,
+            )
     console = Console()
     console.print(table)
     console.print(lineage)
@@ -283,8 +315,9 @@ def new_model(
     dataset: str = typer.Option(..., "--dataset", help="A dataset under data/."),
     task: str = typer.Option(..., "--task", help="classification or regression."),
     target: str = typer.Option(..., "--target", help="Column to predict."),
-    features: str | None = typer.Option(None, "--features", help="Comma-separated; default all "
-                                        "other non-datetime columns."),
+    features: str | None = typer.Option(
+        None, "--features", help="Comma-separated; default all other non-datetime columns."
+    ),
     owner: str = typer.Option("unowned", "--owner"),
     description: str = typer.Option("", "--description"),
 ) -> None:
@@ -293,8 +326,17 @@ def new_model(
 
     settings = _settings()
     feature_list = [f.strip() for f in features.split(",") if f.strip()] if features else None
-    path = scaffold(settings.models_dir, settings.data_dir, name=name, dataset=dataset, task=task,
-                    target=target, features=feature_list, owner=owner, description=description)
+    path = scaffold(
+        settings.models_dir,
+        settings.data_dir,
+        name=name,
+        dataset=dataset,
+        task=task,
+        target=target,
+        features=feature_list,
+        owner=owner,
+        description=description,
+    )
     typer.echo(str(path))
 
 
@@ -312,7 +354,9 @@ def check() -> None:
     environments = list_environments(settings.environments_dir)
     for environment in environments:
         load_environment(settings.environments_dir, environment)
-    _stderr().print(f"[green]ok[/]: {len(names)} models, {len(environments)} environments", markup=True)
+    _stderr().print(
+        f"[green]ok[/]: {len(names)} models, {len(environments)} environments", markup=True
+    )
 
 
 @app.command("dataset-fingerprint")
@@ -335,8 +379,11 @@ def dataset_fingerprint(
     actual = loaded.content_fingerprint()
     typer.echo(actual)
     if actual != loaded.definition.fingerprint:
-        raise MlopsError(f"differs from the declared {loaded.definition.fingerprint}", file=loaded.path,
-                         field="fingerprint")
+        raise MlopsError(
+            f"differs from the declared {loaded.definition.fingerprint}",
+            file=loaded.path,
+            field="fingerprint",
+        )
 
 
 @app.command()
@@ -375,9 +422,13 @@ def _v(version: str | None) -> str:
 
 def _print_move(move: Any, verb: str) -> None:
     if not move.changed:
-        typer.echo(f"{move.model}: {move.environment} already runs v{move.to_version}; nothing changed")
+        typer.echo(
+            f"{move.model}: {move.environment} already runs v{move.to_version}; nothing changed"
+        )
         return
-    typer.echo(f"{move.model}: {verb} {move.environment} {_v(move.from_version)} -> v{move.to_version}")
+    typer.echo(
+        f"{move.model}: {verb} {move.environment} {_v(move.from_version)} -> v{move.to_version}"
+    )
 
 
 def _print_gates(report: Any, title: str = "gates") -> None:
@@ -403,8 +454,15 @@ def _print_outcomes(outcomes: list[Outcome]) -> None:
         verdict = "[bold red]rejected[/]" if o.rejected else "[green]passed[/]"
         promoted = ", ".join(f"{m.environment}:v{m.to_version}" for m in o.promotions) or "-"
         primary = ", ".join(f"{k}={v:.4g}" for k, v in list(o.metrics.items())[:2]) or "-"
-        table.add_row(o.model, (o.run_id or "-")[:8], primary, verdict, _v(o.version), promoted,
-                      f"{sum(o.timings.values()):.1f}")
+        table.add_row(
+            o.model,
+            (o.run_id or "-")[:8],
+            primary,
+            verdict,
+            _v(o.version),
+            promoted,
+            f"{sum(o.timings.values()):.1f}",
+        )
     Console().print(table)
 
 

@@ -189,11 +189,15 @@ def update_fingerprint(dataset: Dataset) -> tuple[str, str]:
     text = dataset.path.read_text(encoding="utf-8")
     if old != new:
         if text.count(old) != 1:
-            raise DefinitionError("cannot find a single fingerprint line to update", file=dataset.path)
+            raise DefinitionError(
+                "cannot find a single fingerprint line to update", file=dataset.path
+            )
         write_text_atomically(dataset.path, text.replace(old, new))
     return old, new
 
 
 def schema_summary(definition: DatasetDefinition) -> dict[str, Any]:
     """The column schema as plain data, for lineage tags and the model card."""
-    return {name: spec.model_dump(exclude_defaults=True) for name, spec in definition.columns.items()}
+    return {
+        name: spec.model_dump(exclude_defaults=True) for name, spec in definition.columns.items()
+    }

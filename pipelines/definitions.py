@@ -250,7 +250,10 @@ class ModelDefinition(Strict):
         if self.target in self.features:
             raise ValueError(f"target {self.target!r} is also listed in features")
         allowed = metrics_for(self.task.value)
-        named = {"primary_metric": self.primary_metric, "gates.champion.metric": self.gates.champion.metric}
+        named = {
+            "primary_metric": self.primary_metric,
+            "gates.champion.metric": self.gates.champion.metric,
+        }
         named |= {f"gates.thresholds.{m}": m for m in self.gates.thresholds}
         if self.gates.fairness:
             named["gates.fairness.metric"] = self.gates.fairness.metric
@@ -367,7 +370,9 @@ def load_model(
 def check_against_dataset(definition: ModelDefinition, dataset: Dataset, path: Path) -> None:
     columns = dataset.definition.columns
     where = f"{dataset.path}"
-    references: list[tuple[str, str]] = [(f"features[{i}]", f) for i, f in enumerate(definition.features)]
+    references: list[tuple[str, str]] = [
+        (f"features[{i}]", f) for i, f in enumerate(definition.features)
+    ]
     references.append(("target", definition.target))
     references += [(f"groups[{i}]", g) for i, g in enumerate(definition.groups)]
     if definition.split.time_column:
@@ -419,5 +424,3 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
             raise DefinitionError(f"cannot set {dotted}: {key} is not a mapping", field=dotted)
         node = child
     node[keys[-1]] = value
-
-

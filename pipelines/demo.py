@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 
 EXAMPLES = ("penguins", "seattle_weather")
 # A deliberately worse candidate: the species from the island alone.
-WORSE = ("penguins", {"features": ["island"]})
+WORSE: tuple[str, dict[str, object]] = ("penguins", {"features": ["island"]})
 # A second, different but sound candidate, so there is something to roll back from.
-SECOND = ("seattle_weather", {"estimator.params.max_iter": 300, "estimator.params.learning_rate": 0.04})
+SECOND: tuple[str, dict[str, object]] = (
+    "seattle_weather",
+    {"estimator.params.max_iter": 300, "estimator.params.learning_rate": 0.04},
+)
 
 
 def run_demo(settings: Settings, *, keep: bool = False) -> None:
@@ -59,7 +62,8 @@ def run_demo(settings: Settings, *, keep: bool = False) -> None:
     _add_timings(timings, outcome)
     after = _registry_state(client, name)
     console.print(
-        f"registry unchanged: {before == after} (versions and aliases {after}); exit code would be 1"
+        f"registry unchanged: {before == after} (versions and aliases {after}); "
+        "`mlops run` would exit 1"
     )
 
     console.print(Rule("3. A new version reaches prod, then prod is rolled back"))
@@ -70,7 +74,9 @@ def run_demo(settings: Settings, *, keep: bool = False) -> None:
     move = promote(client, demo_settings, name, "prod")
     console.print(f"{name}: prod v{move.from_version} -> v{move.to_version} (champion)")
     move = rollback(client, demo_settings, name, "prod")
-    console.print(f"{name}: rollback prod v{move.from_version} -> v{move.to_version} (champion again)")
+    console.print(
+        f"{name}: rollback prod v{move.from_version} -> v{move.to_version} (champion again)"
+    )
     timings["promote/rollback"] = timings.get("promote/rollback", 0) + time.perf_counter() - start
 
     console.print(Rule("Where things stand"))
@@ -80,7 +86,9 @@ def run_demo(settings: Settings, *, keep: bool = False) -> None:
     stage_table.add_column("seconds", justify="right")
     for stage, seconds in timings.items():
         stage_table.add_row(stage, f"{seconds:.2f}")
-    stage_table.add_row("[bold]total (with start-up)[/]", f"[bold]{time.perf_counter() - started:.2f}[/]")
+    stage_table.add_row(
+        "[bold]total (with start-up)[/]", f"[bold]{time.perf_counter() - started:.2f}[/]"
+    )
     console.print(stage_table)
     console.print(f"model cards: {demo_settings.reports_dir}/<model>/model_card.md")
     console.print(f"pins:        {repo / 'environments'}")
@@ -98,7 +106,11 @@ def _run(
     from pipelines.run import run_model
 
     outcome = run_model(
-        client, settings, name, overrides=overrides, promote_to=environments,
+        client,
+        settings,
+        name,
+        overrides=overrides,
+        promote_to=environments,
         progress=lambda message: console.print(f"  [dim]{message}[/]"),
     )
     if outcome.gates:
@@ -106,7 +118,9 @@ def _run(
     if outcome.rejected:
         console.print(f"[bold red]rejected[/]: {outcome.rejected}")
     else:
-        moves = ", ".join(f"{m.environment}: {('v' + m.from_version) if m.from_version else '-'} -> v{m.to_version}" for m in outcome.promotions)
+        moves = ", ".join(
+            f"{m.environment}: {_v(m.from_version)} -> v{m.to_version}" for m in outcome.promotions
+        )
         console.print(f"[green]registered[/] {name} v{outcome.version}; promoted {moves}")
     return outcome
 
@@ -128,14 +142,29 @@ def _print_status(console: Console, client: MlflowClient, settings: Settings) ->
     from pipelines.status import model_status
 
     table = Table(title="registry and pins")
-    for column in ("model", "champion", "challenger", "dev", "staging", "prod", "metrics of champion"):
+    for column in (
+        "model",
+        "champion",
+        "challenger",
+        "dev",
+        "staging",
+        "prod",
+        "metrics of champion",
+    ):
         table.add_column(column)
     for s in model_status(client, settings, list(EXAMPLES)):
         champion = next((v for v in s.versions if v["version"] == s.champion), None)
-        metrics = ", ".join(f"{k}={v}" for k, v in sorted(champion["primary_metric"].items())[:4]) if champion else "-"
+        metrics = (
+            ", ".join(f"{k}={v}" for k, v in sorted(champion["primary_metric"].items())[:4])
+            if champion
+            else "-"
+        )
         table.add_row(
-            s.model, _v(s.champion), _v(s.challenger),
-            *(_v(s.pins.get(e)) for e in ("dev", "staging", "prod")), metrics,
+            s.model,
+            _v(s.champion),
+            _v(s.challenger),
+            *(_v(s.pins.get(e)) for e in ("dev", "staging", "prod")),
+            metrics,
         )
     console.print(table)
 

@@ -33,7 +33,9 @@ def resolve_import_path(path: str, *, file: str) -> Any:
         return getattr(module, attribute)
     except AttributeError:
         raise DefinitionError(
-            f"module {module_name!r} has no attribute {attribute!r}", file=file, field="estimator.path"
+            f"module {module_name!r} has no attribute {attribute!r}",
+            file=file,
+            field="estimator.path",
         ) from None
 
 
@@ -45,20 +47,32 @@ def build_estimator(model: Model) -> Any:
     file = str(model.path)
     factory = resolve_import_path(spec.path, file=file)
     if not callable(factory):
-        raise DefinitionError(f"{spec.path} is not a class or function", file=file, field="estimator.path")
+        raise DefinitionError(
+            f"{spec.path} is not a class or function", file=file, field="estimator.path"
+        )
     try:
         estimator = factory(**spec.params)
     except (TypeError, ValueError) as exc:
-        raise DefinitionError(f"{spec.path} rejected its parameters: {exc}", file=file, field="estimator.params") from exc
+        raise DefinitionError(
+            f"{spec.path} rejected its parameters: {exc}", file=file, field="estimator.params"
+        ) from exc
     if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
         raise DefinitionError(
-            f"{spec.path} did not give an estimator with fit() and predict()", file=file, field="estimator.path"
+            f"{spec.path} did not give an estimator with fit() and predict()",
+            file=file,
+            field="estimator.path",
         )
     task = model.definition.task.value
     if task == "classification" and is_regressor(estimator):
-        raise DefinitionError(f"{spec.path} is a regressor but task is classification", file=file, field="estimator.path")
+        raise DefinitionError(
+            f"{spec.path} is a regressor but task is classification",
+            file=file,
+            field="estimator.path",
+        )
     if task == "regression" and is_classifier(estimator):
-        raise DefinitionError(f"{spec.path} is a classifier but task is regression", file=file, field="estimator.path")
+        raise DefinitionError(
+            f"{spec.path} is a classifier but task is regression", file=file, field="estimator.path"
+        )
     if hasattr(estimator, "get_params"):
         # Validate hyperparameters now (sklearn checks them only in fit) to fail before any run.
         try:

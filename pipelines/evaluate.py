@@ -60,17 +60,25 @@ def metric_value(name: str, y_true: np.ndarray, pred: Predictions) -> float:
         if name == "balanced_accuracy":
             return float(m.balanced_accuracy_score(y_true, y_pred))
         if name in ("f1_macro", "precision_macro", "recall_macro"):
-            scorer = {"f1_macro": m.f1_score, "precision_macro": m.precision_score, "recall_macro": m.recall_score}[name]
-            return float(scorer(y_true, y_pred, average="macro", labels=pred.classes, zero_division=0))
+            scorer = {
+                "f1_macro": m.f1_score,
+                "precision_macro": m.precision_score,
+                "recall_macro": m.recall_score,
+            }[name]
+            return float(
+                scorer(y_true, y_pred, average="macro", labels=pred.classes, zero_division=0)
+            )
         if name == "roc_auc":
             if pred.proba is None or len(np.unique(y_true)) < 2:
                 return math.nan
             if len(pred.classes or []) == 2:
                 return float(m.roc_auc_score(y_true == pred.classes[1], pred.proba[:, 1]))  # type: ignore[index]
-            present = np.isin(pred.classes, np.unique(y_true))
+            present = np.isin(np.asarray(pred.classes), np.unique(y_true))
             if present.sum() < len(pred.classes or []):
                 return math.nan  # one-vs-rest AUC needs every class among these rows
-            return float(m.roc_auc_score(y_true, pred.proba, multi_class="ovr", labels=pred.classes))
+            return float(
+                m.roc_auc_score(y_true, pred.proba, multi_class="ovr", labels=pred.classes)
+            )
         if name == "log_loss":
             if pred.proba is None:
                 return math.nan

@@ -65,7 +65,12 @@ class GateReport:
             "passed": self.passed,
             "champion_version": self.champion_version,
             "results": [
-                {**asdict(r), "measured": r.measured if r.measured is None or math.isfinite(r.measured) else None}
+                {
+                    **asdict(r),
+                    "measured": r.measured
+                    if r.measured is None or math.isfinite(r.measured)
+                    else None,
+                }
                 for r in self.results
             ],
         }
@@ -74,7 +79,9 @@ class GateReport:
         if self.passed:
             return
         reasons = "\n".join(f"  - {r.gate}: {r.detail}" for r in self.failures)
-        raise Rejected(f"candidate for {model!r} rejected by {len(self.failures)} gate(s):\n{reasons}")
+        raise Rejected(
+            f"candidate for {model!r} rejected by {len(self.failures)} gate(s):\n{reasons}"
+        )
 
 
 def _fmt(value: float | None) -> str:
@@ -90,8 +97,10 @@ def threshold_gates(definition: ModelDefinition, metrics: dict[str, float]) -> l
             sides.append(f">= {bound.min:g}")
         if bound.max is not None:
             sides.append(f"<= {bound.max:g}")
-        ok = math.isfinite(value) and (bound.min is None or value >= bound.min) and (
-            bound.max is None or value <= bound.max
+        ok = (
+            math.isfinite(value)
+            and (bound.min is None or value >= bound.min)
+            and (bound.max is None or value <= bound.max)
         )
         detail = f"{metric} = {_fmt(value)}, required {' and '.join(sides)}"
         if not math.isfinite(value):
@@ -131,7 +140,9 @@ def champion_gate(
         f"{direction} is better)"
     )
     if not math.isfinite(interval.low):
-        return GateResult("champion", False, interval.estimate, threshold, described + ": undefined")
+        return GateResult(
+            "champion", False, interval.estimate, threshold, described + ": undefined"
+        )
     if spec.require == "better":
         ok = interval.low > spec.margin
         why = "significantly better" if ok else "not significantly better: noise is not promoted"
@@ -150,16 +161,26 @@ def fairness_gate(spec: FairnessGate, evaluation: Evaluation) -> GateResult:
         if scores["rows"] >= spec.min_group_size and math.isfinite(scores[spec.metric])
     }
     small = sorted(set(groups) - set(eligible))
-    note = f"; left out (< {spec.min_group_size} rows or undefined): {', '.join(small)}" if small else ""
+    note = (
+        f"; left out (< {spec.min_group_size} rows or undefined): {', '.join(small)}"
+        if small
+        else ""
+    )
     if len(eligible) < 2:
         return GateResult(
-            "fairness", True, None, threshold,
-            f"fewer than two groups of {spec.group_column!r} with enough rows{note}", skipped=True,
+            "fairness",
+            True,
+            None,
+            threshold,
+            f"fewer than two groups of {spec.group_column!r} with enough rows{note}",
+            skipped=True,
         )
     worst, best = min(eligible, key=eligible.__getitem__), max(eligible, key=eligible.__getitem__)
     gap = eligible[best] - eligible[worst]
     per_group = ", ".join(f"{g}={_fmt(v)}" for g, v in sorted(eligible.items()))
-    detail = f"largest {spec.metric} gap across {spec.group_column!r} = {_fmt(gap)} ({per_group}){note}"
+    detail = (
+        f"largest {spec.metric} gap across {spec.group_column!r} = {_fmt(gap)} ({per_group}){note}"
+    )
     return GateResult("fairness", gap <= spec.max_gap, gap, threshold, detail)
 
 
@@ -179,7 +200,9 @@ def latency_gate(spec: LatencyGate, estimator: Any, x: Any) -> GateResult:
         f"p99 = {p99:.2f} ms, p50 = {p50:.2f} ms for batches of {spec.batch_size} row(s) over "
         f"{spec.repeats} calls in-process"
     )
-    return GateResult("latency", bool(p99 <= spec.p99_ms), float(p99), f"p99 <= {spec.p99_ms:g} ms", detail)
+    return GateResult(
+        "latency", bool(p99 <= spec.p99_ms), float(p99), f"p99 <= {spec.p99_ms:g} ms", detail
+    )
 
 
 def size_gate(spec: SizeGate, model_dir: Path) -> GateResult:
@@ -212,7 +235,11 @@ def champion_predictions(
     inputs = info.signature.inputs.input_names() if info.signature else definition.features
     missing = [c for c in inputs if c not in candidate.test_frame.columns]
     if missing:
-        return None, label, f"champion {label} needs columns the data lacks ({', '.join(map(str, missing))})"
+        return (
+            None,
+            label,
+            f"champion {label} needs columns the data lacks ({', '.join(map(str, missing))})",
+        )
     estimator = load_sklearn_model(uri)
     pred = predict(estimator, candidate.test_frame[list(inputs)], definition.task.value)
     return pred, label, ""
@@ -234,7 +261,15 @@ def run_gates(
         champion, label, why = champion_predictions(client, candidate)
     report.champion_version = label
     report.results.append(
-        champion_gate(gates.champion, definition.champion_metric, candidate.y_test.to_numpy(), pred, champion, label, why)
+        champion_gate(
+            gates.champion,
+            definition.champion_metric,
+            candidate.y_test.to_numpy(),
+            pred,
+            champion,
+            label,
+            why,
+        )
     )
     if gates.fairness:
         report.results.append(fairness_gate(gates.fairness, evaluation))

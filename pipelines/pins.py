@@ -91,7 +91,9 @@ def load_environment(environments_dir: Path, name: str) -> Environment:
             field="environment",
         )
     if environment.promote_from == name:
-        raise DefinitionError("an environment cannot promote from itself", file=path, field="promote_from")
+        raise DefinitionError(
+            "an environment cannot promote from itself", file=path, field="promote_from"
+        )
     return environment
 
 

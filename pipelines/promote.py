@@ -8,6 +8,7 @@ registry and the repository exactly as they were.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 from dataclasses import dataclass
@@ -52,7 +53,9 @@ def _record(client: MlflowClient, name: str, version: str) -> PinRecord:
         mv = client.get_model_version(name, version)
     tags = mv.tags
     if tags.get(PASSED_TAG) != "true":
-        raise PromotionError(f"{name} v{version} has no passing gate verdict; it cannot be promoted")
+        raise PromotionError(
+            f"{name} v{version} has no passing gate verdict; it cannot be promoted"
+        )
     return PinRecord(
         version=str(mv.version),
         run_id=mv.run_id or tags.get("mlops.run_id", "unknown"),
@@ -90,7 +93,12 @@ def _choose_version(
 
 
 def _apply(
-    client: MlflowClient, settings: Settings, name: str, env: Environment, new: Environment, version: str
+    client: MlflowClient,
+    settings: Settings,
+    name: str,
+    env: Environment,
+    new: Environment,
+    version: str,
 ) -> None:
     """Point the aliases at ``version`` and write the pins; undo the aliases if anything fails."""
     before = aliases_of(client, name)
@@ -109,19 +117,24 @@ def _apply(
         raise
 
 
-def _restore_aliases(client: MlflowClient, name: str, before: dict[str, str], touched: list[str]) -> None:
+def _restore_aliases(
+    client: MlflowClient, name: str, before: dict[str, str], touched: list[str]
+) -> None:
+    # Best effort, alias by alias, while the original error propagates.
     for alias in touched:
-        try:
+        with contextlib.suppress(Exception):
             if alias in before:
                 client.set_registered_model_alias(name, alias, before[alias])
-            else:
+            elif alias in aliases_of(client, name):
                 client.delete_registered_model_alias(name, alias)
-        except Exception:  # noqa: BLE001, S110 - best effort while the original error propagates
-            pass
 
 
 def promote(
-    client: MlflowClient, settings: Settings, name: str, environment: str, version: str | None = None
+    client: MlflowClient,
+    settings: Settings,
+    name: str,
+    environment: str,
+    version: str | None = None,
 ) -> Move:
     from pipelines.definitions import load_model
 

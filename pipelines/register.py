@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import TYPE_CHECKING
 
@@ -16,12 +17,19 @@ if TYPE_CHECKING:
     from pipelines.settings import Settings
 
 REGISTERED_TAG = "mlops.registered_version"
-_LINEAGE_PREFIXES = ("mlops.fingerprint", "mlops.git_commit", "mlops.pipeline_version", "mlops.dataset")
+_LINEAGE_PREFIXES = (
+    "mlops.fingerprint",
+    "mlops.git_commit",
+    "mlops.pipeline_version",
+    "mlops.dataset",
+)
 
 
 def lineage_tags(run: Run) -> dict[str, str]:
     tags = {k: v for k, v in run.data.tags.items() if k.startswith(_LINEAGE_PREFIXES)}
-    tags |= {k: v for k, v in run.data.tags.items() if k.startswith(("mlops.gate", "mlops.overrides"))}
+    tags |= {
+        k: v for k, v in run.data.tags.items() if k.startswith(("mlops.gate", "mlops.overrides"))
+    }
     tags |= {
         f"mlops.metric.{k.removeprefix('test_')}": f"{v:.6g}"
         for k, v in run.data.metrics.items()
@@ -42,14 +50,16 @@ def register(client: MlflowClient, settings: Settings, name: str, run_id: str | 
     if tags.get(REGISTERED_TAG):
         return tags[REGISTERED_TAG]
     if PASSED_TAG not in tags:
-        raise PromotionError(f"run {run.info.run_id} has not been gated yet; run `mlops gate {name}`")
+        raise PromotionError(
+            f"run {run.info.run_id} has not been gated yet; run `mlops gate {name}`"
+        )
     if tags[PASSED_TAG] != "true":
         raise Rejected(f"run {run.info.run_id} failed its gates; it cannot be registered")
     model_uri = tags["mlops.model_uri"]
     with registry_errors():
         try:
             client.get_registered_model(name)
-        except Exception:  # noqa: BLE001 - MLflow signals "missing" with a generic exception
+        except Exception:  # MLflow reports a missing model with a generic exception
             client.create_registered_model(
                 name,
                 tags={MODEL_TAG: name, "mlops.owner": tags.get("mlops.owner", "")},
@@ -60,8 +70,12 @@ def register(client: MlflowClient, settings: Settings, name: str, run_id: str | 
             source=model_uri,
             run_id=run.info.run_id,
             tags=lineage_tags(run),
-            description=f"Trained in run {run.info.run_id} from commit {tags.get('mlops.git_commit')}.",
-            model_id=model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None,
+            description=(
+                f"Trained in run {run.info.run_id} from commit {tags.get('mlops.git_commit')}."
+            ),
+            model_id=model_uri.removeprefix("models:/")
+            if model_uri.startswith("models:/m-")
+            else None,
         )
     try:
         with registry_errors():
@@ -74,7 +88,6 @@ def register(client: MlflowClient, settings: Settings, name: str, run_id: str | 
 
 
 def _undo_registration(client: MlflowClient, name: str, version: str) -> None:
-    try:
+    # Best effort while the original error propagates.
+    with contextlib.suppress(Exception):
         client.delete_model_version(name, version)
-    except Exception:  # noqa: BLE001 - best effort while another error propagates
-        pass

@@ -30,7 +30,9 @@ def connect(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured backend and prove it answers."""
     # Fail fast on an unreachable server instead of MLflow's default minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.registry_timeout_seconds) + 1))
+    os.environ.setdefault(
+        "MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.registry_timeout_seconds) + 1)
+    )
     # Our registry is the trust boundary for model artifacts (see README, "Model format").
     os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
     import mlflow
@@ -46,7 +48,9 @@ def connect(settings: Settings) -> MlflowClient:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
             settings.artifact_root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RegistryError(f"cannot create the state folder {settings.state_dir}: {exc}") from exc
+            raise RegistryError(
+                f"cannot create the state folder {settings.state_dir}: {exc}"
+            ) from exc
     elif uri.startswith(("http://", "https://")):
         _probe(uri, settings.registry_timeout_seconds)
     mlflow.set_tracking_uri(uri)

@@ -83,10 +83,15 @@ def gate_stage(
     out = report_dir(settings, candidate.name)
     out.mkdir(parents=True, exist_ok=True)
     plots = sorted(p.name for p in out.glob("*.png"))
-    (out / CARD_FILE).write_text(render_card(candidate, evaluation, report, plots), encoding="utf-8")
+    (out / CARD_FILE).write_text(
+        render_card(candidate, evaluation, report, plots), encoding="utf-8"
+    )
     (out / "gates.json").write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
     (out / "metrics.json").write_text(
-        json.dumps({"model": candidate.name, "run_id": candidate.run_id, **_finite(evaluation.metrics)}, indent=2),
+        json.dumps(
+            {"model": candidate.name, "run_id": candidate.run_id, **_finite(evaluation.metrics)},
+            indent=2,
+        ),
         encoding="utf-8",
     )
     with registry_errors(), mlflow.start_run(run_id=candidate.run_id):
@@ -141,4 +146,3 @@ def run_model(
         with outcome.timed(f"promote:{environment}", progress):
             outcome.promotions.append(promote(client, settings, name, environment, outcome.version))
     return outcome
-

@@ -28,7 +28,10 @@ def new_model(
     owner: str,
     description: str,
 ) -> Path:
-    """Write models/<name>/model.yaml from the template and prove it loads; nothing is left on error."""
+    """Write models/<name>/model.yaml from the template and prove it loads.
+
+    On any error nothing is left behind, so the command can simply be run again.
+    """
     from pipelines.datasets import load_dataset_by_name
     from pipelines.definitions import load_model, model_path
     from pipelines.metric_catalog import DEFAULT_PRIMARY
@@ -43,10 +46,14 @@ def new_model(
     if path.exists():
         raise DefinitionError("already exists; choose another name or edit it", file=path)
     if task not in DEFAULT_ESTIMATORS:
-        raise DefinitionError(f"task must be one of {', '.join(DEFAULT_ESTIMATORS)}, not {task!r}", field="--task")
+        raise DefinitionError(
+            f"task must be one of {', '.join(DEFAULT_ESTIMATORS)}, not {task!r}", field="--task"
+        )
     columns = load_dataset_by_name(data_dir, dataset).definition.columns
     if features is None:
-        features = [c for c, spec in columns.items() if c != target and spec.type.value != "datetime"]
+        features = [
+            c for c, spec in columns.items() if c != target and spec.type.value != "datetime"
+        ]
     template = files("pipelines").joinpath("templates/model.yaml.tmpl").read_text(encoding="utf-8")
     # JSON strings are valid YAML scalars, so user text with ':' or '#' stays one value.
     text = template.format(

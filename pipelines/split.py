@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from pipelines.definitions import ModelDefinition
 
 
-def split_indices(definition: ModelDefinition, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    definition: ModelDefinition, frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
     """Row positions of the training and held-out rows; the same inputs give the same split."""
     import numpy as np
     from sklearn.model_selection import train_test_split
@@ -22,7 +24,10 @@ def split_indices(definition: ModelDefinition, frame: pd.DataFrame) -> tuple[np.
     n = len(frame)
     n_test = int(np.ceil(n * spec.test_fraction))
     if n_test < 1 or n - n_test < 2:
-        raise Rejected(f"{n} rows cannot be split into training and test rows with test_fraction {spec.test_fraction}")
+        raise Rejected(
+            f"{n} rows cannot be split into training and test rows with "
+            f"test_fraction {spec.test_fraction}"
+        )
     positions = np.arange(n)
     if spec.time_column:
         # Stable sort so rows sharing a timestamp keep their file order: reproducible.

@@ -30,7 +30,9 @@ class Interval:
     resamples: int
 
 
-def resampled_metric(name: str, y_true: np.ndarray, pred: Predictions, idx: np.ndarray) -> np.ndarray:
+def resampled_metric(
+    name: str, y_true: np.ndarray, pred: Predictions, idx: np.ndarray
+) -> np.ndarray:
     """The metric on each row of ``idx`` (one bootstrap resample of row positions per row)."""
     import numpy as np
 
@@ -41,7 +43,11 @@ def resampled_metric(name: str, y_true: np.ndarray, pred: Predictions, idx: np.n
         return (y_true == y_pred).astype(float)[idx].mean(axis=1)
     if name in ("f1_macro", "precision_macro", "recall_macro"):
         scores = []
-        for label in pred.classes if pred.classes is not None else np.unique(np.concatenate([y_true, y_pred])):
+        for label in (
+            pred.classes
+            if pred.classes is not None
+            else np.unique(np.concatenate([y_true, y_pred]))
+        ):
             true_c, pred_c = (y_true == label), (y_pred == label)
             tp = (true_c & pred_c).astype(float)[idx].sum(axis=1)
             fp = (~true_c & pred_c).astype(float)[idx].sum(axis=1)
@@ -85,11 +91,14 @@ def paired_bootstrap(
     from pipelines.evaluate import metric_value
 
     sign = 1.0 if higher_is_better(metric) else -1.0
-    estimate = sign * (metric_value(metric, y_true, challenger) - metric_value(metric, y_true, champion))
+    estimate = sign * (
+        metric_value(metric, y_true, challenger) - metric_value(metric, y_true, champion)
+    )
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(y_true), size=(resamples, len(y_true)))
     diffs = sign * (
-        resampled_metric(metric, y_true, challenger, idx) - resampled_metric(metric, y_true, champion, idx)
+        resampled_metric(metric, y_true, challenger, idx)
+        - resampled_metric(metric, y_true, champion, idx)
     )
     diffs = diffs[np.isfinite(diffs)]
     if diffs.size == 0:

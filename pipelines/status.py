@@ -27,11 +27,17 @@ class ModelStatus:
 
 
 def model_status(client: MlflowClient, settings: Settings, names: list[str]) -> list[ModelStatus]:
-    environments = [load_environment(settings.environments_dir, e) for e in list_environments(settings.environments_dir)]
+    environments = [
+        load_environment(settings.environments_dir, e)
+        for e in list_environments(settings.environments_dir)
+    ]
     statuses = []
     for name in names:
         aliases = aliases_of(client, name)
-        pins = {env.environment: (env.models[name].version if name in env.models else None) for env in environments}
+        pins = {
+            env.environment: (env.models[name].version if name in env.models else None)
+            for env in environments
+        }
         interesting = {v for v in (*aliases.values(), *pins.values()) if v}
         versions = []
         with registry_errors():
@@ -46,9 +52,13 @@ def model_status(client: MlflowClient, settings: Settings, names: list[str]) -> 
                         "git_commit": mv.tags.get("mlops.git_commit"),
                         "data_fingerprint": mv.tags.get("mlops.fingerprint.data"),
                         "primary_metric": {
-                            k.removeprefix("mlops.metric."): v for k, v in mv.tags.items() if k.startswith("mlops.metric.")
+                            k.removeprefix("mlops.metric."): v
+                            for k, v in mv.tags.items()
+                            if k.startswith("mlops.metric.")
                         },
                     }
                 )
-        statuses.append(ModelStatus(name, aliases.get(CHAMPION), aliases.get(CHALLENGER), pins, versions))
+        statuses.append(
+            ModelStatus(name, aliases.get(CHAMPION), aliases.get(CHALLENGER), pins, versions)
+        )
     return statuses

@@ -7,18 +7,17 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from pipelines import __version__
-from pipelines.errors import DefinitionError
 from pipelines.candidate import MODEL_URI_TAG, OVERRIDES_TAG, SPLIT_ARTIFACT, Candidate
+from pipelines.errors import DefinitionError
 from pipelines.registry import MODEL_TAG, experiment_id, registry_errors
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
 
-    from pipelines.validate import ValidationReport
-
     from pipelines.definitions import Model
     from pipelines.settings import Settings
+    from pipelines.validate import ValidationReport
 
 # The logged model's serving environment. Listing it avoids MLflow's slow requirement
 # inference (it imports the model in a subprocess) and pins what the server must install.
@@ -42,7 +41,10 @@ def train(
     overrides: dict[str, Any] | None = None,
     validated: tuple[pd.DataFrame, ValidationReport] | None = None,
 ) -> Candidate:
-    """Validate the data, fit the pipeline on the training rows and log it; nothing is registered."""
+    """Validate the data, fit the pipeline on the training rows and log it.
+
+    Nothing is registered here: registration waits for the gates.
+    """
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature

@@ -161,11 +161,16 @@ def validate_for_model(model: Model) -> tuple[pd.DataFrame, ValidationReport]:
                             f"{model.path} or remove them",
                         )
                     )
-    for column, rule in ((definition.target, "null_target"), (definition.split.time_column, "null_time")):
+    for column, rule in (
+        (definition.target, "null_target"),
+        (definition.split.time_column, "null_time"),
+    ):
         if column and column in present and frame[column].isna().any():
             nulls = frame[column].isna()
             report.violations.append(
-                _violation(column, rule, nulls, frame[column], "missing values are not allowed here")
+                _violation(
+                    column, rule, nulls, frame[column], "missing values are not allowed here"
+                )
             )
     if definition.target in present:
         distinct = frame[definition.target].dropna().nunique()
@@ -180,7 +185,9 @@ def validate_for_model(model: Model) -> tuple[pd.DataFrame, ValidationReport]:
             )
         if definition.task.value == "regression" and distinct < 2:
             report.violations.append(
-                Violation(definition.target, "constant_target", len(frame), "the target is constant")
+                Violation(
+                    definition.target, "constant_target", len(frame), "the target is constant"
+                )
             )
     return frame, report
 
@@ -207,11 +214,15 @@ def _check_column(
         if spec.min is not None:
             low = typed < spec.min
             if low.any():
-                problems.append(_violation(column, "min", low, values, f"below the minimum {spec.min:g}"))
+                problems.append(
+                    _violation(column, "min", low, values, f"below the minimum {spec.min:g}")
+                )
         if spec.max is not None:
             high = typed > spec.max
             if high.any():
-                problems.append(_violation(column, "max", high, values, f"above the maximum {spec.max:g}"))
+                problems.append(
+                    _violation(column, "max", high, values, f"above the maximum {spec.max:g}")
+                )
         if spec.type is ColumnType.INT and not typed.isna().any():
             typed = typed.astype("int64")
     elif spec.type is ColumnType.BOOL:
@@ -243,11 +254,15 @@ def _check_column(
     if not spec.nullable:
         nulls = ~present
         if nulls.any():
-            problems.append(_violation(column, "null", nulls, values, "missing values in a non-nullable column"))
+            problems.append(
+                _violation(column, "null", nulls, values, "missing values in a non-nullable column")
+            )
     return typed, problems
 
 
-def _violation(column: str, rule: str, mask: pd.Series, values: pd.Series, message: str) -> Violation:
+def _violation(
+    column: str, rule: str, mask: pd.Series, values: pd.Series, message: str
+) -> Violation:
     rows = mask[mask].index[:MAX_EXAMPLES]
     # Row numbers are 1-based data rows, as a spreadsheet (after the header) shows them.
     examples = [f"row {int(i) + 1}: {values.loc[i]!r}" for i in rows]
