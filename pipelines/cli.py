@@ -30,6 +30,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help text: rendering it with rich would double the time `mlops --help` takes.
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -453,7 +455,8 @@ def _print_outcomes(outcomes: list[Outcome]) -> None:
     for o in outcomes:
         verdict = "[bold red]rejected[/]" if o.rejected else "[green]passed[/]"
         promoted = ", ".join(f"{m.environment}:v{m.to_version}" for m in o.promotions) or "-"
-        primary = ", ".join(f"{k}={v:.4g}" for k, v in list(o.metrics.items())[:2]) or "-"
+        value = o.metrics.get(o.primary_metric)
+        primary = f"{o.primary_metric}={value:.4g}" if value is not None else "-"
         table.add_row(
             o.model,
             (o.run_id or "-")[:8],

@@ -32,6 +32,7 @@ Progress = Callable[[str], None]
 @dataclass
 class Outcome:
     model: str
+    primary_metric: str = ""
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     gates: GateReport | None = None
@@ -121,8 +122,8 @@ def run_model(
     from pipelines.train import train
     from pipelines.validate import validate_for_model
 
-    outcome = Outcome(name)
     model = load_model(settings.models_dir, settings.data_dir, name, overrides)
+    outcome = Outcome(name, primary_metric=model.definition.metric)
     try:
         with outcome.timed("validate", progress):
             frame, report = validate_for_model(model)
