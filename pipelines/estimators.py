@@ -8,6 +8,7 @@ encoded with the categories the schema declares, so unseen values at serving tim
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from pipelines.datasets import ColumnType
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from pipelines.definitions import Model
+
+TRUSTED_FACTORY_PACKAGES = ("sklearn.", "pipelines.")
 
 
 def resolve_import_path(path: str, *, file: str) -> Any:
@@ -46,9 +49,20 @@ def build_estimator(model: Model) -> Any:
     spec = model.definition.estimator
     file = str(model.path)
     factory = resolve_import_path(spec.path, file=file)
-    if not callable(factory):
+    # Only estimator classes, or factory functions from trusted packages, are called: a model
+    # definition must not be able to run an arbitrary function such as os.system.
+    is_estimator_class = isinstance(factory, type) and all(
+        hasattr(factory, method) for method in ("fit", "predict")
+    )
+    is_trusted_factory = inspect.isfunction(factory) and factory.__module__.startswith(
+        TRUSTED_FACTORY_PACKAGES
+    )
+    if not (is_estimator_class or is_trusted_factory):
         raise DefinitionError(
-            f"{spec.path} is not a class or function", file=file, field="estimator.path"
+            f"{spec.path} is not an estimator class (with fit and predict) nor a factory "
+            f"function from {', '.join(p.rstrip('.') for p in TRUSTED_FACTORY_PACKAGES)}",
+            file=file,
+            field="estimator.path",
         )
     try:
         estimator = factory(**spec.params)

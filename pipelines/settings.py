@@ -13,10 +13,18 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def find_root(start: Path) -> Path:
+    """The nearest folder at or above ``start`` that holds models/, so any subfolder works."""
+    for folder in (start, *start.parents):
+        if (folder / "models").is_dir():
+            return folder
+    return start
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
 
-    root: Path = Field(default_factory=Path.cwd, description="The repository checkout.")
+    root: Path = Field(default_factory=lambda: find_root(Path.cwd()), description="The checkout.")
     home: Path | None = Field(
         default=None, description="State folder for the embedded default; <root>/.mlops if unset."
     )

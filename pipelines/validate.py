@@ -80,7 +80,7 @@ def read_raw_frame(dataset: Dataset, data: bytes) -> pd.DataFrame:
             return pd.read_parquet(io.BytesIO(data))
         # Read every column as text so that type problems are found by our rules, with row
         # numbers, instead of pandas silently inferring object columns.
-        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=True)
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=True, encoding="utf-8-sig")
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
         raise DataError(
             f"cannot parse {dataset.source} as {dataset.definition.file_format}: {exc}",
