@@ -76,6 +76,10 @@ def build_estimator(model: Model) -> Any:
             file=file,
             field="estimator.path",
         )
+    params = estimator.get_params() if hasattr(estimator, "get_params") else {}
+    if "random_state" in params and "random_state" not in spec.params:
+        # Reproducible from the definition's seed even when the author forgot random_state.
+        estimator.set_params(random_state=model.definition.split.seed)
     task = model.definition.task.value
     if task == "classification" and is_regressor(estimator):
         raise DefinitionError(

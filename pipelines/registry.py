@@ -53,12 +53,33 @@ def connect(settings: Settings) -> MlflowClient:
             ) from exc
     elif uri.startswith(("http://", "https://")):
         _probe(uri, settings.registry_timeout_seconds)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    with registry_errors(uri):
+    elif uri.startswith(("postgresql", "mysql", "mssql")):
+        _probe_database(uri, settings.registry_timeout_seconds)
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_experiments(max_results=1)
+    except Exception as exc:
+        # Any failure here is a configuration problem (unsupported scheme, missing database
+        # driver, unreachable database), reported as such before anything is written.
+        detail = str(getattr(exc, "message", exc)).strip().splitlines()[0][:300]
+        raise RegistryError(
+            f"cannot use the MLflow backend at {redact(uri)} ({type(exc).__name__}: {detail}); "
+            "check MLFLOW_TRACKING_URI. Nothing was changed."
+        ) from exc
     return client
+
+
+def redact(uri: str) -> str:
+    """The URI without its password, fit for an error message or a log."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _probe(uri: str, timeout: float) -> None:
@@ -68,8 +89,27 @@ def _probe(uri: str, timeout: float) -> None:
         requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     except requests.RequestException as exc:
         raise RegistryError(
-            f"the MLflow tracking server at {uri} is unreachable ({type(exc).__name__}); "
+            f"the MLflow tracking server at {redact(uri)} is unreachable ({type(exc).__name__}); "
             "check MLFLOW_TRACKING_URI or start the server. Nothing was changed."
+        ) from exc
+
+
+def _probe_database(uri: str, timeout: float) -> None:
+    """One connection attempt with a timeout; MLflow itself retries for minutes."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(
+            uri, connect_args={"connect_timeout": max(1, int(timeout))}
+        )
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0][:300].replace(uri, redact(uri))
+        raise RegistryError(
+            f"the tracking database at {redact(uri)} is unreachable "
+            f"({type(exc).__name__}: {detail}); check MLFLOW_TRACKING_URI. Nothing was changed."
         ) from exc
 
 
@@ -81,10 +121,11 @@ def registry_errors(uri: str | None = None) -> Iterator[None]:
     try:
         yield
     except MlflowException as exc:
-        where = f" at {uri}" if uri else ""
+        where = f" at {redact(uri)}" if uri else ""
         raise RegistryError(f"MLflow{where} refused the request: {exc.message}") from exc
     except (ConnectionError, OSError) as exc:
-        raise RegistryError(f"cannot reach MLflow{' at ' + uri if uri else ''}: {exc}") from exc
+        where = f" at {redact(uri)}" if uri else ""
+        raise RegistryError(f"cannot reach MLflow{where}: {exc}") from exc
 
 
 def experiment_id(client: MlflowClient, settings: Settings, model: str) -> str:
