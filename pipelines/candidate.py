@@ -37,6 +37,7 @@ class Candidate:
     train_rows: np.ndarray
     test_rows: np.ndarray
     fingerprints: Fingerprints
+    git_commit: str = "unknown"
     estimator: Any = field(default=None, repr=False)
 
     @property
@@ -114,4 +115,5 @@ def load_candidate(
         train_rows=np.asarray(rows["train"], dtype=int),
         test_rows=np.asarray(rows["test"], dtype=int),
         fingerprints=model_fingerprints(model, report.fingerprint),
+        git_commit=tags.get("mlops.git_commit", "unknown"),
     )

@@ -159,11 +159,13 @@ def render_card(
     lines += [
         "## Lineage",
         "",
+        f"- Git commit: `{candidate.git_commit}`",
         f"- MLflow run: `{candidate.run_id}`",
         f"- Model URI: `{candidate.model_uri}`",
         f"- Definition fingerprint: `{prints.definition}`",
         f"- Data fingerprint: `{prints.data}`",
         f"- Code fingerprint: `{prints.code}`",
+        f"- Compared against champion: {report.champion_version or 'none'}",
         "",
     ]
     if plots:

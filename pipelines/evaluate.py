@@ -65,9 +65,9 @@ def metric_value(name: str, y_true: np.ndarray, pred: Predictions) -> float:
                 "precision_macro": m.precision_score,
                 "recall_macro": m.recall_score,
             }[name]
-            return float(
-                scorer(y_true, y_pred, average="macro", labels=pred.classes, zero_division=0)
-            )
+            # Averaged over the classes present in these rows (truth or prediction), as
+            # scikit-learn does by default, so a group that lacks a class is not penalised.
+            return float(scorer(y_true, y_pred, average="macro", zero_division=0))
         if name == "roc_auc":
             if pred.proba is None or len(np.unique(y_true)) < 2:
                 return math.nan

@@ -42,12 +42,9 @@ def resampled_metric(
     if name == "accuracy":
         return (y_true == y_pred).astype(float)[idx].mean(axis=1)
     if name in ("f1_macro", "precision_macro", "recall_macro"):
-        scores = []
-        for label in (
-            pred.classes
-            if pred.classes is not None
-            else np.unique(np.concatenate([y_true, y_pred]))
-        ):
+        totals = np.zeros(len(idx))
+        present = np.zeros(len(idx))
+        for label in np.unique(np.concatenate([y_true, y_pred])):
             true_c, pred_c = (y_true == label), (y_pred == label)
             tp = (true_c & pred_c).astype(float)[idx].sum(axis=1)
             fp = (~true_c & pred_c).astype(float)[idx].sum(axis=1)
@@ -58,8 +55,11 @@ def resampled_metric(
                 num, den = tp, tp + fp
             else:
                 num, den = tp, tp + fn
-            scores.append(np.divide(num, den, out=np.zeros_like(num), where=den > 0))
-        return np.mean(scores, axis=0)
+            totals += np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+            # Like scikit-learn: average over classes that occur in this resample's truth or
+            # predictions.
+            present += (tp + fp + fn) > 0
+        return totals / np.maximum(present, 1)
     if name in ("rmse", "mae", "median_ae", "r2"):
         truth = np.asarray(y_true, dtype=float)
         errors = truth - np.asarray(y_pred, dtype=float)

@@ -122,5 +122,6 @@ def train(
         train_rows=train_rows,
         test_rows=test_rows,
         fingerprints=prints,
+        git_commit=tags["mlops.git_commit"],
         estimator=pipeline,
     )
