@@ -475,6 +475,8 @@ def main() -> None:
     # Per-group metrics on small groups trip scikit-learn's single-label warnings; the report
     # already says which groups are too small to judge.
     warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
+    # MLflow's hints about integer columns in signatures: nullable ints are floats already.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
     try:
         app()
     except SystemExit as exc:

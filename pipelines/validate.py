@@ -223,7 +223,8 @@ def _check_column(
                 problems.append(
                     _violation(column, "max", high, values, f"above the maximum {spec.max:g}")
                 )
-        if spec.type is ColumnType.INT and not typed.isna().any():
+        # A nullable int column stays float so that the model's signature accepts missing values.
+        if spec.type is ColumnType.INT and not spec.nullable and not typed.isna().any():
             typed = typed.astype("int64")
     elif spec.type is ColumnType.BOOL:
         text = values.astype("string").str.strip().str.lower()
@@ -260,10 +261,17 @@ def _check_column(
     return typed, problems
 
 
+def _show(value: Any) -> str:
+    """A value as the user wrote it: quoted text, plain numbers (not numpy reprs)."""
+    if isinstance(value, str):
+        return repr(value)
+    return str(value.item() if hasattr(value, "item") else value)
+
+
 def _violation(
     column: str, rule: str, mask: pd.Series, values: pd.Series, message: str
 ) -> Violation:
     rows = mask[mask].index[:MAX_EXAMPLES]
     # Row numbers are 1-based data rows, as a spreadsheet (after the header) shows them.
-    examples = [f"row {int(i) + 1}: {values.loc[i]!r}" for i in rows]
+    examples = [f"row {int(i) + 1}: {_show(values.loc[i])}" for i in rows]
     return Violation(column, rule, int(mask.sum()), message, examples)
