@@ -347,12 +347,13 @@ def new_model(
 def check() -> None:
     """Validate every model, dataset and environment file (no data is read, no MLflow needed)."""
     from pipelines.definitions import discover_models, load_model
+    from pipelines.estimators import build_pipeline
     from pipelines.pins import list_environments, load_environment
 
     settings = _settings()
     names = discover_models(settings.models_dir)
     for name in names:
-        load_model(settings.models_dir, settings.data_dir, name)
+        build_pipeline(load_model(settings.models_dir, settings.data_dir, name))  # path, params
     environments = list_environments(settings.environments_dir)
     for environment in environments:
         load_environment(settings.environments_dir, environment)
