@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipelines.datasets import NAME_PATTERN, ColumnType, Dataset
 from pipelines.errors import DefinitionError
 from pipelines.metric_catalog import DEFAULT_PRIMARY, METRICS, metrics_for
-from pipelines.yamlfile import load_yaml_model
 
 MODEL_FILE = "model.yaml"
 IMPORT_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
@@ -36,7 +35,17 @@ class Task(StrEnum):
     REGRESSION = "regression"
 
 
+_CRON_RANGES = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day", 1, 31),
+    ("month", 1, 12),
+    ("weekday", 0, 7),
+)
+
+
 def _check_cron(value: str | None) -> str | None:
+    """A 5-field cron expression as GitHub Actions' schedule takes it, numbers in range."""
     if value is None:
         return value
     fields = value.split()
@@ -44,6 +53,13 @@ def _check_cron(value: str | None) -> str | None:
         raise ValueError(
             f"{value!r} is not a 5-field cron expression (minute hour day month weekday)"
         )
+    for text, (part, low, high) in zip(fields, _CRON_RANGES, strict=True):
+        for number in re.findall(r"\d+", text.split("/")[0]):
+            if not low <= int(number) <= high:
+                raise ValueError(
+                    f"{value!r} is not a valid cron expression: {part} {number} is outside "
+                    f"{low}-{high}"
+                )
     return value
 
 
@@ -316,25 +332,13 @@ def discover_models(models_dir: Path) -> list[str]:
 
 def load_definition(path: Path, overrides: dict[str, Any] | None = None) -> ModelDefinition:
     """Read and validate one model.yaml; ``overrides`` set dotted keys first (``--set``)."""
-    from pipelines.yamlfile import read_yaml
+    from pipelines.yamlfile import read_yaml_mapping, validate_document
 
-    if overrides:
-        data = read_yaml(path)
-        if not isinstance(data, dict):
-            raise DefinitionError("expected a mapping of keys at the top level", file=path)
-        for dotted, value in overrides.items():
-            _set_dotted(data, dotted, value)
-        from pydantic import ValidationError
-
-        from pipelines.yamlfile import describe_validation_error
-
-        try:
-            definition = ModelDefinition.model_validate(data)
-        except ValidationError as exc:
-            field, message = describe_validation_error(exc)[0]
-            raise DefinitionError(message, file=f"{path} (with --set)", field=field) from None
-    else:
-        definition = load_yaml_model(path, ModelDefinition)
+    data = read_yaml_mapping(path)
+    label = f"{path} (with --set)" if overrides else str(path)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value, file=label)
+    definition = validate_document(data, ModelDefinition, label)
     if path.parent.name != definition.name:
         raise DefinitionError(
             f"name {definition.name!r} must match its folder name {path.parent.name!r}",
@@ -415,12 +419,14 @@ def check_against_dataset(definition: ModelDefinition, dataset: Dataset, path: P
             )
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any, *, file: str) -> None:
     keys = dotted.split(".")
     node = data
     for key in keys[:-1]:
         child = node.setdefault(key, {})
         if not isinstance(child, dict):
-            raise DefinitionError(f"cannot set {dotted}: {key} is not a mapping", field=dotted)
+            raise DefinitionError(
+                f"cannot set {dotted}: {key} is not a mapping", file=file, field=dotted
+            )
         node = child
     node[keys[-1]] = value

@@ -91,6 +91,16 @@ def read_raw_frame(dataset: Dataset, data: bytes) -> pd.DataFrame:
 
 def validate_dataset(dataset: Dataset) -> tuple[pd.DataFrame, ValidationReport]:
     """Read the dataset once, check it against its schema, and return it typed."""
+    typed, _, report = _validate(dataset)
+    return typed, report
+
+
+def _validate(dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, ValidationReport]:
+    """Typed frame, the mask of values missing in the source itself, and the report.
+
+    The typed frame also has NaN where a value was present but of the wrong type; rules about
+    missing values use the mask so one bad cell is never reported twice.
+    """
     data = dataset.read_bytes()
     raw = read_raw_frame(dataset, data)
     report = ValidationReport(dataset.name, dataset.source, len(raw), fingerprint_bytes(data))
@@ -132,46 +142,38 @@ def validate_dataset(dataset: Dataset) -> tuple[pd.DataFrame, ValidationReport]:
                 )
             )
     typed = raw[[c for c in definition.columns if c in raw.columns]].copy()
+    missing = typed.isna()
     for column, spec in definition.columns.items():
         if column in typed.columns:
             typed[column], problems = _check_column(typed[column], column, spec)
             report.violations.extend(problems)
-    return typed, report
+    return typed, missing, report
 
 
 def validate_for_model(model: Model) -> tuple[pd.DataFrame, ValidationReport]:
     """Dataset checks plus what this model needs: usable features and a learnable target."""
-    frame, report = validate_dataset(model.dataset)
+    frame, missing, report = _validate(model.dataset)
     definition = model.definition
-    present = set(frame.columns)
+    columns = model.dataset.definition.columns
+
+    def check_missing(column: str | None, rule: str, message: str) -> None:
+        # Only nullable columns: the schema's `null` rule already reports the others.
+        if column and column in missing.columns and columns[column].nullable:
+            nulls = missing[column]
+            if nulls.any():
+                report.violations.append(_violation(column, rule, nulls, None, message))
+
     if not definition.preprocessing.impute:
         for feature in definition.features:
-            if feature in present:
-                nulls = frame[feature].isna()
-                spec = model.dataset.definition.columns[feature]
-                # A non-nullable column's nulls are already reported by the schema rules.
-                if nulls.any() and spec.nullable:
-                    report.violations.append(
-                        _violation(
-                            feature,
-                            "null_feature",
-                            nulls,
-                            frame[feature],
-                            "missing values in a feature; set preprocessing.impute: true in "
-                            f"{model.path} or remove them",
-                        )
-                    )
-    for column, rule in (
-        (definition.target, "null_target"),
-        (definition.split.time_column, "null_time"),
-    ):
-        if column and column in present and frame[column].isna().any():
-            nulls = frame[column].isna()
-            report.violations.append(
-                _violation(
-                    column, rule, nulls, frame[column], "missing values are not allowed here"
-                )
+            check_missing(
+                feature,
+                "null_feature",
+                "missing values in a feature; set preprocessing.impute: true in "
+                f"{model.path} or remove them",
             )
+    check_missing(definition.target, "null_target", "the target may not be missing")
+    check_missing(definition.split.time_column, "null_time", "the time column may not be missing")
+    present = set(frame.columns)
     if definition.target in present:
         distinct = frame[definition.target].dropna().nunique()
         if definition.task.value == "classification" and distinct < 2:
@@ -256,7 +258,7 @@ def _check_column(
         nulls = ~present
         if nulls.any():
             problems.append(
-                _violation(column, "null", nulls, values, "missing values in a non-nullable column")
+                _violation(column, "null", nulls, None, "missing values in a non-nullable column")
             )
     return typed, problems
 
@@ -269,9 +271,12 @@ def _show(value: Any) -> str:
 
 
 def _violation(
-    column: str, rule: str, mask: pd.Series, values: pd.Series, message: str
+    column: str, rule: str, mask: pd.Series, values: pd.Series | None, message: str
 ) -> Violation:
+    """A violation with example rows; ``values`` None means the examples are missing values."""
     rows = mask[mask].index[:MAX_EXAMPLES]
     # Row numbers are 1-based data rows, as a spreadsheet (after the header) shows them.
-    examples = [f"row {int(i) + 1}: {_show(values.loc[i])}" for i in rows]
+    examples = [
+        f"row {int(i) + 1}: {'missing' if values is None else _show(values.loc[i])}" for i in rows
+    ]
     return Violation(column, rule, int(mask.sum()), message, examples)

@@ -59,6 +59,12 @@ def describe_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "(top level)"
         message = error["msg"]
+        if error["type"] == "value_error":
+            # Our own cross-field checks say "dotted.field: what is wrong"; lift the field out.
+            message = message.removeprefix("Value error, ")
+            named, sep, rest = message.partition(": ")
+            if sep and field == "(top level)" and " " not in named:
+                field, message = named, rest
         if error["type"] == "extra_forbidden":
             message = "unknown key (not part of the schema; check the spelling)"
         elif error["type"] == "missing":
@@ -69,21 +75,30 @@ def describe_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
-def load_yaml_model(path: Path, model: type[M], **context: Any) -> M:
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise DefinitionError(
             f"expected a mapping of keys at the top level, found {type(data).__name__}", file=path
         )
+    return data
+
+
+def validate_document(data: dict[str, Any], model: type[M], file: str) -> M:
+    """Validate parsed YAML, reporting every problem with its dotted field."""
     try:
-        return model.model_validate(data, context=context or None)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = describe_validation_error(exc)
         if len(problems) == 1:
             field, message = problems[0]
-            raise DefinitionError(message, file=path, field=field) from None
+            raise DefinitionError(message, file=file, field=field) from None
         listing = "\n".join(f"  {field}: {message}" for field, message in problems)
-        raise DefinitionError(f"{len(problems)} problems:\n{listing}", file=path) from None
+        raise DefinitionError(f"{len(problems)} problems:\n{listing}", file=file) from None
+
+
+def load_yaml_model(path: Path, model: type[M]) -> M:
+    return validate_document(read_yaml_mapping(path), model, str(path))
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -24,7 +24,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may talk to a tracking server configured on the developer's machine."""
-    for name in ("MLFLOW_TRACKING_URI", "MLOPS_TRACKING_URI", "MLOPS_ROOT", "MLOPS_HOME", "GITHUB_SHA"):
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "MLOPS_TRACKING_URI",
+        "MLOPS_ROOT",
+        "MLOPS_HOME",
+        "GITHUB_SHA",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
