@@ -6,7 +6,7 @@ import json
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from pipelines import __version__
+from pipelines import __version__, model_metadata
 from pipelines.candidate import MODEL_URI_TAG, OVERRIDES_TAG, SPLIT_ARTIFACT, Candidate
 from pipelines.errors import DefinitionError
 from pipelines.registry import MODEL_TAG, experiment_id, registry_errors
@@ -108,6 +108,7 @@ def train(
             signature=signature,
             input_example=x_train.head(3),
             pip_requirements=runtime_requirements(),
+            metadata=model_metadata.build(model, report.fingerprint),
         )
         mlflow.log_dict({"train": train_rows.tolist(), "test": test_rows.tolist()}, SPLIT_ARTIFACT)
         mlflow.log_dict(report.as_dict(), "validation.json")
