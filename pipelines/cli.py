@@ -45,6 +45,13 @@ SetOpt = typer.Option(
 )
 
 
+def escape(text: str) -> str:
+    """Text shown verbatim by rich, even with [brackets] in it (YAML errors have them)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def _stderr() -> Console:
     from rich.console import Console
 
@@ -60,7 +67,8 @@ def guarded(command: F) -> F:
             return command(*args, **kwargs)
         except MlopsError as exc:
             label = "rejected" if exc.exit_code == ExitCode.REJECTED else "error"
-            _stderr().print(f"[bold red]{label}:[/] {exc.render()}", markup=True, soft_wrap=True)
+            message = escape(exc.render())  # user text may contain [brackets]
+            _stderr().print(f"[bold red]{label}:[/] {message}", markup=True, soft_wrap=True)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
@@ -104,7 +112,7 @@ def _overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def _progress(message: str) -> None:
-    _stderr().print(f"[dim]{message}[/]", markup=True)
+    _stderr().print(f"[dim]{escape(message)}[/]", markup=True)
 
 
 @app.command("validate-data")
@@ -258,7 +266,8 @@ def run_(
     _print_outcomes(outcomes)
     rejected = [o for o in outcomes if o.rejected]
     for outcome in rejected:
-        _stderr().print(f"[bold red]rejected:[/] {outcome.model}: {outcome.rejected}", markup=True)
+        reason = escape(outcome.rejected or "")
+        _stderr().print(f"[bold red]rejected:[/] {outcome.model}: {reason}", markup=True)
     if rejected:
         raise typer.Exit(int(ExitCode.REJECTED))
 
@@ -442,7 +451,8 @@ def _print_gates(report: Any, title: str = "gates") -> None:
         table.add_column(column, overflow="fold")
     colours = {"pass": "green", "FAIL": "bold red", "skipped": "yellow"}
     for r in report.results:
-        table.add_row(r.gate, f"[{colours[r.verdict]}]{r.verdict}[/]", r.threshold, r.detail)
+        verdict = f"[{colours[r.verdict]}]{r.verdict}[/]"
+        table.add_row(escape(r.gate), verdict, escape(r.threshold), escape(r.detail))
     _stderr().print(table)
 
 

@@ -102,9 +102,7 @@ def _apply(
 ) -> None:
     """Point the aliases at ``version`` and write the pins; undo the aliases if anything fails."""
     before = aliases_of(client, name)
-    wanted = {env.environment: version}
-    if env.champion:
-        wanted[CHAMPION] = version
+    wanted = dict.fromkeys(_aliases_for(env), version)
     try:
         with registry_errors():
             for alias, target in wanted.items():
@@ -115,6 +113,11 @@ def _apply(
     except BaseException:
         _restore_aliases(client, name, before, [*wanted, CHALLENGER])
         raise
+
+
+def _aliases_for(env: Environment) -> list[str]:
+    """The aliases that follow this environment's pin."""
+    return [env.environment, CHAMPION] if env.champion else [env.environment]
 
 
 def _restore_aliases(
@@ -143,6 +146,9 @@ def promote(
     target = _choose_version(client, settings, name, env, version)
     current = pinned(env, name)
     if current is not None and current.version == target:
+        # The pin is right; make sure the registry agrees (an alias may have been moved by hand).
+        if any(aliases_of(client, name).get(a) != target for a in _aliases_for(env)):
+            _apply(client, settings, name, env, env, target)
         return Move(name, environment, current.version, target, changed=False)
     record = _record(client, name, target)
     new = with_pin(env, name, advance(current, record))

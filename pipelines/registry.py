@@ -55,9 +55,16 @@ def connect(settings: Settings) -> MlflowClient:
         _probe(uri, settings.registry_timeout_seconds)
     elif uri.startswith(("postgresql", "mysql", "mssql")):
         _probe_database(uri, settings.registry_timeout_seconds)
+    # MLflow's setters also export MLFLOW_TRACKING_URI to the environment; restore it so that a
+    # later Settings() in this process reads the user's configuration, not our last choice.
+    exported = os.environ.get("MLFLOW_TRACKING_URI")
     try:
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
+        if exported is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = exported
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_experiments(max_results=1)
     except Exception as exc:
