@@ -27,16 +27,16 @@ demo: $(STAMP) ## Run both example models through every stage on the embedded de
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint and format check), mypy, and the definition and schema checks
-	$(BIN)/ruff check pipelines tests benchmarks
-	$(BIN)/ruff format --check pipelines tests benchmarks
+	$(BIN)/ruff check pipelines serving tests benchmarks
+	$(BIN)/ruff format --check pipelines serving tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/mlops check
 	$(BIN)/mlops schema --check
 
 .PHONY: format
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix pipelines tests benchmarks
-	$(BIN)/ruff format pipelines tests benchmarks
+	$(BIN)/ruff check --fix pipelines serving tests benchmarks
+	$(BIN)/ruff format pipelines serving tests benchmarks
 
 .PHONY: test
 test: lint ## Lint, then every test suite (what CI runs)

@@ -1,0 +1,224 @@
+"""THE capture-format contract: SageMaker Data Capture JSON lines, written and read here.
+
+One record per captured request, exactly as a SageMaker endpoint writes them::
+
+    {"captureData": {"endpointInput": {"observedContentType": "text/csv", "mode": "INPUT",
+                                       "data": "...", "encoding": "CSV"},
+                     "endpointOutput": {"observedContentType": "application/json",
+                                        "mode": "OUTPUT", "data": "...", "encoding": "JSON"}},
+     "eventMetadata": {"eventId": "<uuid>", "inferenceTime": "2024-05-01T12:00:00.123Z"},
+     "eventVersion": "0"}
+
+in files laid out as SageMaker lays them out,
+``<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl`` (UTC), under a local
+folder or an ``s3://bucket/prefix``. So the monitor reads captures the same way whichever
+target wrote them, through ``read_captures``.
+
+Records are buffered and written by a background thread when the buffer passes a size or an
+age, and at ``close()``: the request path never waits for a disk or for S3.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("serving.capture")
+
+EVENT_VERSION = "0"
+
+
+def encoding_of(content_type: str) -> str:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "text/csv":
+        return "CSV"
+    if kind == "application/json" or kind.endswith("+json"):
+        return "JSON"
+    return "BASE64"
+
+
+def _payload(body: bytes, content_type: str, mode: str) -> dict[str, str]:
+    encoding = encoding_of(content_type)
+    if encoding == "BASE64":
+        data = base64.b64encode(body).decode("ascii")
+    else:
+        try:
+            data = body.decode("utf-8")
+        except UnicodeDecodeError:
+            encoding, data = "BASE64", base64.b64encode(body).decode("ascii")
+    return {"observedContentType": content_type, "mode": mode, "data": data, "encoding": encoding}
+
+
+def make_record(
+    request: bytes,
+    request_type: str,
+    response: bytes,
+    response_type: str,
+    when: datetime | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """One Data Capture record for a request and its response."""
+    when = when or datetime.now(UTC)
+    return {
+        "captureData": {
+            "endpointInput": _payload(request, request_type, "INPUT"),
+            "endpointOutput": _payload(response, response_type, "OUTPUT"),
+        },
+        "eventMetadata": {
+            "eventId": event_id or str(uuid.uuid4()),
+            "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%S.")
+            + f"{when.microsecond // 1000:03d}Z",
+        },
+        "eventVersion": EVENT_VERSION,
+    }
+
+
+def decode_data(payload: dict[str, str]) -> bytes:
+    """The body bytes of an endpointInput or endpointOutput."""
+    if payload.get("encoding") == "BASE64":
+        return base64.b64decode(payload["data"])
+    return payload["data"].encode("utf-8")
+
+
+def hour_folder(when: datetime) -> str:
+    return when.strftime("%Y/%m/%d/%H")
+
+
+class CaptureWriter:
+    """Samples requests and writes them as Data Capture JSON lines, off the request path."""
+
+    def __init__(
+        self,
+        destination: str,
+        endpoint: str,
+        variant: str = "AllTraffic",
+        percent: float = 100.0,
+        flush_bytes: int = 1024 * 1024,
+        flush_seconds: float = 5.0,
+        on_written: Callable[[int], None] | None = None,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
+        self.destination = destination.rstrip("/")
+        self.base = f"{self.destination}/{endpoint}/{variant}"
+        self.percent = percent
+        self.flush_bytes = flush_bytes
+        self.flush_seconds = flush_seconds
+        self._on_written = on_written or (lambda _: None)
+        self._on_error = on_error or (lambda: None)
+        self._buffer: list[tuple[str, bytes]] = []
+        self._size = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._files: dict[str, str] = {}  # hour folder -> this writer's file in it
+        self._random = random.Random()
+        self._thread = threading.Thread(target=self._loop, name="capture-writer", daemon=True)
+        self._thread.start()
+
+    def sampled(self) -> bool:
+        return self.percent >= 100 or self._random.random() * 100 < self.percent
+
+    def capture(
+        self, request: bytes, request_type: str, response: bytes, response_type: str
+    ) -> None:
+        now = datetime.now(UTC)
+        line = orjson.dumps(make_record(request, request_type, response, response_type, now))
+        with self._lock:
+            self._buffer.append((hour_folder(now), line + b"\n"))
+            self._size += len(line) + 1
+            full = self._size >= self.flush_bytes
+        if full:
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._buffer, self._size = self._buffer, [], 0
+        if not pending:
+            return
+        by_hour: dict[str, list[bytes]] = {}
+        for hour, line in pending:
+            by_hour.setdefault(hour, []).append(line)
+        for hour, lines in by_hour.items():
+            try:
+                self._write(hour, b"".join(lines))
+                self._on_written(len(lines))
+            except Exception:
+                log.exception("capture write failed", extra={"records": len(lines)})
+                self._on_error()
+
+    def close(self) -> None:
+        """Stop the background thread and write what is buffered."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            self.flush()
+
+    def _file_name(self) -> str:
+        now = datetime.now(UTC)
+        return f"{now:%M-%S}-{now.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
+
+    def _write(self, hour: str, data: bytes) -> None:
+        if self.base.startswith("s3://"):
+            # S3 objects cannot be appended to: each flush is an object of its own.
+            bucket, _, prefix = self.base.removeprefix("s3://").partition("/")
+            key = f"{prefix}/{hour}/{self._file_name()}".lstrip("/")
+            _s3().put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/jsonl")
+            return
+        name = self._files.get(hour)
+        if name is None:
+            name = self._files[hour] = self._file_name()
+        folder = Path(self.base) / hour
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / name, "ab") as handle:
+            handle.write(data)
+
+
+def _s3() -> Any:
+    import boto3
+
+    return boto3.client("s3")
+
+
+def read_captures(location: str | Path) -> Iterator[dict[str, Any]]:
+    """Every capture record under a local folder or an s3:// prefix, file by file in time order.
+
+    ``location`` may be the capture destination itself or any folder below it (an endpoint, a
+    variant, a day). Files are read in path order, which is time order in SageMaker's layout.
+    """
+    text = str(location)
+    if text.startswith("s3://"):
+        yield from _read_s3(text)
+        return
+    for path in sorted(Path(text).rglob("*.jsonl")):
+        with open(path, "rb") as handle:
+            for line in handle:
+                if line.strip():
+                    yield orjson.loads(line)
+
+
+def _read_s3(uri: str) -> Iterator[dict[str, Any]]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    client = _s3()
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".jsonl"))
+    for key in sorted(keys):
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        for line in body.splitlines():
+            if line.strip():
+                yield orjson.loads(line)

@@ -1,0 +1,84 @@
+"""The entry point as the image runs it: shutdown flushes captures, `mlops predict` and
+`mlops serve` go through the same code path."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import orjson
+import pytest
+import requests
+
+from serving.capture import read_captures
+
+pytestmark = pytest.mark.serving
+
+COLUMNS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island"]
+
+
+def test_graceful_shutdown_writes_buffered_captures(start: Any, stop: Any) -> None:
+    # A flush period far longer than the test: only the shutdown can write the record.
+    running = start(MLOPS_SERVE_CAPTURE_FLUSH_SECONDS="3600")
+    body = {"dataframe_split": {"columns": COLUMNS, "data": [[39.1, 18.7, 181.0, 3750.0, "Dream"]]}}
+    response = requests.post(
+        f"{running.url}/invocations",
+        data=orjson.dumps(body),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert list(read_captures(running.capture_dir)) == []
+    # uvicorn re-raises SIGTERM once its graceful shutdown is done: that is a clean stop.
+    assert stop(running.process) in (0, -signal.SIGTERM)
+    assert len(list(read_captures(running.capture_dir))) == 1
+
+
+def _mlops(trained: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "MLOPS_ROOT": str(trained.settings.root),
+        "MLOPS_HOME": str(trained.settings.state_dir),
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_mlops_predict_scores_a_file_like_the_server(trained: Any, tmp_path: Any) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text(",".join(COLUMNS) + "\n39.1,18.7,181,3750,Torgersen\n50,15,220,5000,Biscoe\n")
+    target = tmp_path / "out" / "predictions.json"
+    result = _mlops(
+        trained, "predict", "penguins", "--version", trained.version,
+        "--input", str(source), "--output", str(target),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(target.read_bytes()) == {"predictions": ["Adelie", "Gentoo"]}
+
+
+def test_mlops_predict_rejects_bad_rows_with_exit_2_naming_the_column(
+    trained: Any, tmp_path: Any
+) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text(",".join(COLUMNS) + "\n39.1,18.7,181,3750,Atlantis\n")
+    target = tmp_path / "predictions.csv"
+    result = _mlops(
+        trained, "predict", "penguins", "--version", trained.version,
+        "--input", str(source), "--output", str(target),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "island" in result.stderr and "Atlantis" in result.stderr
+    assert not target.exists()
+
+
+def test_mlops_serve_without_a_registered_alias_is_exit_2(trained: Any) -> None:
+    result = _mlops(trained, "serve", "penguins", "--alias", "nowhere", "--port", "1")
+    assert result.returncode == 2
+    assert "nowhere" in result.stderr
