@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,7 +119,10 @@ def evaluate_predictions(candidate: Candidate, pred: Predictions) -> Evaluation:
         per_group: dict[str, dict[str, float]] = {}
         for group in sorted(set(values), key=str):
             rows = np.flatnonzero(values == group)
-            scores = compute_metrics(task, y_true[rows], pred.take(rows))
+            with warnings.catch_warnings():
+                # A small group often holds a single class; scikit-learn warns, we report it.
+                warnings.simplefilter("ignore", UserWarning)
+                scores = compute_metrics(task, y_true[rows], pred.take(rows))
             per_group[str(group)] = {"rows": float(len(rows)), **scores}
         evaluation.groups[column] = per_group
     return evaluation
