@@ -291,7 +291,7 @@ def status(
         return
     from rich.console import Console
 
-    environments = sorted({e for s in statuses for e in s.pins})
+    environments = list(statuses[0].pins) if statuses else []  # in promotion order
     table = Table(title="models")
     for column in ["model", "champion", "challenger", *environments]:
         table.add_column(column)
@@ -304,7 +304,9 @@ def status(
         lineage.add_column(column)
     for s in statuses:
         for v in s.versions:
-            metrics = ", ".join(f"{k}={val}" for k, val in sorted(v["primary_metric"].items())[:3])
+            metrics = ", ".join(f"{k}={val}" for k, val in sorted(v["metrics"].items())[:3])
+            if not v["in_registry"]:
+                metrics = "not in this registry (lineage from the pin)"
             lineage.add_row(
                 s.model,
                 f"v{v['version']}",

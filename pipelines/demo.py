@@ -155,7 +155,7 @@ def _print_status(console: Console, client: MlflowClient, settings: Settings) ->
     for s in model_status(client, settings, list(EXAMPLES)):
         champion = next((v for v in s.versions if v["version"] == s.champion), None)
         metrics = (
-            ", ".join(f"{k}={v}" for k, v in sorted(champion["primary_metric"].items())[:4])
+            ", ".join(f"{k}={v}" for k, v in sorted(champion["metrics"].items())[:4])
             if champion
             else "-"
         )

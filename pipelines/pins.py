@@ -76,6 +76,21 @@ def list_environments(environments_dir: Path) -> list[str]:
     return sorted(p.stem for p in environments_dir.glob("*.yaml"))
 
 
+def in_promotion_order(environments: list[Environment]) -> list[Environment]:
+    """Environments ordered as versions travel through them (dev, staging, prod), then by name."""
+    by_name = {e.environment: e for e in environments}
+
+    def depth(env: Environment) -> int:
+        steps, seen = 0, {env.environment}
+        while env.promote_from in by_name and env.promote_from not in seen:
+            env = by_name[env.promote_from]
+            seen.add(env.environment)
+            steps += 1
+        return steps
+
+    return sorted(environments, key=lambda e: (depth(e), e.environment))
+
+
 def load_environment(environments_dir: Path, name: str) -> Environment:
     path = environment_path(environments_dir, name)
     if not path.is_file():

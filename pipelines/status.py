@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipelines.pins import list_environments, load_environment
+from pipelines.pins import in_promotion_order, list_environments, load_environment
 from pipelines.registry import CHALLENGER, CHAMPION, aliases_of, registry_errors
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
     from pipelines.settings import Settings
 
@@ -26,11 +27,19 @@ class ModelStatus:
         return self.__dict__.copy()
 
 
+def _registered_versions(client: MlflowClient, name: str) -> dict[str, ModelVersion]:
+    with registry_errors():
+        found = client.search_model_versions(f"name = '{name}'")
+    return {str(v.version): v for v in found}
+
+
 def model_status(client: MlflowClient, settings: Settings, names: list[str]) -> list[ModelStatus]:
-    environments = [
-        load_environment(settings.environments_dir, e)
-        for e in list_environments(settings.environments_dir)
-    ]
+    environments = in_promotion_order(
+        [
+            load_environment(settings.environments_dir, e)
+            for e in list_environments(settings.environments_dir)
+        ]
+    )
     statuses = []
     for name in names:
         aliases = aliases_of(client, name)
@@ -40,24 +49,41 @@ def model_status(client: MlflowClient, settings: Settings, names: list[str]) -> 
         }
         interesting = {v for v in (*aliases.values(), *pins.values()) if v}
         versions = []
-        with registry_errors():
-            for version in sorted(interesting, key=int):
-                mv = client.get_model_version(name, version)
-                versions.append(
-                    {
-                        "version": version,
-                        "aliases": sorted(a for a, v in aliases.items() if v == version),
-                        "environments": sorted(e for e, v in pins.items() if v == version),
-                        "run_id": mv.run_id,
-                        "git_commit": mv.tags.get("mlops.git_commit"),
-                        "data_fingerprint": mv.tags.get("mlops.fingerprint.data"),
-                        "primary_metric": {
-                            k.removeprefix("mlops.metric."): v
-                            for k, v in mv.tags.items()
-                            if k.startswith("mlops.metric.")
-                        },
-                    }
+        registered = _registered_versions(client, name)
+        for version in sorted(interesting, key=int):
+            entry: dict[str, Any] = {
+                "version": version,
+                "aliases": sorted(a for a, v in aliases.items() if v == version),
+                "environments": sorted(e for e, v in pins.items() if v == version),
+                "in_registry": version in registered,
+            }
+            if version in registered:
+                tags = registered[version].tags
+                entry |= {
+                    "run_id": registered[version].run_id,
+                    "git_commit": tags.get("mlops.git_commit"),
+                    "data_fingerprint": tags.get("mlops.fingerprint.data"),
+                    "metrics": {
+                        k.removeprefix("mlops.metric."): v
+                        for k, v in tags.items()
+                        if k.startswith("mlops.metric.")
+                    },
+                }
+            else:
+                # Pinned in git but unknown to this registry (say, the embedded default on a
+                # laptop while CI promotes against the team's server): show what the pin says.
+                pin = next(
+                    env.models[name]
+                    for env in environments
+                    if name in env.models and env.models[name].version == version
                 )
+                entry |= {
+                    "run_id": pin.run_id,
+                    "git_commit": pin.git_commit,
+                    "data_fingerprint": pin.data_fingerprint,
+                    "metrics": {},
+                }
+            versions.append(entry)
         statuses.append(
             ModelStatus(name, aliases.get(CHAMPION), aliases.get(CHALLENGER), pins, versions)
         )
