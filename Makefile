@@ -30,6 +30,7 @@ lint: $(STAMP) ## ruff (lint and format check), mypy, and the definition and sch
 	$(BIN)/ruff check pipelines serving tests benchmarks
 	$(BIN)/ruff format --check pipelines serving tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/hadolint serving/Dockerfile
 	$(BIN)/mlops check
 	$(BIN)/mlops schema --check
 

@@ -82,3 +82,18 @@ def test_mlops_serve_without_a_registered_alias_is_exit_2(trained: Any) -> None:
     result = _mlops(trained, "serve", "penguins", "--alias", "nowhere", "--port", "1")
     assert result.returncode == 2
     assert "nowhere" in result.stderr
+
+
+def test_image_healthcheck_passes_only_while_the_server_answers_ping(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from serving.healthcheck import main as healthcheck
+
+    monkeypatch.setenv("MLOPS_SERVE_PORT", server.url.rsplit(":", 1)[1])
+    assert healthcheck() == 0
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MLOPS_SERVE_PORT", str(unused.getsockname()[1]))
+        assert healthcheck() == 1
