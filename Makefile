@@ -48,10 +48,13 @@ schema: $(STAMP) ## Regenerate schemas/*.json from the pydantic models
 	$(BIN)/mlops schema
 
 .PHONY: lock
-lock: ## Re-resolve requirements.lock from pyproject.toml in a throwaway venv
+lock: ## Re-resolve requirements.lock (dev) and requirements-runtime.lock (the image) from pyproject.toml
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --disable-pip-version-check '.[dev]'
 	.lock-venv/bin/pip freeze --exclude mlops-template | grep -v '^-e' > requirements.lock
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check -c requirements.lock .
+	.lock-venv/bin/pip freeze --exclude mlops-template | grep -v '^-e' > requirements-runtime.lock
 	rm -rf .lock-venv
 
 .PHONY: clean
