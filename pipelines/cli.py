@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
+from pipelines.console import escape, print_gates
 from pipelines.errors import ExitCode, MlopsError
 
 if TYPE_CHECKING:
@@ -43,13 +44,6 @@ SetOpt = typer.Option(
     "--set",
     help="Override a model.yaml key for this run: dotted.key=yaml-value (repeatable).",
 )
-
-
-def escape(text: str) -> str:
-    """Text shown verbatim by rich, even with [brackets] in it (YAML errors have them)."""
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
 
 
 def _stderr() -> Console:
@@ -184,7 +178,7 @@ def gate(model: str = ModelArg, run_id: str | None = RunIdOpt) -> None:
     candidate = load_candidate(client, settings, model, run.info.run_id)
     pred = predict(candidate.fitted(), candidate.x_test, candidate.model.definition.task.value)
     report = gate_stage(client, settings, candidate, evaluate_predictions(candidate, pred), pred)
-    _print_gates(report)
+    print_gates(report)
     report.raise_if_failed(model)
 
 
@@ -262,7 +256,7 @@ def run_(
     ]
     for outcome in outcomes:
         if outcome.gates:
-            _print_gates(outcome.gates, title=f"{outcome.model}: gates")
+            print_gates(outcome.gates, title=f"{outcome.model}: gates")
     _print_outcomes(outcomes)
     rejected = [o for o in outcomes if o.rejected]
     for outcome in rejected:
@@ -500,19 +494,6 @@ def _print_move(move: Any, verb: str) -> None:
     typer.echo(
         f"{move.model}: {verb} {move.environment} {_v(move.from_version)} -> v{move.to_version}"
     )
-
-
-def _print_gates(report: Any, title: str = "gates") -> None:
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=False)
-    for column in ("gate", "verdict", "threshold", "detail"):
-        table.add_column(column, overflow="fold")
-    colours = {"pass": "green", "FAIL": "bold red", "skipped": "yellow"}
-    for r in report.results:
-        verdict = f"[{colours[r.verdict]}]{r.verdict}[/]"
-        table.add_row(escape(r.gate), verdict, escape(r.threshold), escape(r.detail))
-    _stderr().print(table)
 
 
 def _print_outcomes(outcomes: list[Outcome]) -> None:

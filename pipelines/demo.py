@@ -102,7 +102,7 @@ def _run(
     overrides: dict[str, object],
     environments: list[str],
 ) -> Outcome:
-    from pipelines.cli import _print_gates
+    from pipelines.console import print_gates
     from pipelines.run import run_model
 
     outcome = run_model(
@@ -114,7 +114,7 @@ def _run(
         progress=lambda message: console.print(f"  [dim]{message}[/]"),
     )
     if outcome.gates:
-        _print_gates(outcome.gates, title=f"{name}: gates")
+        print_gates(outcome.gates, title=f"{name}: gates")
     if outcome.rejected:
         console.print(f"[bold red]rejected[/]: {outcome.rejected}")
     else:
