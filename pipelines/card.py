@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.gates import format_value
+
 if TYPE_CHECKING:
     from pipelines.candidate import Candidate
     from pipelines.evaluate import Evaluation, Predictions
@@ -130,7 +132,7 @@ def render_card(
         "| metric | value |",
         "| --- | --- |",
         *(
-            f"| {k}{' (primary)' if k == definition.metric else ''} | {_fmt(v)} |"
+            f"| {k}{' (primary)' if k == definition.metric else ''} | {format_value(v)} |"
             for k, v in evaluation.metrics.items()
         ),
         "",
@@ -139,7 +141,8 @@ def render_card(
         "| gate | verdict | measured | threshold | detail |",
         "| --- | --- | --- | --- | --- |",
         *(
-            f"| {r.gate} | {r.verdict} | {_fmt(r.measured)} | {r.threshold} | {_cell(r.detail)} |"
+            f"| {r.gate} | {r.verdict} | {format_value(r.measured)} | {r.threshold} "
+            f"| {_cell(r.detail)} |"
             for r in report.results
         ),
         "",
@@ -152,7 +155,7 @@ def render_card(
         ]
         lines.append("| --- " * (len(evaluation.metrics) + 2) + "|")
         for group, scores in groups.items():
-            cells = " | ".join(_fmt(scores.get(m)) for m in evaluation.metrics)
+            cells = " | ".join(format_value(scores.get(m)) for m in evaluation.metrics)
             lines.append(f"| {group} | {int(scores['rows'])} | {cells} |")
         lines.append("")
     prints = candidate.fingerprints
@@ -176,9 +179,3 @@ def render_card(
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell."""
     return text.replace("|", "/").replace("\n", " ")
-
-
-def _fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{value:.4g}"

@@ -150,13 +150,14 @@ def train(model: str = ModelArg, set_: list[str] = SetOpt) -> None:
 def evaluate(model: str = ModelArg, run_id: str | None = RunIdOpt) -> None:
     """Score a training run on its held-out rows; log metrics and plots."""
     from pipelines.candidate import load_candidate
+    from pipelines.evaluate import json_safe
     from pipelines.run import evaluate_stage
 
     settings, client = _connect()
     candidate = load_candidate(client, settings, model, run_id)
     evaluation, _ = evaluate_stage(candidate, settings)
     typer.echo(
-        json.dumps({"run_id": candidate.run_id, "metrics": _finite(evaluation.metrics)}, indent=2)
+        json.dumps({"run_id": candidate.run_id, "metrics": json_safe(evaluation.metrics)}, indent=2)
     )
 
 
@@ -473,12 +474,6 @@ def predict(
         _connect()
     rows = predict_file(uri, Path(input_), Path(output))
     typer.echo(f"{model}: {rows} rows predicted -> {output}")
-
-
-def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
-    import math
-
-    return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
 
 
 def _v(version: str | None) -> str:

@@ -141,17 +141,17 @@ def evaluate(candidate: Candidate, report_dir: Path) -> tuple[Evaluation, Predic
     with registry_errors(), mlflow.start_run(run_id=candidate.run_id):
         finite = {f"test_{k}": v for k, v in evaluation.metrics.items() if math.isfinite(v)}
         mlflow.log_metrics(finite)
-        mlflow.log_dict(_json_safe(evaluation.as_dict()), EVALUATION_ARTIFACT)
+        mlflow.log_dict(json_safe(evaluation.as_dict()), EVALUATION_ARTIFACT)
         for plot in write_plots(candidate, pred, evaluation, report_dir):
             mlflow.log_artifact(str(plot), "card")
         mlflow.set_tag("mlops.stage.evaluate", "done")
     return evaluation, pred
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN: undefined metrics become null."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -84,7 +84,8 @@ class GateReport:
         )
 
 
-def _fmt(value: float | None) -> str:
+def format_value(value: float | None) -> str:
+    """A measured value for people: four significant digits, n/a when undefined."""
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
@@ -102,7 +103,7 @@ def threshold_gates(definition: ModelDefinition, metrics: dict[str, float]) -> l
             and (bound.min is None or value >= bound.min)
             and (bound.max is None or value <= bound.max)
         )
-        detail = f"{metric} = {_fmt(value)}, required {' and '.join(sides)}"
+        detail = f"{metric} = {format_value(value)}, required {' and '.join(sides)}"
         if not math.isfinite(value):
             detail += " (undefined on the held-out rows)"
         results.append(GateResult(f"threshold:{metric}", ok, value, " and ".join(sides), detail))
@@ -133,9 +134,9 @@ def champion_gate(
         metric, y_true, challenger, champion, resamples=spec.resamples, confidence=spec.confidence
     )
     direction = "higher" if higher_is_better(metric) else "lower"
-    ci = f"[{_fmt(interval.low)}, {_fmt(interval.high)}]"
+    ci = f"[{format_value(interval.low)}, {format_value(interval.high)}]"
     described = (
-        f"{metric} improvement over champion {champion_label} = {_fmt(interval.estimate)} "
+        f"{metric} improvement over champion {champion_label} = {format_value(interval.estimate)} "
         f"({spec.confidence:.0%} paired bootstrap CI {ci}, {interval.resamples} resamples, "
         f"{direction} is better)"
     )
@@ -177,9 +178,10 @@ def fairness_gate(spec: FairnessGate, evaluation: Evaluation) -> GateResult:
         )
     worst, best = min(eligible, key=eligible.__getitem__), max(eligible, key=eligible.__getitem__)
     gap = eligible[best] - eligible[worst]
-    per_group = ", ".join(f"{g}={_fmt(v)}" for g, v in sorted(eligible.items()))
+    per_group = ", ".join(f"{g}={format_value(v)}" for g, v in sorted(eligible.items()))
     detail = (
-        f"largest {spec.metric} gap across {spec.group_column!r} = {_fmt(gap)} ({per_group}){note}"
+        f"largest {spec.metric} gap across {spec.group_column!r} = {format_value(gap)} "
+        f"({per_group}){note}"
     )
     return GateResult("fairness", gap <= spec.max_gap, gap, threshold, detail)
 

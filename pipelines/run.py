@@ -76,6 +76,7 @@ def gate_stage(
     import mlflow
 
     from pipelines.card import CARD_FILE, render_card
+    from pipelines.evaluate import json_safe
     from pipelines.gates import record, run_gates
     from pipelines.registry import registry_errors
 
@@ -90,7 +91,7 @@ def gate_stage(
     (out / "gates.json").write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
     (out / "metrics.json").write_text(
         json.dumps(
-            {"model": candidate.name, "run_id": candidate.run_id, **_finite(evaluation.metrics)},
+            {"model": candidate.name, "run_id": candidate.run_id, **json_safe(evaluation.metrics)},
             indent=2,
         ),
         encoding="utf-8",
@@ -98,12 +99,6 @@ def gate_stage(
     with registry_errors(), mlflow.start_run(run_id=candidate.run_id):
         mlflow.log_artifact(str(out / CARD_FILE), "card")
     return report
-
-
-def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
-    import math
-
-    return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
 
 
 def run_model(
