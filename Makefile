@@ -7,6 +7,9 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
+# One fragment per part (infra, monitoring, workflows, the local stack).
+include $(sort $(wildcard mk/*.mk))
+
 .PHONY: help
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,8 +30,8 @@ demo: $(STAMP) ## Run both example models through every stage on the embedded de
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint and format check), mypy, and the definition and schema checks
-	$(BIN)/ruff check pipelines serving tests benchmarks
-	$(BIN)/ruff format --check pipelines serving tests benchmarks
+	$(BIN)/ruff check pipelines serving monitoring tests benchmarks
+	$(BIN)/ruff format --check pipelines serving monitoring tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/hadolint serving/Dockerfile
 	$(BIN)/mlops check
@@ -36,8 +39,8 @@ lint: $(STAMP) ## ruff (lint and format check), mypy, and the definition and sch
 
 .PHONY: format
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix pipelines serving tests benchmarks
-	$(BIN)/ruff format pipelines serving tests benchmarks
+	$(BIN)/ruff check --fix pipelines serving monitoring tests benchmarks
+	$(BIN)/ruff format pipelines serving monitoring tests benchmarks
 
 .PHONY: test
 test: lint ## Lint, then every test suite (what CI runs)

@@ -515,6 +515,10 @@ def _print_outcomes(outcomes: list[Outcome]) -> None:
     Console().print(table)
 
 
+# The other parts' commands live in their own modules and add themselves to `app` on import.
+from pipelines import cli_monitor, cli_stack, cli_workflows  # noqa: E402, F401
+
+
 def main() -> None:
     import warnings
 

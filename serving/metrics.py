@@ -60,6 +60,36 @@ NAMES = (
     CAPTURE_ERRORS,
 )
 
+# The drift monitor (monitoring/) exports these, pushed or written for Prometheus to scrape.
+MONITOR_PREFIX = "mlops_monitor"
+DRIFT_SCORE = f"{MONITOR_PREFIX}_feature_drift_score"  # gauge; labels: model, feature, method
+DRIFT_DETECTED_FEATURE = f"{MONITOR_PREFIX}_feature_drifted"  # gauge 0/1; labels: model, feature
+DRIFT_SHARE = f"{MONITOR_PREFIX}_drifted_feature_share"  # gauge; labels: model
+DRIFT_DETECTED = f"{MONITOR_PREFIX}_drift_detected"  # gauge 0/1; labels: model
+MONITOR_ROWS = f"{MONITOR_PREFIX}_current_rows"  # gauge: rows in the window; labels: model
+MONITOR_LAST_RUN = f"{MONITOR_PREFIX}_last_run_timestamp_seconds"  # gauge; labels: model
+
+MONITOR_NAMES = (
+    DRIFT_SCORE,
+    DRIFT_DETECTED_FEATURE,
+    DRIFT_SHARE,
+    DRIFT_DETECTED,
+    MONITOR_ROWS,
+    MONITOR_LAST_RUN,
+)
+
+# CloudWatch: the monitor's custom metrics, and SageMaker's own endpoint metrics the alarms use.
+CLOUDWATCH_NAMESPACE = "MLOps/Monitoring"  # dimensions: Model, Environment (+ Feature)
+CW_DRIFT_SHARE = "DriftedFeatureShare"
+CW_DRIFT_DETECTED = "DriftDetected"  # 1 when the drifted share reaches the model's threshold
+CW_FEATURE_DRIFT = "FeatureDriftScore"  # extra dimension: Feature
+CW_CURRENT_ROWS = "CurrentRows"
+SAGEMAKER_NAMESPACE = "AWS/SageMaker"  # dimensions: EndpointName, VariantName
+SM_MODEL_LATENCY = "ModelLatency"  # microseconds
+SM_INVOCATIONS = "Invocations"
+SM_5XX = "Invocation5XXErrors"
+SM_4XX = "Invocation4XXErrors"
+
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip

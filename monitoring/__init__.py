@@ -1,0 +1,1 @@
+"""Drift and quality monitoring: captured inference data against the training reference."""

@@ -1,0 +1,9 @@
+"""`mlops monitor`: drift of captured traffic against the training reference.
+
+Imported at the end of ``pipelines.cli``, this module adds its commands to the ``mlops`` app;
+keep heavy imports inside the commands.
+"""
+
+from __future__ import annotations
+
+from pipelines.cli import app, guarded  # noqa: F401  (commands decorate these)
