@@ -7,7 +7,9 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-# One fragment per part (infra, monitoring, workflows, the local stack).
+# One fragment per part (infra, monitoring, workflows, the local stack). A fragment adds its
+# own checks to `make lint` with `EXTRA_LINT += target`.
+EXTRA_LINT :=
 include $(sort $(wildcard mk/*.mk))
 
 .PHONY: help
@@ -29,7 +31,7 @@ demo: $(STAMP) ## Run both example models through every stage on the embedded de
 	$(BIN)/mlops demo
 
 .PHONY: lint
-lint: $(STAMP) ## ruff (lint and format check), mypy, and the definition and schema checks
+lint: $(STAMP) $(EXTRA_LINT) ## ruff (lint and format check), mypy, and the definition and schema checks
 	$(BIN)/ruff check pipelines serving monitoring tests benchmarks
 	$(BIN)/ruff format --check pipelines serving monitoring tests benchmarks
 	$(BIN)/mypy
