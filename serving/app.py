@@ -139,7 +139,7 @@ class Server:
         )
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self.metrics.exposition), media_type=CONTENT_TYPE_LATEST)
 
     async def invocations(self, request: Request) -> Response:
         started = time.perf_counter()

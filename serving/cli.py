@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 log = logging.getLogger("serving")
@@ -58,6 +60,7 @@ def run(
     os.environ["MLOPS_SERVE_MODEL_URI"] = str(path)
     os.environ["MLOPS_SERVE_WORKERS"] = str(settings.workers)
     os.environ.pop("SAGEMAKER_MODEL_SERVER_WORKERS", None)
+    metrics_dir = _multiprocess_metrics_dir() if settings.workers > 1 else None
     log.info(
         "serving",
         extra={"model": str(path), "host": settings.host, "port": settings.port,
@@ -76,7 +79,21 @@ def run(
         timeout_graceful_shutdown=30,
         server_header=False,
     )
+    if metrics_dir is not None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _multiprocess_metrics_dir() -> Path:
+    """A fresh folder where every worker keeps its metric values, summed at each scrape.
+
+    Fresh, because values left by an earlier server would be added to this one's.
+    """
+    from serving.metrics import MULTIPROC_ENV
+
+    path = Path(tempfile.mkdtemp(prefix="mlops-serving-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:

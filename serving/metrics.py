@@ -2,7 +2,11 @@
 
 Alert rules, dashboards and the drift monitor refer to these names; a test pins them down.
 Metrics live on a dedicated registry, so nothing a library registers on the global one leaks
-into ``/metrics``. Per-feature metrics describe the input the model actually sees: for a numeric
+into ``/metrics``. With more than one worker process, ``serve`` points prometheus_client's
+multiprocess mode at a fresh folder (``PROMETHEUS_MULTIPROC_DIR``) and ``/metrics`` answers with
+the sum over every worker, whichever worker the scrape lands on.
+
+Per-feature metrics describe the input the model actually sees: for a numeric
 feature, a running sum and counts per bin (ten equal bins between the schema's min and max);
 for a categorical one, counts per category. Rows counted here are rows predicted.
 """
@@ -10,6 +14,7 @@ for a categorical one, counts per category. Rows counted here are rows predicted
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +26,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from pipelines.datasets import ColumnSpec, ColumnType
 
@@ -125,6 +131,7 @@ class ServerMetrics:
     """The server's metrics, with per-label children looked up once instead of per request."""
 
     registry: CollectorRegistry
+    exposition: CollectorRegistry  # what /metrics renders: ``registry``, or every worker's sum
     requests: Counter
     latency: Histogram
     rows: Counter
@@ -194,12 +201,25 @@ class ServerMetrics:
                 self.prediction_value.observe(float(value))
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess() -> bool:
+    """True in a worker of a multi-worker server (prometheus_client reads the same variable)."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
 def create() -> ServerMetrics:
     # The *_created series double the output and no alert or dashboard reads them.
     disable_created_metrics()
     registry = CollectorRegistry(auto_describe=True)
+    exposition = registry
+    if multiprocess():
+        exposition = CollectorRegistry()
+        MultiProcessCollector(exposition)
     return ServerMetrics(
         registry=registry,
+        exposition=exposition,
         requests=Counter(
             _base(REQUESTS), "Requests to /invocations by HTTP status.", ["status"],
             registry=registry,
@@ -224,6 +244,7 @@ def create() -> ServerMetrics:
         feature_sum=Gauge(
             FEATURE_SUM, "Sum of a numeric feature over the rows predicted; divide by "
             f"{ROWS} for the mean.", ["feature"], registry=registry,
+            multiprocess_mode="sum",
         ),
         feature_bins=Counter(
             _base(FEATURE_BINS), "Rows per bin of a numeric feature's declared range.",
@@ -235,9 +256,13 @@ def create() -> ServerMetrics:
         ),
         model_info=Gauge(
             MODEL_INFO, "The model being served.", ["model", "version", "task"],
-            registry=registry,
+            registry=registry, multiprocess_mode="max",
         ),
-        model_loaded=Gauge(MODEL_LOADED, "1 once the model is loaded.", registry=registry),
+        # Across workers: 1 once any has loaded, as /ping answers from whichever worker is asked.
+        model_loaded=Gauge(
+            MODEL_LOADED, "1 once the model is loaded.", registry=registry,
+            multiprocess_mode="max",
+        ),
         captured=Counter(_base(CAPTURED), "Data Capture records written.", registry=registry),
         capture_errors=Counter(
             _base(CAPTURE_ERRORS), "Data Capture flushes that failed.", registry=registry

@@ -97,3 +97,35 @@ def test_image_healthcheck_passes_only_while_the_server_answers_ping(
         unused.bind(("127.0.0.1", 0))
         monkeypatch.setenv("MLOPS_SERVE_PORT", str(unused.getsockname()[1]))
         assert healthcheck() == 1
+
+
+def test_metrics_of_several_workers_add_up_whichever_worker_answers_the_scrape(
+    start: Any, stop: Any
+) -> None:
+    """With two workers, /metrics is the sum over both, not the view of one process."""
+    server = start(MLOPS_SERVE_WORKERS="2")
+    sent = 40
+    row = {"dataframe_split": {"columns": COLUMNS, "data": [[39.1, 18.7, 181.0, 3750.0, "Dream"]]}}
+    for _ in range(sent):
+        requests.post(f"{server.url}/invocations", json=row, timeout=10)
+    totals = set()
+    for _ in range(6):  # each scrape may land on either worker
+        text = requests.get(f"{server.url}/metrics", timeout=10).text
+        totals.add(_requests_total(text))
+    assert totals == {sent}, f"scrapes disagreed or missed requests: {totals}"
+    assert stop(server.process) in (0, -signal.SIGTERM)
+
+
+def _requests_total(exposition: str) -> int:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from serving.metrics import REQUESTS
+
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == REQUESTS
+        )
+    )
