@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,6 +46,18 @@ PARSE_INLINE_BYTES = 64 * 1024
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type=JSON_OUT)
+
+
+def _silence_warnings() -> None:
+    """Leave exactly one warnings filter ("ignore") once the model is loaded.
+
+    scikit-learn's ensembles re-install every active warnings filter for each tree they predict
+    with (``sklearn.utils.parallel``), so the libraries' dozen filters cost a one-row forest
+    prediction about twice its own time; and a warning per request would only flood the logs.
+    Warnings raised while loading the model are still logged.
+    """
+    warnings.resetwarnings()
+    warnings.simplefilter("ignore")
 
 
 class Server:
@@ -84,6 +97,8 @@ class Server:
             # Exit so the orchestrator (SageMaker, a Kubernetes Deployment) restarts or reports us.
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        if self.settings.silence_warnings:
+            _silence_warnings()
         self.schema = InputSchema(model.columns, model.schema)
         self.metrics.describe_features(model.schema)
         self.metrics.model_info.labels(

@@ -1,4 +1,4 @@
-"""THE metric-names contract: every Prometheus metric the server exports, listed once here.
+"""THE metric-names contract: every metric the server and the drift monitor export, listed once.
 
 Alert rules, dashboards and the drift monitor refer to these names; a test pins them down.
 Metrics live on a dedicated registry, so nothing a library registers on the global one leaks

@@ -52,5 +52,9 @@ class ServeSettings(BaseSettings):
         default=None, description="First folder of the capture layout; the model's name if unset."
     )
     variant_name: str = Field(default="AllTraffic", description="SageMaker's default variant.")
+    silence_warnings: bool = Field(
+        default=True,
+        description="Ignore Python warnings once the model is loaded (see serving.app).",
+    )
     log_level: str = "info"
     access_log: bool = False
