@@ -32,8 +32,8 @@ demo: $(STAMP) ## Run both example models through every stage on the embedded de
 
 .PHONY: lint
 lint: $(STAMP) $(EXTRA_LINT) ## ruff (lint and format check), mypy, and the definition and schema checks
-	$(BIN)/ruff check pipelines serving monitoring tests benchmarks
-	$(BIN)/ruff format --check pipelines serving monitoring tests benchmarks
+	$(BIN)/ruff check pipelines serving monitoring tests benchmarks tools
+	$(BIN)/ruff format --check pipelines serving monitoring tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/hadolint serving/Dockerfile
 	$(BIN)/mlops check
@@ -41,8 +41,8 @@ lint: $(STAMP) $(EXTRA_LINT) ## ruff (lint and format check), mypy, and the defi
 
 .PHONY: format
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix pipelines serving monitoring tests benchmarks
-	$(BIN)/ruff format pipelines serving monitoring tests benchmarks
+	$(BIN)/ruff check --fix pipelines serving monitoring tests benchmarks tools
+	$(BIN)/ruff format pipelines serving monitoring tests benchmarks tools
 
 .PHONY: test
 test: lint ## Lint, then every test suite (what CI runs)

@@ -68,4 +68,5 @@ class Settings(BaseSettings):
 
     @property
     def is_embedded(self) -> bool:
-        return self.tracking_uri is None
+        # An empty value counts as unset: CI sets the variable from a secret that may not exist.
+        return not self.tracking_uri

@@ -1,0 +1,72 @@
+"""Post the report as one pull-request comment, editing the previous one instead of adding more.
+
+The comment is found by the hidden marker it starts with (``pr_report.MARKER``) among the
+comments written by the workflow's own account, so a pull request pushed ten times still
+carries one report. Plain REST calls with the job's token: no extra tool or action to pin.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from pipelines.errors import MlopsError
+from pipelines.pr_report import MARKER
+
+BOT = "github-actions[bot]"
+MAX_PAGES = 50  # 5,000 comments: a bound on the search, not a limit anyone meets
+TIMEOUT_SECONDS = 30
+
+
+class GitHub:
+    """The three REST calls a report needs, against ``api_url`` (GITHUB_API_URL)."""
+
+    def __init__(self, api_url: str, repository: str, token: str) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.repository = repository
+        self._token = token
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            f"{self.api_url}/repos/{self.repository}/{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {self._token}",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise MlopsError(f"GitHub refused {method} {path}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            raise MlopsError(f"GitHub API at {self.api_url} is unreachable: {exc}") from None
+
+    def find_report(self, pr: int, author: str = BOT) -> int | None:
+        for page in range(1, MAX_PAGES + 1):
+            comments = self._call("GET", f"issues/{pr}/comments?per_page=100&page={page}")
+            for comment in comments:
+                mine = (comment.get("user") or {}).get("login") == author
+                if mine and str(comment.get("body", "")).startswith(MARKER):
+                    return int(comment["id"])
+            if len(comments) < 100:
+                return None
+        return None
+
+    def post_report(self, pr: int, body: str, author: str = BOT) -> tuple[str, int]:
+        """Edit the report comment if there is one, else create it; returns (verb, id)."""
+        if not body.startswith(MARKER):
+            body = f"{MARKER}\n{body}"
+        existing = self.find_report(pr, author)
+        if existing is not None:
+            self._call("PATCH", f"issues/comments/{existing}", {"body": body})
+            return "updated", existing
+        created = self._call("POST", f"issues/{pr}/comments", {"body": body})
+        return "created", int(created["id"])
