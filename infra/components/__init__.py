@@ -1,0 +1,1 @@
+"""One ComponentResource per concept; ``__main__.py`` wires them from stack configuration."""

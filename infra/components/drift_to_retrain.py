@@ -1,0 +1,170 @@
+"""Drift alarm to retraining: EventBridge calls GitHub's ``repository_dispatch`` directly.
+
+When a model's drift alarm (``Monitoring``) goes into ALARM, an EventBridge rule sends
+``{"event_type": "drift-detected", "client_payload": {"model": ...}}`` (the event the retrain
+workflow listens for, ``monitoring.retrain.EVENT_TYPE``) through an API destination. The GitHub
+token comes from a secret stack config value and lives only in Secrets Manager, encrypted with
+the stack's key: in the secret this component creates and in the connection EventBridge keeps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.registries import assume_role_policy
+from infra.conventions import slug
+from monitoring.retrain import EVENT_TYPE
+
+GITHUB_API = "https://api.github.com"
+
+
+@dataclass
+class DriftToRetrainArgs:
+    repository: str  # owner/name
+    environment: str
+    github_token: pulumi.Input[str]  # a secret Output from Config.require_secret
+    drift_alarm_arns: dict[str, pulumi.Input[str]]  # model -> its drift alarm ARN
+    key_arn: pulumi.Input[str]
+    tags: dict[str, str]
+
+
+def alarm_event_pattern(alarm_arn: str) -> str:
+    """This alarm entering ALARM (not OK or INSUFFICIENT_DATA)."""
+    return json.dumps(
+        {
+            "source": ["aws.cloudwatch"],
+            "detail-type": ["CloudWatch Alarm State Change"],
+            "resources": [alarm_arn],
+            "detail": {"state": {"value": ["ALARM"]}},
+        }
+    )
+
+
+def dispatch_template(model: str, environment: str) -> str:
+    """The body GitHub receives; ``<alarm>`` is filled in by EventBridge's input transformer."""
+    body = {
+        "event_type": EVENT_TYPE,
+        "client_payload": {"model": model, "environment": environment, "alarm": "<alarm>"},
+    }
+    # EventBridge substitutes <alarm> inside the JSON string, quotes included.
+    return json.dumps(body).replace('"<alarm>"', "<alarm>")
+
+
+def invoke_policy(destination_arn: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "events:InvokeApiDestination",
+                    "Resource": destination_arn,
+                }
+            ],
+        }
+    )
+
+
+class DriftToRetrain(pulumi.ComponentResource):
+    """The token secret, the GitHub connection and destination, and one rule per model."""
+
+    secret: aws.secretsmanager.Secret
+    rules: dict[str, aws.cloudwatch.EventRule]
+
+    def __init__(
+        self, name: str, args: DriftToRetrainArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("mlops:index:DriftToRetrain", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        token = pulumi.Output.secret(args.github_token)
+
+        self.secret = aws.secretsmanager.Secret(
+            f"{name}-github-token",
+            description=f"GitHub token for repository_dispatch on {args.repository}",
+            kms_key_id=args.key_arn,
+            recovery_window_in_days=7,
+            tags=args.tags,
+            opts=child,
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{name}-github-token-value", secret_id=self.secret.id, secret_string=token, opts=child
+        )
+        connection = aws.cloudwatch.EventConnection(
+            f"{name}-github",
+            description="GitHub REST API with the repository_dispatch token",
+            authorization_type="API_KEY",
+            kms_key_identifier=args.key_arn,
+            auth_parameters={
+                "api_key": {
+                    "key": "Authorization",
+                    "value": pulumi.Output.concat("Bearer ", token),
+                },
+                "invocation_http_parameters": {
+                    "headers": [
+                        {
+                            "key": "Accept",
+                            "value": "application/vnd.github+json",
+                            "is_value_secret": False,
+                        },
+                        {
+                            "key": "X-GitHub-Api-Version",
+                            "value": "2022-11-28",
+                            "is_value_secret": False,
+                        },
+                    ]
+                },
+            },
+            opts=child,
+        )
+        destination = aws.cloudwatch.EventApiDestination(
+            f"{name}-dispatches",
+            description=f"repository_dispatch on {args.repository}",
+            connection_arn=connection.arn,
+            http_method="POST",
+            invocation_endpoint=f"{GITHUB_API}/repos/{args.repository}/dispatches",
+            invocation_rate_limit_per_second=1,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-role",
+            path="/mlops/",
+            assume_role_policy=assume_role_policy("events.amazonaws.com"),
+            tags=args.tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-role-policy",
+            role=role.id,
+            policy=destination.arn.apply(invoke_policy),
+            opts=child,
+        )
+
+        self.rules = {}
+        for model, alarm_arn in sorted(args.drift_alarm_arns.items()):
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-{slug(model)}",
+                description=f"Drift alarm of {model} in {args.environment} -> retrain workflow",
+                event_pattern=pulumi.Output.from_input(alarm_arn).apply(alarm_event_pattern),
+                tags={**args.tags, "model": model},
+                opts=child,
+            )
+            aws.cloudwatch.EventTarget(
+                f"{name}-{slug(model)}-target",
+                rule=rule.name,
+                arn=destination.arn,
+                role_arn=role.arn,
+                input_transformer={
+                    "input_paths": {"alarm": "$.detail.alarmName"},
+                    "input_template": dispatch_template(model, args.environment),
+                },
+                retry_policy={"maximum_event_age_in_seconds": 3600, "maximum_retry_attempts": 10},
+                opts=child,
+            )
+            self.rules[model] = rule
+
+        self.secret_arn = self.secret.arn
+        self.register_outputs({"secret_arn": self.secret_arn})

@@ -1,0 +1,260 @@
+"""A SageMaker real-time endpoint for the version git pins, updated blue/green in place.
+
+Names are chosen for SageMaker's immutability: the model and the endpoint configuration carry
+the version in their Pulumi names (and get generated physical names), so a new pin creates a
+new model and configuration, and the endpoint, whose name never changes, moves to it with a
+blue/green deployment (canary or linear, as model.yaml says) that SageMaker rolls back by
+itself when one of the alarms it watches fires. The old configuration is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.registries import assume_role_policy
+from infra.conventions import capture_prefix, model_data_key
+from pipelines.definitions import AllAtOnce, Canary, Deployment
+
+VARIANT = "AllTraffic"  # the variant name the serving image and the capture layout assume
+CONTAINER_PORT = 8080
+# SageMaker's bounds: wait interval 0-3600 s, canary 1-50 % and linear steps 10-50 % of the fleet.
+MAX_WAIT_SECONDS = 3600
+CANARY_MAX_PERCENT = 50
+LINEAR_MIN_PERCENT, LINEAR_MAX_PERCENT = 10, 50
+
+
+@dataclass
+class SagemakerEndpointArgs:
+    model: str
+    version: str
+    environment: str
+    endpoint_name: str
+    deployment: Deployment
+    image_uri: pulumi.Input[str]
+    repository_arn: pulumi.Input[str]
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    key_arn: pulumi.Input[str]
+    rollback_alarm_names: list[pulumi.Input[str]]
+    tags: dict[str, str]
+    capture_percent: int = 100
+    scaled_down: bool = False
+    scaled_down_instance_type: str = "ml.t2.medium"
+    extra_environment: dict[str, str] = field(default_factory=dict)
+
+
+def traffic_routing(
+    deployment: Deployment,
+) -> aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgsDict:
+    """model.yaml's strategy as SageMaker's blue/green traffic routing, within its bounds."""
+    strategy = deployment.strategy
+    wait = min(strategy.bake_minutes * 60, MAX_WAIT_SECONDS)
+    if isinstance(strategy, AllAtOnce):
+        return {"type": "ALL_AT_ONCE", "wait_interval_in_seconds": wait}
+    if isinstance(strategy, Canary):
+        size = min(strategy.canary_percent, CANARY_MAX_PERCENT)
+        return {
+            "type": "CANARY",
+            "wait_interval_in_seconds": wait,
+            "canary_size": {"type": "CAPACITY_PERCENT", "value": size},
+        }
+    step = min(max(strategy.step_percent, LINEAR_MIN_PERCENT), LINEAR_MAX_PERCENT)
+    return {
+        "type": "LINEAR",
+        "wait_interval_in_seconds": wait,
+        "linear_step_size": {"type": "CAPACITY_PERCENT", "value": step},
+    }
+
+
+def execution_role_policy(
+    bucket_arn: str, key_arn: str, repository_arn: str, model: str, environment: str, endpoint: str
+) -> str:
+    """Read this model's archives, write this environment's captures, pull the one image."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReadModelArchives",
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": f"{bucket_arn}/{model_data_key(model, '*')}",
+                },
+                {
+                    "Sid": "WriteCaptures",
+                    "Effect": "Allow",
+                    "Action": "s3:PutObject",
+                    "Resource": f"{bucket_arn}/{capture_prefix(environment)}/*",
+                },
+                {
+                    "Sid": "UseTheKey",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": key_arn,
+                },
+                {
+                    "Sid": "PullTheServingImage",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchCheckLayerAvailability",
+                    ],
+                    "Resource": repository_arn,
+                },
+                {
+                    "Sid": "EcrLoginHasNoResource",
+                    "Effect": "Allow",
+                    "Action": "ecr:GetAuthorizationToken",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "WriteEndpointLogs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": f"arn:aws:logs:*:*:log-group:/aws/sagemaker/Endpoints/{endpoint}:*",
+                },
+            ],
+        }
+    )
+
+
+class SagemakerEndpoint(pulumi.ComponentResource):
+    """Model, endpoint configuration with data capture, endpoint, and its auto-scaling."""
+
+    endpoint: aws.sagemaker.Endpoint
+    endpoint_config: aws.sagemaker.EndpointConfiguration
+
+    def __init__(
+        self, name: str, args: SagemakerEndpointArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("mlops:index:SagemakerEndpoint", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        deployment = args.deployment
+        instance_type = deployment.instance_type
+        minimum = max(deployment.autoscaling.min_instances, 1)
+        maximum = max(deployment.autoscaling.max_instances, minimum)
+        count = min(max(deployment.instance_count, minimum), maximum)
+        if args.scaled_down:
+            instance_type, count, minimum, maximum = args.scaled_down_instance_type, 1, 1, 1
+
+        role = aws.iam.Role(
+            f"{name}-role",
+            path="/mlops/",
+            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com"),
+            tags=args.tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-role-policy",
+            role=role.id,
+            policy=pulumi.Output.all(args.bucket_arn, args.key_arn, args.repository_arn).apply(
+                lambda a: execution_role_policy(
+                    a[0], a[1], a[2], args.model, args.environment, args.endpoint_name
+                )
+            ),
+            opts=child,
+        )
+
+        version_suffix = f"v{args.version}"
+        model = aws.sagemaker.Model(
+            f"{name}-model-{version_suffix}",
+            execution_role_arn=role.arn,
+            primary_container={
+                "image": args.image_uri,
+                "model_data_url": pulumi.Output.concat(
+                    "s3://", args.bucket_name, "/", model_data_key(args.model, args.version)
+                ),
+                "environment": {
+                    # SageMaker captures itself; a second capture in the server would double it.
+                    "MLOPS_SERVE_ENDPOINT_NAME": args.endpoint_name,
+                    "MLOPS_SERVE_VARIANT_NAME": VARIANT,
+                    **args.extra_environment,
+                },
+            },
+            # The container needs no network: SageMaker mounts the model and captures itself.
+            enable_network_isolation=True,
+            tags=args.tags,
+            opts=child,
+        )
+        self.endpoint_config = aws.sagemaker.EndpointConfiguration(
+            f"{name}-config-{version_suffix}",
+            kms_key_arn=args.key_arn,
+            production_variants=[
+                {
+                    "variant_name": VARIANT,
+                    "model_name": model.name,
+                    "instance_type": instance_type,
+                    "initial_instance_count": count,
+                }
+            ],
+            data_capture_config={
+                "enable_capture": True,
+                "initial_sampling_percentage": args.capture_percent,
+                "destination_s3_uri": pulumi.Output.concat(
+                    "s3://", args.bucket_name, "/", capture_prefix(args.environment)
+                ),
+                "kms_key_id": args.key_arn,
+                "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
+                "capture_content_type_header": {
+                    "json_content_types": ["application/json"],
+                    "csv_content_types": ["text/csv"],
+                },
+            },
+            tags=args.tags,
+            opts=child,
+        )
+        self.endpoint = aws.sagemaker.Endpoint(
+            f"{name}-endpoint",
+            name=args.endpoint_name,
+            endpoint_config_name=self.endpoint_config.name,
+            deployment_config={
+                "blue_green_update_policy": {
+                    "traffic_routing_configuration": traffic_routing(deployment),
+                    "termination_wait_in_seconds": 300,
+                    "maximum_execution_timeout_in_seconds": 4 * MAX_WAIT_SECONDS,
+                },
+                "auto_rollback_configuration": {
+                    "alarms": [{"alarm_name": alarm} for alarm in args.rollback_alarm_names]
+                },
+            },
+            tags=args.tags,
+            opts=child,
+        )
+
+        resource_id = self.endpoint.name.apply(lambda n: f"endpoint/{n}/variant/{VARIANT}")
+        target = aws.appautoscaling.Target(
+            f"{name}-scaling-target",
+            service_namespace="sagemaker",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            resource_id=resource_id,
+            min_capacity=minimum,
+            max_capacity=maximum,
+            tags=args.tags,
+            opts=child,
+        )
+        aws.appautoscaling.Policy(
+            f"{name}-scaling-policy",
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            scalable_dimension=target.scalable_dimension,
+            resource_id=target.resource_id,
+            target_tracking_scaling_policy_configuration={
+                "target_value": float(deployment.autoscaling.target_invocations_per_instance),
+                "predefined_metric_specification": {
+                    "predefined_metric_type": "SageMakerVariantInvocationsPerInstance"
+                },
+                "scale_in_cooldown": 300,
+                "scale_out_cooldown": 60,
+            },
+            opts=child,
+        )
+
+        self.endpoint_name = self.endpoint.name
+        self.register_outputs(
+            {"endpoint_name": self.endpoint_name, "endpoint_config_name": self.endpoint_config.name}
+        )

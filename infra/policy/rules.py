@@ -1,0 +1,330 @@
+"""The rules every stack must keep, as plain functions over resources' input properties.
+
+Each rule takes what Pulumi hands a policy pack (a resource's type token and its input
+properties, camelCase as on the wire) and returns the violations it finds, as messages. The
+policy pack (``__main__.py``) reports them at ``pulumi preview``; the infra tests call the same
+functions on what the program declares under the mock runtime, and on deliberately bad inputs.
+Values that are unknown at preview time (not yet computed) are skipped, never guessed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from infra.conventions import REQUIRED_TAGS
+
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+K8S_LABELS = ("mlops/model", "mlops/environment")
+K8S_OWNER_ANNOTATION = "mlops/owner"
+
+BUCKET = "aws:s3/bucket:Bucket"
+PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+ENCRYPTION = (
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+)
+OWNERSHIP = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
+ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
+ROLE = "aws:iam/role:Role"
+POLICY_DOCUMENT_PROPS = {
+    "aws:iam/rolePolicy:RolePolicy": "policy",
+    "aws:iam/policy:Policy": "policy",
+    "aws:iam/userPolicy:UserPolicy": "policy",
+    "aws:iam/groupPolicy:GroupPolicy": "policy",
+}
+
+
+@dataclass
+class Resource:
+    """A declared resource as a rule sees it; ``refs`` names the resources a property uses."""
+
+    type: str
+    name: str
+    props: Mapping[str, Any]
+    refs: dict[str, list[str]] = field(default_factory=dict)
+
+
+Rule = Callable[[str, Mapping[str, Any]], list[str]]
+
+
+# --- resource rules -------------------------------------------------------------------------
+
+
+def endpoint_captures_data(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Every endpoint configuration captures requests and responses, encrypted, to S3."""
+    if resource_type != ENDPOINT_CONFIG:
+        return []
+    capture = props.get("dataCaptureConfig")
+    if not isinstance(capture, Mapping):
+        return ["endpoint configuration has no dataCaptureConfig: the monitor would be blind"]
+    problems = []
+    if capture.get("enableCapture") is False:
+        problems.append("data capture is disabled")
+    sampling = capture.get("initialSamplingPercentage")
+    if not _unknown(sampling) and not sampling:
+        problems.append("data capture samples 0 % of requests")
+    if "kmsKeyId" not in capture:
+        problems.append("captured data is not encrypted with a KMS key (kmsKeyId)")
+    modes = {
+        o.get("captureMode") for o in capture.get("captureOptions") or [] if isinstance(o, Mapping)
+    }
+    if not {"Input", "Output"} <= modes:
+        problems.append("data capture must record both Input and Output")
+    return problems
+
+
+def endpoint_rolls_back(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Every endpoint updates blue/green and rolls back on at least one CloudWatch alarm."""
+    if resource_type != ENDPOINT:
+        return []
+    deployment = props.get("deploymentConfig")
+    if not isinstance(deployment, Mapping):
+        return ["endpoint has no deploymentConfig: updates are not blue/green and never roll back"]
+    problems = []
+    if not isinstance(deployment.get("blueGreenUpdatePolicy"), Mapping):
+        problems.append("endpoint has no blueGreenUpdatePolicy")
+    rollback = deployment.get("autoRollbackConfiguration")
+    alarms = rollback.get("alarms") if isinstance(rollback, Mapping) else None
+    if not alarms:
+        problems.append("endpoint has no rollback alarms (autoRollbackConfiguration.alarms)")
+    return problems
+
+
+def no_admin_statements(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """No IAM policy allows every action on every resource."""
+    documents: list[Any] = []
+    if resource_type in POLICY_DOCUMENT_PROPS:
+        documents.append(props.get(POLICY_DOCUMENT_PROPS[resource_type]))
+    if resource_type == ROLE:
+        documents += [
+            p.get("policy") for p in props.get("inlinePolicies") or [] if isinstance(p, Mapping)
+        ]
+    problems = []
+    for document in documents:
+        for statement in _statements(document):
+            if statement.get("Effect") != "Allow":
+                continue
+            actions = _as_list(statement.get("Action"))
+            resources = _as_list(statement.get("Resource"))
+            if any(a in ("*", "*:*") for a in actions) and "*" in resources:
+                problems.append(f"statement {statement.get('Sid', '(no Sid)')} allows * on *")
+            if "NotAction" in statement or "NotResource" in statement:
+                problems.append(
+                    f"statement {statement.get('Sid', '(no Sid)')} uses NotAction/NotResource"
+                )
+    return problems
+
+
+def oidc_trust_is_scoped(repository: str | None = None) -> Rule:
+    """Roles trusted by GitHub's OIDC provider name the audience and exact subjects of one repo."""
+
+    def rule(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+        if resource_type != ROLE:
+            return []
+        problems = []
+        for statement in _statements(props.get("assumeRolePolicy")):
+            federated = _as_list((statement.get("Principal") or {}).get("Federated"))
+            if not any(isinstance(f, str) and GITHUB_OIDC_HOST in f for f in federated):
+                continue
+            condition = statement.get("Condition") or {}
+            equals = condition.get("StringEquals") or {}
+            like = condition.get("StringLike") or {}
+            if equals.get(f"{GITHUB_OIDC_HOST}:aud") != "sts.amazonaws.com":
+                problems.append("GitHub trust does not require the sts.amazonaws.com audience")
+            subs = _as_list(equals.get(f"{GITHUB_OIDC_HOST}:sub")) + _as_list(
+                like.get(f"{GITHUB_OIDC_HOST}:sub")
+            )
+            if not subs:
+                problems.append("GitHub trust names no subject: any repository could assume it")
+            for sub in subs:
+                repo = sub.split(":")[1] if sub.startswith("repo:") and sub.count(":") >= 2 else ""
+                if not repo or "*" in repo or "?" in repo:
+                    problems.append(
+                        f"GitHub trust subject {sub!r} is not limited to one repository"
+                    )
+                elif repository and repo != repository:
+                    problems.append(f"GitHub trust subject {sub!r} is not for {repository}")
+                elif "*" in sub:
+                    problems.append(f"GitHub trust subject {sub!r} has a wildcard ref")
+        return problems
+
+    return rule
+
+
+def tagged(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Taggable AWS resources carry model, environment and owner tags; Kubernetes objects the
+    same as labels (model, environment) and an annotation (owner, which labels cannot hold)."""
+    if resource_type.startswith("kubernetes:"):
+        metadata = props.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        annotations = metadata.get("annotations") or {}
+        missing = [k for k in K8S_LABELS if not labels.get(k)]
+        if not annotations.get(K8S_OWNER_ANNOTATION):
+            missing.append(K8S_OWNER_ANNOTATION)
+        return [f"missing {', '.join(missing)}"] if missing else []
+    if not taggable(resource_type):
+        return []
+    tags = props.get("tags")
+    if _unknown(tags):
+        return []
+    tags = tags or {}
+    missing = [k for k in REQUIRED_TAGS if not tags.get(k)]
+    return [f"missing tags {', '.join(missing)}"] if missing else []
+
+
+def encrypted_at_rest(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Keys rotate; topics, secrets, image repositories and buckets' data use KMS."""
+    if resource_type == "aws:kms/key:Key" and not props.get("enableKeyRotation"):
+        return ["KMS key rotation is off"]
+    if resource_type == "aws:sns/topic:Topic" and not props.get("kmsMasterKeyId"):
+        return ["SNS topic is not encrypted (kmsMasterKeyId)"]
+    if resource_type == "aws:secretsmanager/secret:Secret" and not props.get("kmsKeyId"):
+        return ["secret is encrypted with the AWS-managed key, not the stack's key"]
+    if resource_type == "aws:ecr/repository:Repository":
+        problems = []
+        if props.get("imageTagMutability") != "IMMUTABLE":
+            problems.append("image tags are mutable")
+        if not (props.get("imageScanningConfiguration") or {}).get("scanOnPush"):
+            problems.append("images are not scanned on push")
+        return problems
+    if resource_type == BUCKET and props.get("acl") in ("public-read", "public-read-write"):
+        return [f"bucket ACL is {props['acl']}"]
+    return []
+
+
+def pods_are_locked_down(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Deployments run non-root, read-only, without privilege escalation, with probes."""
+    if resource_type != "kubernetes:apps/v1:Deployment":
+        return []
+    pod = ((props.get("spec") or {}).get("template") or {}).get("spec") or {}
+    problems = []
+    if not (pod.get("securityContext") or {}).get("runAsNonRoot"):
+        problems.append("pod securityContext.runAsNonRoot is not true")
+    for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+        name = container.get("name", "?")
+        security = container.get("securityContext") or {}
+        if not security.get("readOnlyRootFilesystem"):
+            problems.append(f"container {name}: root filesystem is writable")
+        if security.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"container {name}: privilege escalation is allowed")
+        if "ALL" not in ((security.get("capabilities") or {}).get("drop") or []):
+            problems.append(f"container {name}: capabilities are not dropped")
+    for container in pod.get("containers") or []:
+        for probe in ("readinessProbe", "livenessProbe"):
+            if probe not in container:
+                problems.append(f"container {container.get('name', '?')}: no {probe}")
+    return problems
+
+
+RESOURCE_RULES: dict[str, Rule] = {
+    "endpoint-captures-data": endpoint_captures_data,
+    "endpoint-rolls-back": endpoint_rolls_back,
+    "no-admin-iam-statements": no_admin_statements,
+    "github-oidc-trust-scoped": oidc_trust_is_scoped(),
+    "resources-tagged": tagged,
+    "encrypted-at-rest": encrypted_at_rest,
+    "pods-locked-down": pods_are_locked_down,
+}
+
+
+# --- stack rules: a bucket's protection lives in resources of its own -----------------------
+
+
+def buckets_are_private_and_encrypted(resources: Iterable[Resource]) -> list[str]:
+    """Every bucket has all public access blocked, ACLs off, default encryption, and a policy
+    that refuses plain HTTP and allows no anonymous principal."""
+    resources = list(resources)
+    buckets = [r for r in resources if r.type == BUCKET]
+
+    def attached(kind: str, bucket: Resource) -> list[Resource]:
+        return [r for r in resources if r.type == kind and bucket.name in r.refs.get("bucket", [])]
+
+    problems = []
+    for bucket in buckets:
+        blocks = attached(PUBLIC_ACCESS_BLOCK, bucket)
+        flags = (
+            "blockPublicAcls",
+            "blockPublicPolicy",
+            "ignorePublicAcls",
+            "restrictPublicBuckets",
+        )
+        if not any(all(b.props.get(f) is True for f in flags) for b in blocks):
+            problems.append(f"bucket {bucket.name}: public access is not fully blocked")
+        if not attached(ENCRYPTION, bucket):
+            problems.append(f"bucket {bucket.name}: no default encryption")
+        owners = attached(OWNERSHIP, bucket)
+        if not any(
+            (o.props.get("rule") or {}).get("objectOwnership") == "BucketOwnerEnforced"
+            for o in owners
+        ):
+            problems.append(f"bucket {bucket.name}: ACLs are not disabled (BucketOwnerEnforced)")
+        policies = attached(BUCKET_POLICY, bucket)
+        statements = [s for p in policies for s in _statements(p.props.get("policy"))]
+        if not any(_denies_plain_http(s) for s in statements):
+            problems.append(f"bucket {bucket.name}: policy does not deny non-TLS requests")
+        for s in statements:
+            if s.get("Effect") == "Allow" and s.get("Principal") in ("*", {"AWS": "*"}):
+                problems.append(f"bucket {bucket.name}: policy allows anonymous access")
+    return problems
+
+
+STACK_RULES: dict[str, Callable[[Iterable[Resource]], list[str]]] = {
+    "buckets-private-and-encrypted": buckets_are_private_and_encrypted,
+}
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+@cache
+def taggable(resource_type: str) -> bool:
+    """Whether the pulumi-aws resource behind a type token has a ``tags`` input."""
+    if not resource_type.startswith("aws:"):
+        return False
+    try:
+        _, module_part, class_name = resource_type.split(":")
+        module = module_part.split("/")[0]
+        package = importlib.import_module(
+            "pulumi_aws" if module == "index" else f"pulumi_aws.{module}"
+        )
+        cls = getattr(package, class_name)
+    except (ValueError, ImportError, AttributeError):
+        return False
+    return isinstance(getattr(cls, "tags", None), property)
+
+
+def _statements(document: Any) -> list[Mapping[str, Any]]:
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return []
+    if not isinstance(document, Mapping):
+        return []
+    statements = document.get("Statement", [])
+    return [s for s in _as_list(statements) if isinstance(s, Mapping)]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _denies_plain_http(statement: Mapping[str, Any]) -> bool:
+    condition = (statement.get("Condition") or {}).get("Bool") or {}
+    return statement.get("Effect") == "Deny" and condition.get("aws:SecureTransport") in (
+        "false",
+        False,
+    )
+
+
+def _unknown(value: Any) -> bool:
+    """A value not computed yet at preview (pulumi-policy usually skips the rule itself)."""
+    return type(value).__name__ == "Unknown"

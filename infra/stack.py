@@ -1,0 +1,279 @@
+"""One stack of the platform: the components wired together from the stack's settings.
+
+``__main__.py`` reads Pulumi config into ``StackSettings`` and calls ``build``; tests call the
+same function (or run ``__main__`` itself) under Pulumi's mock runtime. Which models run and at
+which version comes from git (``infra.model_plan``), never from config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+
+from infra.components.artifact_store import ArtifactStore, ArtifactStoreArgs
+from infra.components.budget import Budget, BudgetArgs
+from infra.components.ci_access import CiAccess, CiAccessArgs
+from infra.components.drift_to_retrain import DriftToRetrain, DriftToRetrainArgs
+from infra.components.kubernetes_endpoint import KubernetesEndpoint, KubernetesEndpointArgs
+from infra.components.monitoring import (
+    DEFAULT_LATENCY_MS,
+    ModelMonitor,
+    ModelMonitorArgs,
+    MonitoredModel,
+    Monitoring,
+    MonitoringArgs,
+    read_monitoring_files,
+)
+from infra.components.registries import Registries, RegistriesArgs
+from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndpointArgs
+from infra.conventions import SHARED, endpoint_name, slug, tags
+from infra.model_plan import ModelPlan, plan, rollout_steps
+from pipelines.errors import DefinitionError
+from pipelines.pins import load_environment
+
+# The endpoint's p99 alarm fires at this multiple of the model's offline latency gate.
+LATENCY_ALARM_FACTOR = 2.0
+
+
+@dataclass
+class StackSettings:
+    """Everything a stack is configured with (declared, with defaults, in Pulumi.yaml)."""
+
+    stack: str
+    owner: str
+    github_repository: str
+    github_token: pulumi.Output[str] | None = None
+    image: str = ""
+    deploy_environments: list[str] = field(default_factory=list)
+    deploy_branches: list[str] = field(default_factory=list)
+    publish_branches: list[str] = field(default_factory=lambda: ["main"])
+    owns_account_resources: bool = True
+    image_repository: str = "mlops-serving"
+    alert_emails: list[str] = field(default_factory=list)
+    budget_monthly_usd: int = 200
+    protect_resources: bool = False
+    scaled_down: bool = False
+    scaled_down_instance_type: str = "ml.t2.medium"
+    mlflow_tracking_server: bool = True
+    mlflow_server_size: str = "Small"
+    noncurrent_version_days: int = 30
+    capture_retention_days: int = 90
+    rollouts: list[str] = field(default_factory=list)
+    kubernetes_monitoring_namespace: str = "monitoring"
+    eks_oidc_provider_arn: str = ""
+    eks_oidc_issuer: str = ""
+    model_monitor_instance_type: str = "ml.m5.large"
+    region: str = ""
+
+
+def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
+    """Declare every resource of the stack; returns the stack outputs."""
+    env = settings.stack
+    environment = load_environment(repo_root / "environments", env)
+    if environment.requires_approval and settings.deploy_branches:
+        raise DefinitionError(
+            f"environment {env!r} requires approval, so only its GitHub environment may deploy; "
+            f"remove deployBranches ({', '.join(settings.deploy_branches)}) from Pulumi.{env}.yaml",
+            field="deployBranches",
+        )
+    plans = plan(repo_root, env, settings.rollouts)
+    shared_tags = tags(SHARED, env, settings.owner)
+    model_tags = {p.name: tags(p.name, env, p.definition.owner) for p in plans}
+    protect = settings.protect_resources
+
+    store = ArtifactStore(
+        f"mlops-{slug(env)}",
+        ArtifactStoreArgs(
+            tags=shared_tags,
+            noncurrent_version_days=settings.noncurrent_version_days,
+            capture_retention_days=settings.capture_retention_days,
+            protect=protect,
+        ),
+    )
+    registries = Registries(
+        f"mlops-{slug(env)}-registries",
+        RegistriesArgs(
+            environment=env,
+            tags=shared_tags,
+            bucket_name=store.bucket_name,
+            bucket_arn=store.bucket_arn,
+            key_arn=store.key_arn,
+            models=model_tags,
+            mlflow=settings.mlflow_tracking_server,
+            mlflow_size=settings.mlflow_server_size,
+            protect=protect,
+            repository_name=settings.image_repository,
+            create_repository=settings.owns_account_resources,
+        ),
+    )
+
+    deployable = [p for p in plans if p.has_endpoint]
+    if deployable and not settings.image:
+        pulumi.log.warn(
+            "config `image` is not set, so no endpoint is deployed for "
+            + ", ".join(p.name for p in deployable)
+            + "; the image workflow sets it to registry/repository:commit"
+        )
+        deployable = []
+    on_sagemaker = [p for p in deployable if p.target == "sagemaker"]
+    on_kubernetes = [p for p in deployable if p.target == "kubernetes"]
+
+    alert_rules, dashboards = read_monitoring_files(repo_root / "monitoring")
+    monitoring = Monitoring(
+        f"mlops-{slug(env)}-monitoring",
+        MonitoringArgs(
+            environment=env,
+            tags=shared_tags,
+            models=[
+                MonitoredModel(
+                    model=p.name,
+                    tags=model_tags[p.name],
+                    endpoint_name=endpoint_name(p.name, env) if p in on_sagemaker else None,
+                    latency_p99_ms=_latency_threshold(p),
+                )
+                for p in plans
+            ],
+            alert_emails=settings.alert_emails,
+            kubernetes_namespace=settings.kubernetes_monitoring_namespace
+            if on_kubernetes
+            else None,
+            alert_rules=alert_rules,
+            dashboards=dashboards,
+        ),
+    )
+
+    endpoints: dict[str, pulumi.Output[str] | str] = {}
+    for p in on_sagemaker:
+        assert p.version is not None
+        name = endpoint_name(p.name, env)
+        endpoint = SagemakerEndpoint(
+            name,
+            SagemakerEndpointArgs(
+                model=p.name,
+                version=p.version,
+                environment=env,
+                endpoint_name=name,
+                deployment=p.deployment,
+                image_uri=settings.image,
+                repository_arn=registries.repository_arn,
+                bucket_name=store.bucket_name,
+                bucket_arn=store.bucket_arn,
+                key_arn=store.key_arn,
+                rollback_alarm_names=[a.name for a in monitoring.rollback_alarms[p.name]],
+                tags=model_tags[p.name],
+                capture_percent=p.definition.monitoring.capture_percent,
+                scaled_down=settings.scaled_down,
+                scaled_down_instance_type=settings.scaled_down_instance_type,
+            ),
+        )
+        ModelMonitor(
+            f"{name}-monitor",
+            ModelMonitorArgs(
+                model=p.name,
+                version=p.version,
+                environment=env,
+                endpoint_name=endpoint.endpoint_name,
+                schedule=p.definition.monitoring.schedule,
+                bucket_name=store.bucket_name,
+                bucket_arn=store.bucket_arn,
+                key_arn=store.key_arn,
+                tags=model_tags[p.name],
+                instance_type=settings.model_monitor_instance_type,
+            ),
+        )
+        endpoints[p.name] = endpoint.endpoint_name
+    for p in on_kubernetes:
+        assert p.version is not None
+        name = endpoint_name(p.name, env)
+        steps = rollout_steps(p.deployment)
+        k8s_endpoint = KubernetesEndpoint(
+            name,
+            KubernetesEndpointArgs(
+                model=p.name,
+                version=p.version,
+                environment=env,
+                owner=p.definition.owner,
+                endpoint_name=name,
+                deployment=p.deployment,
+                image=settings.image,
+                bucket_name=store.bucket_name,
+                bucket_arn=store.bucket_arn,
+                key_arn=store.key_arn,
+                tags=model_tags[p.name],
+                capture_percent=p.definition.monitoring.capture_percent,
+                previous_version=p.previous_version,
+                canary_weight=p.canary_weight,
+                steps=tuple(steps),
+                bake_minutes=p.deployment.strategy.bake_minutes,
+                monitoring_namespace=settings.kubernetes_monitoring_namespace,
+                oidc_provider_arn=settings.eks_oidc_provider_arn or None,
+                oidc_issuer=settings.eks_oidc_issuer or None,
+                region=settings.region or None,
+            ),
+        )
+        endpoints[p.name] = pulumi.Output.concat(name, "/", k8s_endpoint.service_name)
+
+    retrain = [p for p in plans if p.definition.retraining.on_drift]
+    if retrain and settings.github_token is not None:
+        DriftToRetrain(
+            f"mlops-{slug(env)}-retrain",
+            DriftToRetrainArgs(
+                repository=settings.github_repository,
+                environment=env,
+                github_token=settings.github_token,
+                drift_alarm_arns={p.name: monitoring.drift_alarms[p.name].arn for p in retrain},
+                key_arn=store.key_arn,
+                tags=shared_tags,
+            ),
+        )
+    elif retrain:
+        pulumi.log.warn(
+            "config `githubToken` is not set: drift alarms will not start the retrain workflow"
+        )
+
+    ci = CiAccess(
+        f"mlops-{slug(env)}-ci",
+        CiAccessArgs(
+            repository=settings.github_repository,
+            environment=env,
+            tags=shared_tags,
+            bucket_arn=store.bucket_arn,
+            key_arn=store.key_arn,
+            repository_arn=registries.repository_arn,
+            deploy_environments=settings.deploy_environments or [env],
+            deploy_branches=settings.deploy_branches,
+            publish_branches=settings.publish_branches,
+            create_provider=settings.owns_account_resources,
+            tracking_server_arn=registries.tracking_uri,
+        ),
+    )
+    Budget(
+        f"mlops-{slug(env)}-budget",
+        BudgetArgs(
+            environment=env,
+            monthly_limit_usd=settings.budget_monthly_usd,
+            tags=shared_tags,
+            emails=settings.alert_emails,
+            topic_arn=monitoring.topic_arn,
+        ),
+    )
+
+    return {
+        "bucket": store.bucket_name,
+        "image_repository": registries.repository_url,
+        "tracking_uri": registries.tracking_uri,
+        "package_groups": {
+            m: g.model_package_group_name for m, g in registries.package_groups.items()
+        },
+        "endpoints": endpoints,
+        "versions": {p.name: p.version for p in plans},
+        "alerts_topic": monitoring.topic_arn,
+        "ci_roles": ci.role_arns,
+    }
+
+
+def _latency_threshold(p: ModelPlan) -> float:
+    gate = p.definition.gates.latency
+    return gate.p99_ms * LATENCY_ALARM_FACTOR if gate else DEFAULT_LATENCY_MS

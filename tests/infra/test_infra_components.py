@@ -1,0 +1,550 @@
+"""Each component alone under the mock runtime: what it declares and the safety it keeps."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pulumi_mocks import Run, policy_document, run_program
+
+from infra.components.artifact_store import ArtifactStore, ArtifactStoreArgs
+from infra.components.budget import Budget, BudgetArgs
+from infra.components.ci_access import CiAccess, CiAccessArgs, subjects, trust_policy
+from infra.components.drift_to_retrain import DriftToRetrain, DriftToRetrainArgs
+from infra.components.monitoring import (
+    ModelMonitor,
+    ModelMonitorArgs,
+    MonitoredModel,
+    Monitoring,
+    MonitoringArgs,
+    sagemaker_schedule,
+)
+from infra.components.registries import Registries, RegistriesArgs
+from infra.components.sagemaker_endpoint import (
+    SagemakerEndpoint,
+    SagemakerEndpointArgs,
+    traffic_routing,
+)
+from infra.conventions import tags
+from infra.policy.rules import RESOURCE_RULES, buckets_are_private_and_encrypted
+from monitoring.retrain import EVENT_TYPE
+from pipelines.definitions import Deployment
+from serving import metrics
+
+pytestmark = pytest.mark.infra
+
+OWNER = "ml-platform@example.com"
+SHARED_TAGS = tags("shared", "dev", OWNER)
+MODEL_TAGS = tags("seattle_weather", "dev", OWNER)
+BUCKET_ARN = "arn:aws:s3:::mlops-dev-bucket"
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/k"
+
+
+def no_rule_violations(run: Run) -> list[str]:
+    return [
+        f"{r.name}: {name}: {message}"
+        for r in run.resources
+        for name, rule in RESOURCE_RULES.items()
+        for message in rule(r.type, r.inputs)
+    ]
+
+
+# --- artifact store ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store() -> Run:
+    return run_program(lambda: ArtifactStore("mlops-dev", ArtifactStoreArgs(tags=SHARED_TAGS)))
+
+
+def test_artifact_store_is_private_encrypted_versioned_and_logged(store: Run) -> None:
+    assert buckets_are_private_and_encrypted(store.for_rules()) == []
+    assert no_rule_violations(store) == []
+    bucket = store.named("mlops-dev-bucket")
+    key = store.one("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    encryption = store.named("mlops-dev-bucket-encryption").inputs["rules"][0]
+    assert encryption["applyServerSideEncryptionByDefault"] == {
+        "sseAlgorithm": "aws:kms",
+        "kmsMasterKeyId": key.state["arn"],
+    }
+    versioning = store.named("mlops-dev-bucket-versioning").inputs
+    assert versioning["versioningConfiguration"]["status"] == "Enabled"
+    logging = store.one("aws:s3/bucketLogging:BucketLogging").inputs
+    assert (
+        logging["bucket"] == bucket.id
+        and logging["targetBucket"] == store.named("mlops-dev-logs").id
+    )
+    policy = policy_document(store.named("mlops-dev-bucket-policy").inputs["policy"])
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_artifact_store_expires_old_versions_and_captures(store: Run) -> None:
+    rules = {r["id"]: r for r in store.named("mlops-dev-bucket-lifecycle").inputs["rules"]}
+    assert rules["expire-old-versions"]["noncurrentVersionExpiration"]["noncurrentDays"] == 30
+    assert rules["expire-captures"]["filter"] == {"prefix": "captures/"}
+    assert rules["expire-captures"]["expiration"]["days"] == 90
+
+
+def test_a_bucket_without_its_protection_is_caught(store: Run) -> None:
+    """The bucket rule fails when the public access block or the TLS policy is missing."""
+    stripped = [
+        r
+        for r in store.for_rules()
+        if r.name not in ("mlops-dev-bucket-public-access", "mlops-dev-bucket-policy")
+    ]
+    problems = buckets_are_private_and_encrypted(stripped)
+    assert any("public access is not fully blocked" in p for p in problems)
+    assert any("non-TLS" in p for p in problems)
+
+
+# --- registries ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registries() -> Run:
+    args = RegistriesArgs(
+        environment="dev",
+        tags=SHARED_TAGS,
+        bucket_name="mlops-dev-bucket",
+        bucket_arn=BUCKET_ARN,
+        key_arn=KEY_ARN,
+        models={"seattle_weather": MODEL_TAGS, "penguins": tags("penguins", "dev", OWNER)},
+    )
+    return run_program(lambda: Registries("mlops-dev-registries", args))
+
+
+def test_image_repository_is_immutable_scanned_and_pruned(registries: Run) -> None:
+    repository = registries.one("aws:ecr/repository:Repository").inputs
+    assert repository["imageTagMutability"] == "IMMUTABLE"
+    assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
+    rules = json.loads(registries.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])[
+        "rules"
+    ]
+    assert {r["selection"]["tagStatus"] for r in rules} == {"untagged", "any"}
+
+
+def test_one_model_package_group_per_model_named_as_sagemaker_allows(registries: Run) -> None:
+    groups = registries.of("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
+    assert {g.inputs["modelPackageGroupName"] for g in groups} == {
+        "penguins-dev",
+        "seattle-weather-dev",
+    }
+    assert all(g.inputs["tags"]["model"] in ("penguins", "seattle_weather") for g in groups)
+
+
+def test_mlflow_server_stores_artifacts_in_the_bucket_with_a_scoped_role(registries: Run) -> None:
+    server = registries.one("aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer").inputs
+    assert server["artifactStoreUri"] == "s3://mlops-dev-bucket/mlflow"
+    policy = policy_document(registries.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    resources = {json.dumps(s["Resource"]) for s in policy["Statement"]}
+    assert json.dumps(f"{BUCKET_ARN}/mlflow/*") in resources
+    assert no_rule_violations(registries) == []
+
+
+# --- SageMaker endpoint ---------------------------------------------------------------------
+
+
+def sagemaker_args(deployment: dict[str, Any], **overrides: Any) -> SagemakerEndpointArgs:
+    values: dict[str, Any] = {
+        "model": "seattle_weather",
+        "version": "7",
+        "environment": "dev",
+        "endpoint_name": "seattle-weather-dev",
+        "deployment": Deployment.model_validate({"target": "sagemaker", **deployment}),
+        "image_uri": "img:abc",
+        "repository_arn": "arn:aws:ecr:us-east-1:123456789012:repository/mlops-serving",
+        "bucket_name": "mlops-dev-bucket",
+        "bucket_arn": BUCKET_ARN,
+        "key_arn": KEY_ARN,
+        "rollback_alarm_names": ["a-latency", "a-5xx"],
+        "tags": MODEL_TAGS,
+    }
+    values.update(overrides)
+    return SagemakerEndpointArgs(**values)
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Run:
+    deployment = {
+        "instance_count": 2,
+        "strategy": {"type": "canary", "canary_percent": 10, "bake_minutes": 10},
+        "autoscaling": {
+            "min_instances": 2,
+            "max_instances": 4,
+            "target_invocations_per_instance": 300,
+        },
+    }
+    return run_program(lambda: SagemakerEndpoint("seattle-weather-dev", sagemaker_args(deployment)))
+
+
+def test_endpoint_deploys_blue_green_with_rollback_on_the_given_alarms(endpoint: Run) -> None:
+    config = endpoint.one("aws:sagemaker/endpoint:Endpoint").inputs["deploymentConfig"]
+    routing = config["blueGreenUpdatePolicy"]["trafficRoutingConfiguration"]
+    assert routing == {
+        "type": "CANARY",
+        "waitIntervalInSeconds": 600,
+        "canarySize": {"type": "CAPACITY_PERCENT", "value": 10},
+    }
+    assert config["autoRollbackConfiguration"]["alarms"] == [
+        {"alarmName": "a-latency"},
+        {"alarmName": "a-5xx"},
+    ]
+    assert no_rule_violations(endpoint) == []
+
+
+def test_endpoint_captures_to_the_artifact_store_encrypted(endpoint: Run) -> None:
+    config = endpoint.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs
+    assert config["kmsKeyArn"] == KEY_ARN
+    capture = config["dataCaptureConfig"]
+    assert capture["destinationS3Uri"] == "s3://mlops-dev-bucket/captures/dev"
+    assert [o["captureMode"] for o in capture["captureOptions"]] == ["Input", "Output"]
+    variant = config["productionVariants"][0]
+    assert variant["variantName"] == "AllTraffic" and variant["initialInstanceCount"] == 2
+
+
+def test_endpoint_scales_on_invocations_per_instance(endpoint: Run) -> None:
+    target = endpoint.one("aws:appautoscaling/target:Target").inputs
+    assert target["resourceId"] == "endpoint/seattle-weather-dev/variant/AllTraffic"
+    assert (target["minCapacity"], target["maxCapacity"]) == (2, 4)
+    policy = endpoint.one("aws:appautoscaling/policy:Policy").inputs
+    tracking = policy["targetTrackingScalingPolicyConfiguration"]
+    assert tracking["targetValue"] == 300
+    assert (
+        tracking["predefinedMetricSpecification"]["predefinedMetricType"]
+        == "SageMakerVariantInvocationsPerInstance"
+    )
+
+
+def test_endpoint_role_reads_only_its_models_and_writes_only_captures(endpoint: Run) -> None:
+    statements = policy_document(endpoint.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])[
+        "Statement"
+    ]
+    by_sid = {s["Sid"]: s for s in statements}
+    assert (
+        by_sid["ReadModelArchives"]["Resource"]
+        == f"{BUCKET_ARN}/models/seattle_weather/*/model.tar.gz"
+    )
+    assert by_sid["WriteCaptures"]["Resource"] == f"{BUCKET_ARN}/captures/dev/*"
+
+
+def test_model_and_configuration_names_carry_the_version(endpoint: Run) -> None:
+    assert endpoint.one("aws:sagemaker/model:Model").name.endswith("-model-v7")
+    assert endpoint.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").name.endswith(
+        "-config-v7"
+    )
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        (
+            {"type": "all_at_once", "bake_minutes": 2},
+            {"type": "ALL_AT_ONCE", "wait_interval_in_seconds": 120},
+        ),
+        ({"type": "linear", "step_percent": 5, "bake_minutes": 1}, {"type": "LINEAR", "step": 10}),
+        ({"type": "linear", "step_percent": 80, "bake_minutes": 1}, {"type": "LINEAR", "step": 50}),
+        (
+            {"type": "canary", "canary_percent": 90, "bake_minutes": 600},
+            {"type": "CANARY", "wait_interval_in_seconds": 3600},
+        ),
+    ],
+)
+def test_strategies_map_into_sagemakers_bounds(
+    strategy: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    routing = traffic_routing(Deployment.model_validate({"strategy": strategy}))
+    assert routing["type"] == expected["type"]
+    if "step" in expected:
+        assert routing["linear_step_size"]["value"] == expected["step"]  # type: ignore[index]
+    if "wait_interval_in_seconds" in expected:
+        assert routing["wait_interval_in_seconds"] == expected["wait_interval_in_seconds"]
+    if expected["type"] == "CANARY":
+        assert routing["canary_size"]["value"] == 50  # type: ignore[index]
+
+
+def test_scaled_down_endpoints_run_one_small_instance() -> None:
+    deployment = {"instance_count": 3, "autoscaling": {"min_instances": 2, "max_instances": 5}}
+    run = run_program(lambda: SagemakerEndpoint("s", sagemaker_args(deployment, scaled_down=True)))
+    variant = run.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs[
+        "productionVariants"
+    ][0]
+    assert (variant["instanceType"], variant["initialInstanceCount"]) == ("ml.t2.medium", 1)
+    target = run.one("aws:appautoscaling/target:Target").inputs
+    assert (target["minCapacity"], target["maxCapacity"]) == (1, 1)
+
+
+# --- monitoring ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def monitoring() -> Run:
+    args = MonitoringArgs(
+        environment="dev",
+        tags=SHARED_TAGS,
+        models=[
+            MonitoredModel(
+                "seattle_weather", MODEL_TAGS, "seattle-weather-dev", latency_p99_ms=200
+            ),
+            MonitoredModel("penguins", tags("penguins", "dev", OWNER)),
+        ],
+        alert_emails=["oncall@example.com"],
+    )
+
+    def program() -> None:
+        Monitoring("mlops-dev-monitoring", args)
+        ModelMonitor(
+            "seattle-weather-dev-monitor",
+            ModelMonitorArgs(
+                model="seattle_weather",
+                version="7",
+                environment="dev",
+                endpoint_name="seattle-weather-dev",
+                schedule="30 4 * * *",
+                bucket_name="mlops-dev-bucket",
+                bucket_arn=BUCKET_ARN,
+                key_arn=KEY_ARN,
+                tags=MODEL_TAGS,
+            ),
+        )
+
+    return run_program(program)
+
+
+def test_alarms_use_the_metric_names_contract(monitoring: Run) -> None:
+    alarms = {
+        a.inputs["name"]: a.inputs for a in monitoring.of("aws:cloudwatch/metricAlarm:MetricAlarm")
+    }
+    assert set(alarms) == {
+        "seattle-weather-dev-drift",
+        "penguins-dev-drift",
+        "seattle-weather-dev-latency-p99",
+        "seattle-weather-dev-5xx",
+    }
+    drift = alarms["penguins-dev-drift"]
+    assert (drift["namespace"], drift["metricName"]) == (
+        metrics.CLOUDWATCH_NAMESPACE,
+        metrics.CW_DRIFT_DETECTED,
+    )
+    assert drift["dimensions"] == {"Model": "penguins", "Environment": "dev"}
+    latency = alarms["seattle-weather-dev-latency-p99"]
+    assert (latency["metricName"], latency["extendedStatistic"]) == (
+        metrics.SM_MODEL_LATENCY,
+        "p99",
+    )
+    assert latency["threshold"] == 200_000, "ModelLatency is in microseconds"
+    assert alarms["seattle-weather-dev-5xx"]["metricName"] == metrics.SM_5XX
+
+
+def test_alerts_go_to_an_encrypted_topic(monitoring: Run) -> None:
+    topic = monitoring.one("aws:sns/topic:Topic")
+    key = monitoring.one("aws:kms/key:Key")
+    assert topic.inputs["kmsMasterKeyId"] == key.state["arn"]
+    for alarm in monitoring.of("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        assert alarm.inputs["alarmActions"] == [topic.state["arn"]]
+    subscription = monitoring.one("aws:sns/topicSubscription:TopicSubscription").inputs
+    assert (subscription["protocol"], subscription["endpoint"]) == ("email", "oncall@example.com")
+
+
+def test_dashboards_cover_every_model_and_the_endpoint(monitoring: Run) -> None:
+    bodies = {
+        d.inputs["dashboardName"]: json.loads(d.inputs["dashboardBody"])
+        for d in monitoring.of("aws:cloudwatch/dashboard:Dashboard")
+    }
+    assert set(bodies) == {"mlops-dev", "mlops-dev-seattle-weather"}
+    text = json.dumps(bodies["mlops-dev"])
+    assert "penguins" in text and metrics.CW_DRIFT_SHARE in text
+    assert metrics.SM_MODEL_LATENCY in json.dumps(bodies["mlops-dev-seattle-weather"])
+
+
+def test_model_monitor_checks_captures_against_the_versions_baseline(monitoring: Run) -> None:
+    job = monitoring.one("aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition").inputs
+    assert job["dataQualityJobInput"]["endpointInput"]["endpointName"] == "seattle-weather-dev"
+    baseline = job["dataQualityBaselineConfig"]["constraintsResource"]["s3Uri"]
+    assert baseline == "s3://mlops-dev-bucket/baselines/seattle_weather/7/constraints.json"
+    assert "sagemaker-model-monitor-analyzer" in job["dataQualityAppSpecification"]["imageUri"]
+    schedule = monitoring.one("aws:sagemaker/monitoringSchedule:MonitoringSchedule").inputs
+    assert (
+        schedule["monitoringScheduleConfig"]["scheduleConfig"]["scheduleExpression"]
+        == "cron(0 4 ? * * *)"
+    )
+    assert no_rule_violations(monitoring) == []
+
+
+def test_model_monitor_schedules_hourly_unless_the_hour_is_fixed() -> None:
+    assert sagemaker_schedule("0 * * * *") == "cron(0 * ? * * *)"
+    assert sagemaker_schedule("30 */2 * * *") == "cron(0 * ? * * *)"
+    assert sagemaker_schedule("15 3 * * 1") == "cron(0 3 ? * * *)"
+
+
+# --- drift to retrain ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def retrain() -> Run:
+    args = DriftToRetrainArgs(
+        repository="example-org/mlops-template",
+        environment="prod",
+        github_token="ghp_x",
+        drift_alarm_arns={"penguins": "arn:aws:cloudwatch:us-east-1:1:alarm:penguins-prod-drift"},
+        key_arn=KEY_ARN,
+        tags=tags("shared", "prod", OWNER),
+    )
+    return run_program(lambda: DriftToRetrain("mlops-prod-retrain", args), stack="prod")
+
+
+def test_drift_alarm_triggers_repository_dispatch(retrain: Run) -> None:
+    rule = retrain.one("aws:cloudwatch/eventRule:EventRule").inputs
+    pattern = json.loads(rule["eventPattern"])
+    assert pattern["resources"] == ["arn:aws:cloudwatch:us-east-1:1:alarm:penguins-prod-drift"]
+    assert pattern["detail"] == {"state": {"value": ["ALARM"]}}
+    destination = retrain.one("aws:cloudwatch/eventApiDestination:EventApiDestination").inputs
+    assert (
+        destination["invocationEndpoint"]
+        == "https://api.github.com/repos/example-org/mlops-template/dispatches"
+    )
+    assert destination["httpMethod"] == "POST"
+    target = retrain.one("aws:cloudwatch/eventTarget:EventTarget").inputs
+    assert (
+        target["arn"]
+        == retrain.one("aws:cloudwatch/eventApiDestination:EventApiDestination").state["arn"]
+    )
+    template = target["inputTransformer"]["inputTemplate"]
+    body = json.loads(template.replace("<alarm>", '"penguins-prod-drift"'))
+    assert body == {
+        "event_type": EVENT_TYPE,
+        "client_payload": {
+            "model": "penguins",
+            "environment": "prod",
+            "alarm": "penguins-prod-drift",
+        },
+    }
+
+
+def test_eventbridge_may_only_invoke_the_destination(retrain: Run) -> None:
+    policy = policy_document(retrain.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    destination = retrain.one("aws:cloudwatch/eventApiDestination:EventApiDestination").state["arn"]
+    assert policy["Statement"] == [
+        {"Effect": "Allow", "Action": "events:InvokeApiDestination", "Resource": destination}
+    ]
+    secret = retrain.one("aws:secretsmanager/secret:Secret").inputs
+    assert secret["kmsKeyId"] == KEY_ARN
+
+
+# --- CI access -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ci() -> Run:
+    args = CiAccessArgs(
+        repository="example-org/mlops-template",
+        environment="prod",
+        tags=tags("shared", "prod", OWNER),
+        bucket_arn=BUCKET_ARN,
+        key_arn=KEY_ARN,
+        repository_arn="arn:aws:ecr:us-east-1:123456789012:repository/mlops-serving",
+        deploy_environments=["prod"],
+    )
+    return run_program(lambda: CiAccess("mlops-prod-ci", args), stack="prod")
+
+
+def test_oidc_provider_trusts_github_for_sts_only(ci: Run) -> None:
+    provider = ci.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
+    assert provider["url"] == "https://token.actions.githubusercontent.com"
+    assert provider["clientIdLists"] == ["sts.amazonaws.com"]
+
+
+def test_each_ci_role_trusts_exact_subjects_of_this_repository(ci: Run) -> None:
+    trusted = {}
+    for role in ci.of("aws:iam/role:Role"):
+        statement = policy_document(role.inputs["assumeRolePolicy"])["Statement"][0]
+        trusted[role.name.rsplit("-", 1)[-1]] = statement["Condition"]["StringEquals"][
+            "token.actions.githubusercontent.com:sub"
+        ]
+    repo = "repo:example-org/mlops-template"
+    assert trusted == {
+        "deploy": [f"{repo}:environment:prod"],
+        "preview": [f"{repo}:pull_request"],
+        "publish": [f"{repo}:ref:refs/heads/main"],
+    }
+    assert no_rule_violations(ci) == []
+
+
+def test_deploy_role_manages_only_the_platforms_roles(ci: Run) -> None:
+    deploy = next(
+        r for r in ci.of("aws:iam/rolePolicy:RolePolicy") if r.name.endswith("deploy-policy")
+    )
+    statements = {s["Sid"]: s for s in policy_document(deploy.inputs["policy"])["Statement"]}
+    assert (
+        statements["ManageOnlyThePlatformRoles"]["Resource"]
+        == "arn:aws:iam::123456789012:role/mlops/*"
+    )
+    assert statements["NoLongLivedCredentials"]["Effect"] == "Deny"
+    assert "iam:CreateAccessKey" in statements["NoLongLivedCredentials"]["Action"]
+    assert all(r.inputs.get("path") == "/mlops/" for r in ci.of("aws:iam/role:Role"))
+
+
+def test_a_role_needs_a_subject_and_a_shared_provider_is_looked_up() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        trust_policy("arn:provider", subjects("o/r"))
+    args = CiAccessArgs(
+        repository="o/r",
+        environment="dev",
+        tags=SHARED_TAGS,
+        bucket_arn=BUCKET_ARN,
+        key_arn=KEY_ARN,
+        repository_arn="arn:ecr",
+        deploy_branches=["main"],
+        create_provider=False,
+    )
+    run = run_program(lambda: CiAccess("c", args))
+    assert not run.of("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    looked_up = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    assert all(looked_up in r.inputs["assumeRolePolicy"] for r in run.of("aws:iam/role:Role"))
+
+
+# --- budget --------------------------------------------------------------------------------
+
+
+def test_budget_alerts_on_actual_and_forecast_spend_of_the_environment() -> None:
+    args = BudgetArgs(
+        environment="staging",
+        monthly_limit_usd=300,
+        tags=SHARED_TAGS,
+        emails=["a@example.com"],
+        topic_arn="arn:topic",
+    )
+    run = run_program(lambda: Budget("b", args), stack="staging")
+    budget = run.one("aws:budgets/budget:Budget").inputs
+    assert (budget["limitAmount"], budget["timeUnit"]) == ("300", "MONTHLY")
+    assert budget["costFilters"] == [
+        {"name": "TagKeyValue", "values": ["user:environment$staging"]}
+    ]
+    kinds = {(n["notificationType"], n["threshold"]) for n in budget["notifications"]}
+    assert kinds == {("ACTUAL", 80), ("FORECASTED", 100)}
+    assert all(n["subscriberSnsTopicArns"] == ["arn:topic"] for n in budget["notifications"])
+
+
+def test_a_budget_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="budgetMonthlyUsd"):
+        run_program(lambda: Budget("b", BudgetArgs("dev", 0, SHARED_TAGS)))
+
+
+def test_a_stack_that_does_not_own_the_image_repository_looks_it_up() -> None:
+    args = RegistriesArgs(
+        environment="dev",
+        tags=SHARED_TAGS,
+        bucket_name="b",
+        bucket_arn=BUCKET_ARN,
+        key_arn=KEY_ARN,
+        create_repository=False,
+    )
+
+    def program() -> Any:
+        registries = Registries("r", args)
+        return {"url": registries.repository_url}
+
+    run = run_program(program)
+    assert not run.of("aws:ecr/repository:Repository")
+    assert run.outputs["url"].endswith("/mlops-serving")

@@ -1,0 +1,195 @@
+"""Every Kubernetes object the program declares, as the manifest the provider would apply,
+validated against the official OpenAPI schemas of a pinned Kubernetes release in strict mode
+(unknown or misspelt fields fail, as the API server's field validation would).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from pulumi_mocks import KUBERNETES_VERSION, REPO_ROOT, Run, run_program
+
+from infra.components.kubernetes_endpoint import (
+    KubernetesEndpoint,
+    KubernetesEndpointArgs,
+    canary_replicas,
+)
+from infra.components.monitoring import Monitoring, MonitoringArgs, read_monitoring_files
+from infra.conventions import tags
+from pipelines.definitions import Deployment
+
+pytestmark = pytest.mark.infra
+
+ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/ABC"
+EXPECTED_KINDS = {
+    "Namespace",
+    "ServiceAccount",
+    "Deployment",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+}
+
+
+def endpoint_args(**overrides: Any) -> KubernetesEndpointArgs:
+    values: dict[str, Any] = {
+        "model": "penguins",
+        "version": "5",
+        "environment": "prod",
+        "owner": "ml-platform@example.com",
+        "endpoint_name": "penguins-prod",
+        "deployment": Deployment.model_validate(
+            {
+                "target": "kubernetes",
+                "resources": {"cpu": "250m", "memory": "512Mi"},
+                "strategy": {"type": "canary", "canary_percent": 20, "bake_minutes": 10},
+                "autoscaling": {"min_instances": 2, "max_instances": 6},
+            }
+        ),
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:abc123",
+        "bucket_name": "mlops-prod-bucket",
+        "bucket_arn": "arn:aws:s3:::mlops-prod-bucket",
+        "key_arn": "arn:aws:kms:us-east-1:123456789012:key/k",
+        "tags": tags("penguins", "prod", "ml-platform@example.com"),
+        "previous_version": "4",
+        "canary_weight": 20,
+        "steps": (20, 100),
+        "oidc_provider_arn": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}",
+        "oidc_issuer": ISSUER,
+        "region": "us-east-1",
+    }
+    values.update(overrides)
+    return KubernetesEndpointArgs(**values)
+
+
+@pytest.fixture(scope="module")
+def canary_run() -> Run:
+    return run_program(lambda: KubernetesEndpoint("penguins-prod", endpoint_args()), stack="prod")
+
+
+@pytest.fixture(scope="module")
+def monitoring_run() -> Run:
+    alerts, dashboards = read_monitoring_files(REPO_ROOT / "monitoring")
+    alerts = alerts or {"rules.yml": "groups: []\n"}
+    dashboards = dashboards or {"model.json": "{}"}
+
+    def program() -> None:
+        Monitoring(
+            "mlops-prod-monitoring",
+            MonitoringArgs(
+                environment="prod",
+                tags=tags("shared", "prod", "ml-platform@example.com"),
+                models=[],
+                kubernetes_namespace="monitoring",
+                alert_rules=alerts,
+                dashboards=dashboards,
+            ),
+        )
+
+    return run_program(program, stack="prod")
+
+
+def test_every_manifest_is_valid_in_strict_mode(canary_run: Run, monitoring_run: Run) -> None:
+    manifests = canary_run.kubernetes_manifests() + monitoring_run.kubernetes_manifests()
+    assert {m["kind"] for m in manifests} >= EXPECTED_KINDS | {"ConfigMap"}
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_strict_validation_rejects_a_misspelt_field(canary_run: Run) -> None:
+    """Guards the guard: without strict mode an unknown field would pass silently."""
+    deployment = next(m for m in canary_run.kubernetes_manifests() if m["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_pods_keep_the_serving_contract_and_run_locked_down(canary_run: Run) -> None:
+    for manifest in canary_run.kubernetes_manifests():
+        if manifest["kind"] != "Deployment":
+            continue
+        pod = manifest["spec"]["template"]["spec"]
+        serve = pod["containers"][0]
+        assert serve["args"] == ["serve"] and serve["ports"][0]["containerPort"] == 8080
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert serve[probe]["httpGet"]["path"] == "/ping"
+        assert {"name": "model", "mountPath": "/opt/ml/model", "readOnly": True} in serve[
+            "volumeMounts"
+        ]
+        assert serve["resources"]["requests"] == {"cpu": "250m", "memory": "512Mi"}
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in [*pod["initContainers"], serve]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"] == {"drop": ["ALL"]}
+        annotations = manifest["spec"]["template"]["metadata"]["annotations"]
+        assert (
+            annotations["prometheus.io/scrape"] == "true"
+            and annotations["prometheus.io/port"] == "8080"
+        )
+
+
+def test_the_canary_splits_traffic_by_pods_behind_one_service(canary_run: Run) -> None:
+    manifests = canary_run.kubernetes_manifests()
+    deployments = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
+    stable, canary = deployments["penguins-stable"], deployments["penguins-canary"]
+    assert stable["metadata"]["labels"]["mlops/version"] == "4"
+    assert canary["metadata"]["labels"]["mlops/version"] == "5"
+    assert "replicas" not in stable["spec"], "the HPA owns the stable replica count"
+    assert canary["spec"]["replicas"] == canary_replicas(2, 20)
+    hpa = next(m for m in manifests if m["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "penguins-stable"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    service = next(m for m in manifests if m["kind"] == "Service")
+    for deployment in (stable, canary):
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod_labels.items()
+    init_env = {
+        e["name"]: e["value"]
+        for e in canary["spec"]["template"]["spec"]["initContainers"][0]["env"]
+    }
+    assert init_env["MODEL_KEY"] == "models/penguins/5/model.tar.gz"
+
+
+def test_canary_replicas_approximate_the_weight() -> None:
+    assert canary_replicas(9, 10) == 1
+    assert canary_replicas(2, 50) == 2
+    assert canary_replicas(1, 10) == 1, "at least one pod, or the canary gets no traffic"
+
+
+def test_pods_assume_their_role_only_from_their_service_account(canary_run: Run) -> None:
+    role = canary_run.one("aws:iam/role:Role")
+    assert "system:serviceaccount:penguins-prod:penguins" in role.inputs["assumeRolePolicy"]
+    account = next(m for m in canary_run.kubernetes_manifests() if m["kind"] == "ServiceAccount")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role.state["arn"]
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_the_namespace_enforces_the_restricted_pod_security_standard(canary_run: Run) -> None:
+    namespace = next(m for m in canary_run.kubernetes_manifests() if m["kind"] == "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_network_policy_admits_only_the_serving_port(canary_run: Run) -> None:
+    policy = next(m for m in canary_run.kubernetes_manifests() if m["kind"] == "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [8080]
+
+
+def test_monitoring_files_are_delivered_as_labelled_config_maps(monitoring_run: Run) -> None:
+    maps = {m["metadata"]["name"]: m for m in monitoring_run.kubernetes_manifests()}
+    assert maps["mlops-alert-rules"]["metadata"]["labels"]["prometheus_rule"] == "1"
+    assert maps["mlops-grafana-dashboards"]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    alerts, dashboards = read_monitoring_files(REPO_ROOT / "monitoring")
+    if alerts:  # the monitoring part's files, when present, travel unchanged
+        assert maps["mlops-alert-rules"]["data"] == alerts
+        assert maps["mlops-grafana-dashboards"]["data"] == dashboards
+
+
+def test_missing_monitoring_files_are_skipped(tmp_path: Path) -> None:
+    assert read_monitoring_files(tmp_path / "monitoring") == ({}, {})

@@ -1,0 +1,416 @@
+"""Each stack as a whole, run through ``infra/__main__.py`` with its Pulumi.<stack>.yaml config
+under the mock runtime, and held to the platform's policies.
+
+Two worlds: the repository as it is (no version pinned yet: registries and monitoring, no
+endpoint), and a scratch copy with pins, where seattle_weather runs on SageMaker and penguins on
+Kubernetes (mid-canary in prod), so every endpoint path is declared and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import runpy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from pulumi.runtime import rpc
+from pulumi_mocks import (
+    KUBERNETES_VERSION,
+    REPO_ROOT,
+    TOKEN,
+    Run,
+    policy_document,
+    run_program,
+    stack_config,
+)
+
+from infra.components.monitoring import read_monitoring_files
+from infra.conventions import REQUIRED_TAGS, endpoint_name, model_data_key
+from infra.policy.rules import (
+    RESOURCE_RULES,
+    STACK_RULES,
+    oidc_trust_is_scoped,
+    taggable,
+)
+from pipelines.errors import DefinitionError
+
+pytestmark = pytest.mark.infra
+
+STACKS = ("dev", "staging", "prod")
+# How the engine marks a secret value (pulumi.runtime.rpc): encrypted in state, masked in logs.
+SECRET_SIG_KEY, SECRET_SIG = rpc._special_sig_key, rpc._special_secret_sig
+REPOSITORY = "example-org/mlops-template"
+
+
+def run_main(stack: str, repo: Path | None = None, **overrides: Any) -> Run:
+    config = {**stack_config(stack), **{f"mlops:{k}": v for k, v in overrides.items()}}
+
+    def program() -> None:
+        previous = os.environ.get("MLOPS_ROOT")
+        os.environ["MLOPS_ROOT"] = str(repo or REPO_ROOT)
+        try:
+            runpy.run_path(str(REPO_ROOT / "infra" / "__main__.py"), run_name="__main__")
+        finally:
+            if previous is None:
+                os.environ.pop("MLOPS_ROOT", None)
+            else:
+                os.environ["MLOPS_ROOT"] = previous
+
+    return run_program(program, stack=stack, config=config)
+
+
+@pytest.fixture(scope="module")
+def as_is() -> dict[str, Run]:
+    """The repository as committed: no pins, so no endpoints."""
+    return {stack: run_main(stack) for stack in STACKS}
+
+
+@pytest.fixture(scope="module")
+def pinned_repo(repo_factory: Any) -> Path:
+    return repo_factory(
+        targets={"penguins": "kubernetes"},
+        pins={
+            "dev": {"seattle_weather": ["3"]},
+            "staging": {"seattle_weather": ["3"], "penguins": ["5"]},
+            "prod": {"seattle_weather": ["2", "3"], "penguins": ["4", "5"]},
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def pinned(pinned_repo: Path) -> dict[str, Run]:
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:abc123"
+    return {stack: run_main(stack, pinned_repo, image=image) for stack in STACKS}
+
+
+def all_runs(as_is: dict[str, Run], pinned: dict[str, Run]) -> list[tuple[str, Run]]:
+    return [(f"{s} as is", r) for s, r in as_is.items()] + [
+        (f"{s} pinned", r) for s, r in pinned.items()
+    ]
+
+
+# --- what each stack declares --------------------------------------------------------------
+
+
+def test_unpinned_models_get_registry_and_monitoring_but_no_endpoint(as_is: dict[str, Run]) -> None:
+    for stack, run in as_is.items():
+        groups = {
+            r.inputs["modelPackageGroupName"]
+            for r in run.of("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
+        }
+        assert groups == {f"penguins-{stack}", f"seattle-weather-{stack}"}, stack
+        drift = {r.inputs["name"] for r in run.of("aws:cloudwatch/metricAlarm:MetricAlarm")}
+        assert f"penguins-{stack}-drift" in drift and f"seattle-weather-{stack}-drift" in drift
+        assert not run.of("aws:sagemaker/endpoint:Endpoint"), stack
+        assert not [r for r in run.resources if r.type.startswith("kubernetes:")], stack
+
+
+def test_each_stack_has_the_shared_platform(as_is: dict[str, Run]) -> None:
+    for stack, run in as_is.items():
+        assert len(run.of("aws:s3/bucket:Bucket")) == 2, "artifact bucket and its access-log bucket"
+        owner = stack == "prod"  # one AWS account: prod owns the account-wide resources
+        assert len(run.of("aws:ecr/repository:Repository")) == int(owner), stack
+        assert len(run.of("aws:iam/openIdConnectProvider:OpenIdConnectProvider")) == int(owner)
+        assert run.one("aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer")
+        assert run.one("aws:budgets/budget:Budget")
+        assert run.one("aws:cloudwatch/dashboard:Dashboard")
+        assert len(run.of("aws:cloudwatch/eventRule:EventRule")) == 2, (
+            "both models retrain on drift"
+        )
+
+
+def test_stacks_differ_in_size_protection_and_approval(pinned: dict[str, Run]) -> None:
+    budgets = {
+        s: float(r.one("aws:budgets/budget:Budget").inputs["limitAmount"])
+        for s, r in pinned.items()
+    }
+    assert budgets["dev"] < budgets["staging"] < budgets["prod"]
+    variants = {
+        s: r.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs[
+            "productionVariants"
+        ][0]
+        for s, r in pinned.items()
+    }
+    assert variants["staging"]["instanceType"] == "ml.t2.medium", "staging is scaled down"
+    assert variants["prod"]["instanceType"] == "ml.m5.large", "prod runs model.yaml's size"
+    scaling = {s: r.one("aws:appautoscaling/target:Target").inputs for s, r in pinned.items()}
+    assert scaling["staging"]["maxCapacity"] == 1 and scaling["prod"]["maxCapacity"] == 2
+    deploy_subjects = {s: _deploy_subjects(r) for s, r in pinned.items()}
+    assert deploy_subjects["prod"] == [f"repo:{REPOSITORY}:environment:prod"], (
+        "prod deploys only from its GitHub environment, which has required reviewers"
+    )
+    assert f"repo:{REPOSITORY}:ref:refs/heads/main" in deploy_subjects["dev"]
+
+
+def test_prod_protects_stateful_resources_from_deletion(as_is: dict[str, Run]) -> None:
+    stateful = {
+        "aws:s3/bucket:Bucket",
+        "aws:kms/key:Key",
+        "aws:ecr/repository:Repository",
+        "aws:sagemaker/modelPackageGroup:ModelPackageGroup",
+        "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer",
+    }
+    prod = as_is["prod"]
+    artifacts = {r.name for r in prod.resources if r.type in stateful and "alerts" not in r.name}
+    assert artifacts and artifacts <= prod.protected
+    assert not as_is["dev"].protected, "dev stays easy to tear down"
+
+
+def test_a_sagemaker_pin_becomes_an_endpoint_on_that_versions_archive(
+    pinned: dict[str, Run],
+) -> None:
+    for stack, run in pinned.items():
+        endpoint = run.one("aws:sagemaker/endpoint:Endpoint")
+        assert endpoint.inputs["name"] == endpoint_name("seattle_weather", stack)
+        model = run.one("aws:sagemaker/model:Model")
+        url = model.inputs["primaryContainer"]["modelDataUrl"]
+        assert url.endswith("/" + model_data_key("seattle_weather", "3")), url
+        assert model.inputs["primaryContainer"]["image"].endswith(":abc123")
+        config = run.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+        assert endpoint.inputs["endpointConfigName"] == config.state["name"]
+        routing = endpoint.inputs["deploymentConfig"]["blueGreenUpdatePolicy"][
+            "trafficRoutingConfiguration"
+        ]
+        assert routing["type"] == "LINEAR" and routing["linearStepSize"]["value"] == 25
+        assert routing["waitIntervalInSeconds"] == 5 * 60, "bake_minutes from model.yaml"
+
+
+def test_a_new_version_gets_a_new_endpoint_configuration_not_a_replacement(
+    pinned_repo: Path, repo_factory: Any
+) -> None:
+    """The endpoint keeps its name; model and configuration are new resources per version."""
+    before = run_main("staging", pinned_repo, image="img:1")
+    newer = repo_factory(pins={"staging": {"seattle_weather": ["3", "4"]}})
+    after = run_main("staging", newer, image="img:1")
+    names = lambda run, t: {r.name for r in run.of(t)}  # noqa: E731
+    config = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
+    assert names(before, config).isdisjoint(names(after, config))
+    assert names(before, "aws:sagemaker/endpoint:Endpoint") == names(
+        after, "aws:sagemaker/endpoint:Endpoint"
+    )
+    assert {r.inputs["name"] for r in before.of("aws:sagemaker/endpoint:Endpoint")} == {
+        r.inputs["name"] for r in after.of("aws:sagemaker/endpoint:Endpoint")
+    }
+
+
+def test_a_pin_without_an_image_deploys_nothing_yet(pinned_repo: Path) -> None:
+    run = run_main("prod", pinned_repo)  # no `image` config
+    assert not run.of("aws:sagemaker/endpoint:Endpoint")
+    assert not run.of("kubernetes:apps/v1:Deployment")
+    assert run.of("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
+
+
+def test_sagemaker_endpoints_get_a_model_monitor_schedule(pinned: dict[str, Run]) -> None:
+    for stack, run in pinned.items():
+        schedule = run.one("aws:sagemaker/monitoringSchedule:MonitoringSchedule")
+        config = schedule.inputs["monitoringScheduleConfig"]
+        assert config["monitoringType"] == "DataQuality"
+        assert config["scheduleConfig"]["scheduleExpression"] == "cron(0 * ? * * *)", stack
+
+
+def test_kubernetes_pins_run_on_kubernetes_with_a_canary_in_prod(pinned: dict[str, Run]) -> None:
+    staging = {
+        r.inputs["metadata"]["name"] for r in pinned["staging"].of("kubernetes:apps/v1:Deployment")
+    }
+    assert staging == {"penguins-stable"}, "no earlier version in staging: no canary"
+    prod = {
+        r.inputs["metadata"]["name"]: r for r in pinned["prod"].of("kubernetes:apps/v1:Deployment")
+    }
+    assert set(prod) == {"penguins-stable", "penguins-canary"}
+    assert prod["penguins-stable"].inputs["metadata"]["labels"]["mlops/version"] == "4"
+    assert prod["penguins-canary"].inputs["metadata"]["labels"]["mlops/version"] == "5"
+    assert not pinned["dev"].of("kubernetes:apps/v1:Deployment"), "penguins is not pinned in dev"
+
+
+def test_completing_a_rollout_leaves_only_the_pinned_version(pinned_repo: Path) -> None:
+    run = run_main("prod", pinned_repo, image="img:1", rollouts=["penguins@5"])
+    deployments = run.of("kubernetes:apps/v1:Deployment")
+    assert [d.inputs["metadata"]["name"] for d in deployments] == ["penguins-stable"]
+    assert deployments[0].inputs["metadata"]["labels"]["mlops/version"] == "5"
+
+
+# --- policies, over every stack --------------------------------------------------------------
+
+
+def test_every_stack_passes_every_policy(as_is: dict[str, Run], pinned: dict[str, Run]) -> None:
+    rules = {**RESOURCE_RULES, "github-oidc-trust-scoped": oidc_trust_is_scoped(REPOSITORY)}
+    problems = []
+    for label, run in all_runs(as_is, pinned):
+        for r in run.resources:
+            for name, rule in rules.items():
+                problems += [f"{label}: {r.name}: {name}: {m}" for m in rule(r.type, r.inputs)]
+        for name, check in STACK_RULES.items():
+            problems += [f"{label}: {name}: {m}" for m in check(run.for_rules())]
+    assert problems == []
+
+
+def test_no_bucket_is_public_or_unencrypted(pinned: dict[str, Run]) -> None:
+    for run in pinned.values():
+        for bucket in run.of("aws:s3/bucket:Bucket"):
+            blocks = [
+                r
+                for r in run.of("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+                if r.inputs["bucket"] == bucket.id
+            ]
+            assert blocks and all(
+                blocks[0].inputs[k] is True
+                for k in (
+                    "blockPublicAcls",
+                    "blockPublicPolicy",
+                    "ignorePublicAcls",
+                    "restrictPublicBuckets",
+                )
+            )
+            encryption = [
+                r
+                for r in run.of(
+                    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+                )
+                if r.inputs["bucket"] == bucket.id
+            ]
+            algorithm = encryption[0].inputs["rules"][0]["applyServerSideEncryptionByDefault"][
+                "sseAlgorithm"
+            ]
+            assert algorithm in ("aws:kms", "AES256")
+        artifact = [
+            r
+            for r in run.of(
+                "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+            )
+            if r.name.endswith("-bucket-encryption")
+        ]
+        assert (
+            artifact[0].inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"]
+            == "aws:kms"
+        )
+
+
+def test_every_endpoint_captures_data_and_has_rollback_alarms(pinned: dict[str, Run]) -> None:
+    for stack, run in pinned.items():
+        alarms = {r.inputs["name"] for r in run.of("aws:cloudwatch/metricAlarm:MetricAlarm")}
+        for config in run.of("aws:sagemaker/endpointConfiguration:EndpointConfiguration"):
+            capture = config.inputs["dataCaptureConfig"]
+            assert capture["enableCapture"] is True and capture["initialSamplingPercentage"] == 100
+            assert capture["destinationS3Uri"].endswith(f"/captures/{stack}")
+            assert capture["kmsKeyId"]
+        for endpoint in run.of("aws:sagemaker/endpoint:Endpoint"):
+            rollback = endpoint.inputs["deploymentConfig"]["autoRollbackConfiguration"]["alarms"]
+            names = {a["alarmName"] for a in rollback}
+            assert names == {
+                f"{endpoint.inputs['name']}-latency-p99",
+                f"{endpoint.inputs['name']}-5xx",
+            }
+            assert names <= alarms, "rollback alarms exist in the same stack"
+        for deployment in run.of("kubernetes:apps/v1:Deployment"):
+            env = {
+                e["name"]: e["value"]
+                for e in deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
+            }
+            assert env["MLOPS_SERVE_CAPTURE_DESTINATION"].endswith(f"/captures/{stack}")
+
+
+def test_no_iam_statement_allows_everything_on_everything(pinned: dict[str, Run]) -> None:
+    for run in pinned.values():
+        for policy in run.of("aws:iam/rolePolicy:RolePolicy"):
+            for statement in policy_document(policy.inputs["policy"])["Statement"]:
+                actions = (
+                    statement["Action"]
+                    if isinstance(statement["Action"], list)
+                    else [statement["Action"]]
+                )
+                resources = (
+                    statement["Resource"]
+                    if isinstance(statement["Resource"], list)
+                    else [statement["Resource"]]
+                )
+                if statement["Effect"] == "Allow":
+                    assert not ("*" in actions and "*" in resources), (policy.name, statement)
+
+
+def test_github_trust_is_limited_to_this_repository(pinned: dict[str, Run]) -> None:
+    for run in pinned.values():
+        github_roles = [
+            r
+            for r in run.of("aws:iam/role:Role")
+            if "token.actions" in r.inputs["assumeRolePolicy"]
+        ]
+        assert len(github_roles) == 3, "deploy, preview and publish"
+        for role in github_roles:
+            statement = policy_document(role.inputs["assumeRolePolicy"])["Statement"][0]
+            subjects = statement["Condition"]["StringEquals"][
+                "token.actions.githubusercontent.com:sub"
+            ]
+            assert subjects and all(
+                s.startswith(f"repo:{REPOSITORY}:") and "*" not in s for s in subjects
+            )
+            assert "StringLike" not in statement["Condition"]
+
+
+def test_every_taggable_resource_carries_model_environment_and_owner(
+    pinned: dict[str, Run],
+) -> None:
+    checked = 0
+    for stack, run in pinned.items():
+        for r in run.resources:
+            if taggable(r.type):
+                tags = r.inputs.get("tags") or {}
+                assert all(tags.get(k) for k in REQUIRED_TAGS), (r.type, r.name, tags)
+                assert tags["environment"] == stack
+                checked += 1
+        per_model = [r for r in run.resources if r.type == "aws:sagemaker/endpoint:Endpoint"]
+        assert all(r.inputs["tags"]["model"] == "seattle_weather" for r in per_model)
+    assert checked > 50
+
+
+def test_the_github_token_is_a_secret_and_only_in_secrets_manager(pinned: dict[str, Run]) -> None:
+    for run in pinned.values():
+        version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
+        assert version.inputs["secretString"] == {SECRET_SIG_KEY: SECRET_SIG, "value": TOKEN}
+        connection = run.one("aws:cloudwatch/eventConnection:EventConnection")
+        auth = connection.inputs["authParameters"]
+        assert auth[SECRET_SIG_KEY] == SECRET_SIG, "the Authorization header stays secret"
+        assert auth["value"]["apiKey"]["value"] == f"Bearer {TOKEN}"
+        holders = [r.name for r in run.resources if TOKEN in json.dumps(r.inputs)]
+        assert sorted(holders) == sorted(
+            [version.name, run.one("aws:cloudwatch/eventConnection:EventConnection").name]
+        )
+
+
+def _deploy_subjects(run: Run) -> list[str]:
+    role = next(r for r in run.of("aws:iam/role:Role") if r.name.endswith("-ci-deploy"))
+    statement = policy_document(role.inputs["assumeRolePolicy"])["Statement"][0]
+    return statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+
+
+def test_every_config_key_is_declared_described_and_read() -> None:
+    """Pulumi.yaml declares exactly the keys __main__ reads, and stack files set only those."""
+    declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
+    source = (REPO_ROOT / "infra" / "__main__.py").read_text()
+    read = set(re.findall(r'config\.(?:require|get)\w*\("(\w+)"\)', source))
+    assert read == set(declared)
+    assert all(spec.get("description") for spec in declared.values())
+    for stack in STACKS:
+        stack_file = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        ours = {k.split(":", 1)[1] for k in stack_file if k.startswith("mlops:")}
+        assert ours <= set(declared), (stack, ours - set(declared))
+
+
+def test_every_kubernetes_object_of_every_stack_is_schema_valid(pinned: dict[str, Run]) -> None:
+    manifests = [m for run in pinned.values() for m in run.kubernetes_manifests()]
+    expected = {"Deployment", "Service", "NetworkPolicy"}
+    if any(read_monitoring_files(REPO_ROOT / "monitoring")):  # the monitoring part's files
+        expected.add("ConfigMap")
+    assert {m["kind"] for m in manifests} >= expected
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_an_environment_that_requires_approval_refuses_branch_deploys(pinned_repo: Path) -> None:
+    with pytest.raises(DefinitionError, match="requires approval") as error:
+        run_main("prod", pinned_repo, deployBranches=["main"])
+    assert error.value.field == "deployBranches"
