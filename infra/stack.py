@@ -28,8 +28,8 @@ from infra.components.monitoring import (
 )
 from infra.components.registries import Registries, RegistriesArgs
 from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndpointArgs
-from infra.conventions import SHARED, endpoint_name, slug, tags
 from infra.model_plan import ModelPlan, plan, rollout_steps
+from pipelines.conventions import SHARED, endpoint_name, slug, tags
 from pipelines.errors import DefinitionError
 from pipelines.pins import load_environment
 

@@ -133,8 +133,24 @@ def validate_data(
 
 @app.command()
 @guarded
-def train(model: str = ModelArg, set_: list[str] = SetOpt) -> None:
+def train(
+    model: str = ModelArg,
+    set_: list[str] = SetOpt,
+    backend: str = typer.Option(
+        "local",
+        "--backend",
+        help="local, or sagemaker: a script-mode training job, then evaluate and gate "
+        "(same as `mlops sagemaker train`).",
+    ),
+) -> None:
     """Validate the data and train; print the MLflow run id. Nothing is registered."""
+    if backend == "sagemaker":
+        from pipelines.cli_stack import sm_train
+
+        sm_train(model, set_, local=None, timeout=3600)
+        return
+    if backend != "local":
+        raise MlopsError(f"must be local or sagemaker, got {backend!r}", field="--backend")
     from pipelines.definitions import load_model
     from pipelines.train import train as train_model
 

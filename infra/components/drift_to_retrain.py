@@ -16,8 +16,8 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.registries import assume_role_policy
-from infra.conventions import slug
 from monitoring.retrain import EVENT_TYPE
+from pipelines.conventions import slug
 
 GITHUB_API = "https://api.github.com"
 

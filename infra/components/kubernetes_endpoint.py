@@ -24,7 +24,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.conventions import capture_prefix, model_data_key, slug
+from pipelines.conventions import capture_prefix, model_data_key, slug
 from pipelines.definitions import Deployment
 
 PORT = 8080

@@ -21,14 +21,14 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.registries import assume_role_policy
-from infra.conventions import (
+from monitoring.dashboards.cloudwatch import cloudwatch_dashboard_body
+from pipelines.conventions import (
     MONITORING_PREFIX,
     SHARED,
     baseline_prefix,
     capture_prefix,
     slug,
 )
-from monitoring.dashboards.cloudwatch import cloudwatch_dashboard_body
 from serving.metrics import (
     CLOUDWATCH_NAMESPACE,
     CW_DRIFT_DETECTED,

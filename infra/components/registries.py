@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.conventions import package_group_name, slug
+from pipelines.conventions import package_group_name, slug
 
 # The image workflow (.github/workflows/image.yml) pushes here, once for every stack.
 IMAGE_REPOSITORY = "mlops-serving"

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.registries import assume_role_policy
-from infra.conventions import capture_prefix, model_data_key
+from pipelines.conventions import capture_prefix, model_data_key
 from pipelines.definitions import AllAtOnce, Canary, Deployment
 
 VARIANT = "AllTraffic"  # the variant name the serving image and the capture layout assume

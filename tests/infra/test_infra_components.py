@@ -26,9 +26,9 @@ from infra.components.sagemaker_endpoint import (
     SagemakerEndpointArgs,
     traffic_routing,
 )
-from infra.conventions import tags
 from infra.policy.rules import RESOURCE_RULES, buckets_are_private_and_encrypted
 from monitoring.retrain import EVENT_TYPE
+from pipelines.conventions import tags
 from pipelines.definitions import Deployment
 from serving import metrics
 

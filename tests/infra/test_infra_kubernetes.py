@@ -18,7 +18,7 @@ from infra.components.kubernetes_endpoint import (
     canary_replicas,
 )
 from infra.components.monitoring import Monitoring, MonitoringArgs, read_monitoring_files
-from infra.conventions import tags
+from pipelines.conventions import tags
 from pipelines.definitions import Deployment
 
 pytestmark = pytest.mark.infra

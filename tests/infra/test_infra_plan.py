@@ -12,8 +12,8 @@ import pytest
 import yaml
 from pulumi_mocks import REPO_ROOT
 
-from infra import conventions
 from infra.model_plan import canary_weight, plan, rollout_steps
+from pipelines import conventions
 from pipelines.definitions import Deployment, load_definition
 from pipelines.errors import DefinitionError
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.infra
 
 def test_conventions_import_without_pulumi() -> None:
     """The packaging code imports the S3 layout without pulling in Pulumi."""
-    code = "import sys, infra.conventions; assert 'pulumi' not in sys.modules, 'pulumi imported'"
+    code = "import sys, pipelines.conventions; assert 'pulumi' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=60)
 
 

@@ -30,13 +30,13 @@ from pulumi_mocks import (
 )
 
 from infra.components.monitoring import read_monitoring_files
-from infra.conventions import REQUIRED_TAGS, endpoint_name, model_data_key
 from infra.policy.rules import (
     RESOURCE_RULES,
     STACK_RULES,
     oidc_trust_is_scoped,
     taggable,
 )
+from pipelines.conventions import REQUIRED_TAGS, endpoint_name, model_data_key
 from pipelines.errors import DefinitionError
 
 pytestmark = pytest.mark.infra

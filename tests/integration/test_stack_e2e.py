@@ -1,0 +1,301 @@
+"""One model through the AWS path on the local stack, in order, then the stack stops.
+
+train (a SageMaker training job, run here in its /opt/ml layout) -> gates -> register (MLflow
+version + model.tar.gz in S3 + model package) -> approve -> deploy (model, endpoint config
+with data capture, endpoint) -> a request to the model server running that model.tar.gz ->
+capture in S3 -> the drift monitor reading the capture back -> stack down.
+
+The tests share one stack and run in file order; each names the step it guards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import time
+from io import BytesIO, StringIO
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import requests
+from integration_stack import FAST_GATES, LocalStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
+
+MODEL = "penguins"
+ENV = "staging"
+ENDPOINT = f"{MODEL}-{ENV}"
+GROUP = f"{MODEL}-{ENV}"  # the package group the staging Pulumi stack owns
+CAPTURES = f"s3://mlops-artifacts/captures/{ENV}"
+PACKAGE_TAG = f"mlops.sagemaker.{ENV}.model_package_arn"
+FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island"]
+
+
+@pytest.fixture(scope="module")
+def state() -> dict[str, Any]:
+    """What one step hands to the next."""
+    return {}
+
+
+def test_up_twice_is_harmless_and_status_reports_every_service(local_stack: LocalStack) -> None:
+    before = {s.name: s.pid for s in local_stack.stack.status()}
+    result = local_stack.mlops("stack", "up")
+    assert result.exit_code == 0, result.output
+    after = json.loads(local_stack.mlops("stack", "status", "--json").stdout)
+    states = {s["name"]: s["state"] for s in after}
+    assert states == {
+        "moto": "running",
+        "mlflow": "running",
+        "model": "not started",  # nothing deployed yet
+        "prometheus": "running",
+    }
+    assert {s["name"]: s["pid"] for s in after} == before  # nothing restarted
+    assert (local_stack.stack.logs / "mlflow.log").stat().st_size > 0
+
+
+def test_mlflow_runs_on_sqlite_with_artifacts_in_s3(local_stack: LocalStack) -> None:
+    assert local_stack.stack.backend_store_uri().startswith("sqlite:///")
+    assert (local_stack.stack.dir / "mlflow.db").is_file()
+    s3 = local_stack.boto("s3")
+    assert s3.head_bucket(Bucket="mlops-artifacts")["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_sagemaker_training_job_runs_script_mode_and_passes_the_gates(
+    local_stack: LocalStack, state: dict[str, Any]
+) -> None:
+    result = local_stack.mlops("sagemaker", "train", MODEL, "--set", FAST_GATES)
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.strip().splitlines()[-1]
+    run = local_stack.client().get_run(run_id)
+    assert run.data.tags["mlops.gates.passed"] == "true"
+    assert run.data.tags["mlops.git_commit"] == "feedfacefeedfacefeedfacefeedfacefeedface"
+    job = run.data.tags["mlops.sagemaker.training_job"]
+    described = local_stack.boto("sagemaker").describe_training_job(TrainingJobName=job)
+    assert described["AlgorithmSpecification"]["TrainingImage"].endswith(
+        "sagemaker-scikit-learn:1.2-1-cpu-py3"
+    )
+    assert described["HyperParameters"]["sagemaker_program"] == "sagemaker_entry.py"
+    source = _tar_names(local_stack, described["HyperParameters"]["sagemaker_submit_directory"])
+    assert {"sagemaker_entry.py", "requirements.txt", "pipelines/train.py"} <= set(source)
+    # The job's model.tar.gz in S3 is the layout /opt/ml/model expects: MLmodel at the top.
+    model_data = run.data.tags["mlops.sagemaker.model_data"]
+    assert model_data.endswith(f"/{job}/output/model.tar.gz")
+    names = _tar_names(local_stack, model_data)
+    assert "MLmodel" in names and "mlops_training.json" in names
+    state["run_id"] = run_id
+
+
+def test_register_creates_version_model_data_and_pending_package(
+    local_stack: LocalStack, state: dict[str, Any]
+) -> None:
+    result = local_stack.mlops("sagemaker", "register", MODEL, "--run-id", state["run_id"])
+    assert result.exit_code == 0, result.output
+    published = json.loads(result.stdout.strip().splitlines()[-1])
+    version = published["version"]
+    assert published["model_data"] == f"s3://mlops-artifacts/models/{MODEL}/{version}/model.tar.gz"
+    assert "MLmodel" in _tar_names(local_stack, published["model_data"])
+    package = local_stack.boto("sagemaker").describe_model_package(
+        ModelPackageName=published["model_package_arn"]
+    )
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    assert package["ModelPackageGroupName"] == GROUP
+    lineage = package["CustomerMetadataProperties"]
+    assert lineage["mlflow_run_id"] == state["run_id"]
+    assert lineage["mlflow_version"] == version
+    assert lineage["fingerprint_data"].startswith("sha256:")
+    assert package["MetadataProperties"]["CommitId"] == "feedfacefeedfacefeedfacefeedfacefeedface"
+    metrics_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    metrics = json.loads(_get(local_stack, metrics_uri))
+    assert metrics["metrics"]["test_f1_macro"]["value"] >= 0.9
+    tags = local_stack.client().get_model_version(MODEL, version).tags
+    assert tags[PACKAGE_TAG] == published["model_package_arn"]
+    # Registering the same run again is idempotent: no second version, no second package.
+    again = local_stack.mlops("sagemaker", "register", MODEL, "--run-id", state["run_id"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == published
+    state["version"] = version
+
+
+def test_approve_moves_the_package_to_approved(
+    local_stack: LocalStack, state: dict[str, Any]
+) -> None:
+    result = local_stack.mlops(
+        "sagemaker", "approve", MODEL, "--env", ENV, "--version", state["version"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "PendingManualApproval -> Approved" in result.stdout
+    arn = local_stack.client().get_model_version(MODEL, state["version"]).tags[PACKAGE_TAG]
+    package = local_stack.boto("sagemaker").describe_model_package(ModelPackageName=arn)
+    assert package["ModelApprovalStatus"] == "Approved"
+
+
+def test_deploy_creates_endpoint_with_capture_and_serves_the_model_tarball(
+    local_stack: LocalStack, state: dict[str, Any]
+) -> None:
+    version = state["version"]
+    result = local_stack.mlops("sagemaker", "deploy", MODEL, "--env", ENV, "--version", version)
+    assert result.exit_code == 0, result.output
+    deployed = json.loads(result.stdout.strip().splitlines()[-1])
+    sagemaker = local_stack.boto("sagemaker")
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointConfigName"] == deployed["endpoint_config"]
+    assert deployed["endpoint_config"].startswith(f"{ENDPOINT}-v{version}-")  # versioned
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=deployed["endpoint_config"])
+    capture = config["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True
+    assert capture["DestinationS3Uri"] == CAPTURES
+    assert [v["VariantName"] for v in config["ProductionVariants"]] == ["AllTraffic"]
+    model = sagemaker.describe_model(ModelName=deployed["model"])
+    arn = local_stack.client().get_model_version(MODEL, version).tags[PACKAGE_TAG]
+    assert model["PrimaryContainer"]["ModelPackageName"] == arn
+    # The stack's model server runs the extracted model.tar.gz, as SageMaker would.
+    assert (local_stack.stack.model_dir / "MLmodel").is_file()
+    assert local_stack.stack.running("model")
+
+
+def test_request_to_the_served_model_is_captured_to_s3(
+    local_stack: LocalStack, state: dict[str, Any]
+) -> None:
+    rows = _training_rows(local_stack, 80)
+    url = local_stack.stack.url("model")
+    for chunk in (rows.iloc[:40], rows.iloc[40:]):
+        response = requests.post(
+            f"{url}/invocations",
+            data=chunk[FEATURES].to_csv(index=False),
+            headers={"Content-Type": "text/csv"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        assert len(response.json()["predictions"]) == len(chunk)
+    records = _wait_for_captures(local_stack, 2)
+    sent = pd.concat(
+        [pd.read_csv(StringIO(r["captureData"]["endpointInput"]["data"])) for r in records]
+    )
+    pd.testing.assert_frame_equal(
+        sent.reset_index(drop=True), rows[FEATURES].reset_index(drop=True), check_dtype=False
+    )
+    state["captured_rows"] = len(rows)
+
+
+def test_prometheus_scrapes_the_model_server(local_stack: LocalStack) -> None:
+    url = local_stack.stack.url("prometheus")
+    deadline = time.monotonic() + 30
+    health = None
+    while time.monotonic() < deadline:
+        targets = requests.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        health = [t["health"] for t in targets if t["labels"]["job"] == "model"]
+        if health == ["up"]:
+            break
+        time.sleep(1)
+    assert health == ["up"]
+
+
+def test_drift_monitor_reads_the_capture_back_from_s3(
+    local_stack: LocalStack, state: dict[str, Any]
+) -> None:
+    captures = f"{CAPTURES}/{ENDPOINT}"
+    args = ("monitor", MODEL, "--captures", captures, "--version", state["version"], "--json")
+    calm = local_stack.mlops(*args)
+    assert calm.exit_code == 0, calm.output  # training rows: no drift
+    report = json.loads(calm.stdout[calm.stdout.index("{") :])
+    assert report["current"]["rows"] == state["captured_rows"]
+    assert report["reference"]["version"] == state["version"]
+    # Shifted traffic through the same endpoint: the same check now finds drift (exit 3).
+    shifted = _training_rows(local_stack, 300, seed=1)
+    shifted["body_mass_g"] = 6200.0
+    shifted["flipper_length_mm"] = 232.0
+    shifted["bill_length_mm"] = 58.0
+    response = requests.post(
+        f"{local_stack.stack.url('model')}/invocations",
+        data=shifted[FEATURES].to_csv(index=False),
+        headers={"Content-Type": "text/csv"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    _wait_for_captures(local_stack, 3)
+    drifted = local_stack.mlops(*args)
+    assert drifted.exit_code == 3, drifted.output
+
+
+def test_shift_sets_variant_weights_and_names_an_unknown_variant(local_stack: LocalStack) -> None:
+    unknown = local_stack.mlops("sagemaker", "shift", MODEL, "--env", ENV, "--weight", "v9=1")
+    assert unknown.exit_code == 2
+    assert "shifting traffic on penguins-staging" in unknown.stderr and "v9" in unknown.stderr
+    result = local_stack.mlops(
+        "sagemaker", "shift", MODEL, "--env", ENV, "--weight", "AllTraffic=1"
+    )
+    assert result.exit_code == 0, result.output
+    variants = local_stack.boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)[
+        "ProductionVariants"
+    ]
+    assert [(v["VariantName"], v["DesiredWeight"]) for v in variants] == [("AllTraffic", 1.0)]
+
+
+def test_a_second_deploy_stops_cleanly_where_moto_lacks_update_endpoint(
+    local_stack: LocalStack, state: dict[str, Any]
+) -> None:
+    sagemaker = local_stack.boto("sagemaker")
+    configs_before = sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    models_before = sagemaker.list_models()["Models"]
+    result = local_stack.mlops(
+        "sagemaker", "deploy", MODEL, "--env", ENV, "--version", state["version"]
+    )
+    assert result.exit_code == 2
+    assert "updating endpoint" in result.stderr and "does not implement" in result.stderr
+    # The model and endpoint config created for the failed update were deleted again.
+    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == configs_before
+    assert sagemaker.list_models()["Models"] == models_before
+
+
+def test_down_stops_every_process_by_pid(local_stack: LocalStack) -> None:
+    pids = [s.pid for s in local_stack.stack.status() if s.pid]
+    assert len(pids) == 4
+    result = local_stack.mlops("stack", "down", "--purge")
+    assert result.exit_code == 0, result.output
+    for pid in pids:
+        assert not _alive(pid), f"pid {pid} survived `mlops stack down`"
+    states = {s.name: s.state for s in local_stack.stack.status()}
+    assert set(states.values()) == {"not started"}
+    assert not local_stack.stack.dir.exists()  # --purge: database, logs, model removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _get(local_stack: LocalStack, uri: str) -> bytes:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    body: bytes = local_stack.boto("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def _tar_names(local_stack: LocalStack, uri: str) -> list[str]:
+    with tarfile.open(fileobj=BytesIO(_get(local_stack, uri)), mode="r:gz") as archive:
+        return archive.getnames()
+
+
+def _training_rows(local_stack: LocalStack, n: int, seed: int = 0) -> pd.DataFrame:
+    frame = pd.read_csv(local_stack.root / "data" / "penguins" / "penguins.csv")
+    return frame.sample(n=n, random_state=seed).reset_index(drop=True)
+
+
+def _wait_for_captures(local_stack: LocalStack, records: int) -> list[dict[str, Any]]:
+    from serving.capture import read_captures
+
+    deadline = time.monotonic() + 20
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        found = list(read_captures(f"{CAPTURES}/{ENDPOINT}/AllTraffic/"))
+        if len(found) >= records:
+            break
+        time.sleep(0.5)
+    assert len(found) == records, f"{len(found)} capture records in S3, expected {records}"
+    return found
