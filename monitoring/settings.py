@@ -1,0 +1,42 @@
+"""The monitor's settings from the environment: where captures are, and how to reach GitHub.
+
+The token is a ``SecretStr``: it is sent in one header and never printed, logged or written to a
+report. ``GITHUB_REPOSITORY`` and ``GITHUB_API_URL`` are the names GitHub Actions already sets, so
+a workflow needs no extra configuration beyond the token.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MonitorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLOPS_MONITOR_", extra="ignore")
+
+    captures: str | None = Field(
+        default=None,
+        description="Capture folder or s3:// prefix read when --captures is not given.",
+    )
+    environment: str = Field(
+        default="local", description="Environment label on exported metrics (CloudWatch dimension)."
+    )
+    pushgateway: str | None = Field(
+        default=None, description="Prometheus Pushgateway address, e.g. http://127.0.0.1:9091."
+    )
+    github_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLOPS_MONITOR_GITHUB_TOKEN", "GITHUB_TOKEN"),
+        description="Token allowed to create repository_dispatch events (contents: write).",
+    )
+    github_repository: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLOPS_MONITOR_GITHUB_REPOSITORY", "GITHUB_REPOSITORY"),
+        description="owner/name of the repository whose retrain workflow is triggered.",
+    )
+    github_api_url: str = Field(
+        default="https://api.github.com",
+        validation_alias=AliasChoices("MLOPS_MONITOR_GITHUB_API_URL", "GITHUB_API_URL"),
+        description="GitHub API base URL (GitHub Enterprise, or a local server in tests).",
+    )
+    dispatch_timeout_seconds: float = Field(default=10.0, gt=0)
