@@ -67,9 +67,13 @@ def monitor(
     from monitoring.retrain import dispatch
     from monitoring.settings import MonitorSettings
     from pipelines.cli import _connect
+    from pipelines.definitions import load_model
 
     settings, client = _connect()
+    load_model(settings.models_dir, settings.data_dir, model)  # an unknown model fails first
     monitor_settings = MonitorSettings()
+    if push and not monitor_settings.pushgateway:  # before any work, not after it
+        raise MlopsError("--push needs MLOPS_MONITOR_PUSHGATEWAY", field="--push")
     location = captures or monitor_settings.captures
     if not location:
         raise MlopsError(
@@ -85,9 +89,7 @@ def monitor(
     json_path, html_path = write_reports(result, out)
     prom_path = write_prometheus(result, out / PROMETHEUS_FILE)
     console = Console(stderr=as_json, highlight=False)
-    if push:
-        if not monitor_settings.pushgateway:
-            raise MlopsError("--push needs MLOPS_MONITOR_PUSHGATEWAY", field="--push")
+    if push and monitor_settings.pushgateway:
         push_prometheus(result, monitor_settings.pushgateway)
     if cloudwatch:
         sent = put_cloudwatch(result, env or monitor_settings.environment)
@@ -138,7 +140,6 @@ def demo_drift(
 ) -> None:
     """Serve the champion, send normal then shifted traffic, detect drift, retrain and gate."""
     from monitoring.demo_loop import run_drift_demo
-
     from pipelines.cli import _settings
 
     run_drift_demo(_settings(), keep=keep)
