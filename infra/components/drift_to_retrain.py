@@ -5,6 +5,8 @@ When a model's drift alarm (``Monitoring``) goes into ALARM, an EventBridge rule
 workflow listens for, ``monitoring.retrain.EVENT_TYPE``) through an API destination. The GitHub
 token comes from a secret stack config value and lives only in Secrets Manager, encrypted with
 the stack's key: in the secret this component creates and in the connection EventBridge keeps.
+A dispatch that still fails after EventBridge's retries (GitHub down, token revoked) lands in a
+dead-letter queue instead of vanishing, so a missed retraining is visible and can be replayed.
 """
 
 from __future__ import annotations
@@ -54,6 +56,25 @@ def dispatch_template(model: str, environment: str) -> str:
     return json.dumps(body).replace('"<alarm>"', "<alarm>")
 
 
+def dead_letter_policy(queue_arn: str, rule_arns: list[str]) -> str:
+    """Only these rules' deliveries may land in the queue."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "EventBridgeDeadLetters",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": rule_arns}},
+                }
+            ],
+        }
+    )
+
+
 def invoke_policy(destination_arn: str) -> str:
     return json.dumps(
         {
@@ -73,6 +94,7 @@ class DriftToRetrain(pulumi.ComponentResource):
     """The token secret, the GitHub connection and destination, and one rule per model."""
 
     secret: aws.secretsmanager.Secret
+    dead_letters: aws.sqs.Queue
     rules: dict[str, aws.cloudwatch.EventRule]
 
     def __init__(
@@ -143,6 +165,14 @@ class DriftToRetrain(pulumi.ComponentResource):
             opts=child,
         )
 
+        # SQS-managed encryption: a customer key would need a key policy granting EventBridge.
+        self.dead_letters = aws.sqs.Queue(
+            f"{name}-dead-letters",
+            message_retention_seconds=14 * 24 * 3600,
+            sqs_managed_sse_enabled=True,
+            tags=args.tags,
+            opts=child,
+        )
         self.rules = {}
         for model, alarm_arn in sorted(args.drift_alarm_arns.items()):
             rule = aws.cloudwatch.EventRule(
@@ -162,9 +192,21 @@ class DriftToRetrain(pulumi.ComponentResource):
                     "input_template": dispatch_template(model, args.environment),
                 },
                 retry_policy={"maximum_event_age_in_seconds": 3600, "maximum_retry_attempts": 10},
+                dead_letter_config={"arn": self.dead_letters.arn},
                 opts=child,
             )
             self.rules[model] = rule
+        if self.rules:
+            aws.sqs.QueuePolicy(
+                f"{name}-dead-letters-policy",
+                queue_url=self.dead_letters.url,
+                policy=pulumi.Output.all(
+                    self.dead_letters.arn, *(rule.arn for rule in self.rules.values())
+                ).apply(lambda arns: dead_letter_policy(arns[0], list(arns[1:]))),
+                opts=child,
+            )
 
         self.secret_arn = self.secret.arn
-        self.register_outputs({"secret_arn": self.secret_arn})
+        self.register_outputs(
+            {"secret_arn": self.secret_arn, "dead_letter_queue_arn": self.dead_letters.arn}
+        )

@@ -422,6 +422,21 @@ def test_drift_alarm_triggers_repository_dispatch(retrain: Run) -> None:
     }
 
 
+def test_a_dispatch_that_keeps_failing_lands_in_an_encrypted_dead_letter_queue(
+    retrain: Run,
+) -> None:
+    queue = retrain.one("aws:sqs/queue:Queue")
+    assert queue.inputs["sqsManagedSseEnabled"] is True
+    target = retrain.one("aws:cloudwatch/eventTarget:EventTarget").inputs
+    assert target["deadLetterConfig"] == {"arn": queue.state["arn"]}
+    policy = policy_document(retrain.one("aws:sqs/queuePolicy:QueuePolicy").inputs["policy"])
+    (statement,) = policy["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    rule_arn = retrain.one("aws:cloudwatch/eventRule:EventRule").state["arn"]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": [rule_arn]}}
+
+
 def test_eventbridge_may_only_invoke_the_destination(retrain: Run) -> None:
     policy = policy_document(retrain.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     destination = retrain.one("aws:cloudwatch/eventApiDestination:EventApiDestination").state["arn"]
