@@ -21,7 +21,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.registries import assume_role_policy
-from monitoring.dashboards.cloudwatch import cloudwatch_dashboard_body
+from monitoring.dashboards.cloudwatch import cloudwatch_dashboard_body, metric_widget
 from pipelines.conventions import (
     MONITORING_PREFIX,
     SHARED,
@@ -152,7 +152,7 @@ def dashboard_body(models: list[MonitoredModel], environment: str, region: str) 
     for i, m in enumerate(models):
         dims = ["Model", m.model, "Environment", environment]
         widgets.append(
-            _widget(
+            metric_widget(
                 f"{m.model}: drift",
                 [
                     [CLOUDWATCH_NAMESPACE, CW_DRIFT_SHARE, *dims],
@@ -166,7 +166,7 @@ def dashboard_body(models: list[MonitoredModel], environment: str, region: str) 
         if m.endpoint_name:
             ep = ["EndpointName", m.endpoint_name, "VariantName", VARIANT]
             widgets.append(
-                _widget(
+                metric_widget(
                     f"{m.model}: latency p99, 5xx, invocations",
                     [
                         [SAGEMAKER_NAMESPACE, SM_MODEL_LATENCY, *ep, {"stat": "p99"}],
@@ -184,19 +184,6 @@ def dashboard_body(models: list[MonitoredModel], environment: str, region: str) 
                 )
             )
     return json.dumps({"widgets": widgets})
-
-
-def _widget(
-    title: str, metrics: list[list[object]], region: str, x: int, y: int
-) -> dict[str, object]:
-    return {
-        "type": "metric",
-        "x": x,
-        "y": y,
-        "width": 12,
-        "height": 6,
-        "properties": {"title": title, "metrics": metrics, "region": region, "period": 300},
-    }
 
 
 class Monitoring(pulumi.ComponentResource):

@@ -14,9 +14,10 @@ from serving import metrics as names
 PERIOD = 300
 
 
-def _widget(
+def metric_widget(
     title: str, metrics: list[list[Any]], region: str, x: int, y: int, **properties: Any
 ) -> dict[str, Any]:
+    """A time-series widget half a dashboard wide; the infra's stack dashboard uses it too."""
     return {
         "type": "metric",
         "x": x,
@@ -52,7 +53,7 @@ def cloudwatch_dashboard_body(
         f'Model="{model}" Environment="{environment}"\', \'Maximum\', 3600)'
     )
     widgets = [
-        _widget(
+        metric_widget(
             f"{model}: model latency (microseconds)",
             [
                 [sm, names.SM_MODEL_LATENCY, *endpoint, {"stat": "p99", "label": "p99"}],
@@ -60,7 +61,7 @@ def cloudwatch_dashboard_body(
             ],
             region, 0, 0,
         ),
-        _widget(
+        metric_widget(
             f"{model}: invocations and errors",
             [
                 [sm, names.SM_INVOCATIONS, *endpoint, {"stat": "Sum"}],
@@ -69,12 +70,12 @@ def cloudwatch_dashboard_body(
             ],
             region, 12, 0,
         ),
-        _widget(
+        metric_widget(
             f"{model}: share of drifted features",
             [[cw, names.CW_DRIFT_SHARE, *monitor, {"stat": "Maximum"}]],
             region, 0, 6, period=3600, yAxis={"left": {"min": 0, "max": 1}},
         ),
-        _widget(
+        metric_widget(
             f"{model}: drift detected and rows monitored",
             [
                 [cw, names.CW_DRIFT_DETECTED, *monitor, {"stat": "Maximum"}],
@@ -82,7 +83,7 @@ def cloudwatch_dashboard_body(
             ],
             region, 12, 6, period=3600,
         ),
-        _widget(
+        metric_widget(
             f"{model}: drift score per feature",
             [[{"expression": feature_search, "id": "features", "label": "", "period": 3600}]],
             region, 0, 12, period=3600,
