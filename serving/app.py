@@ -154,6 +154,8 @@ class Server:
         )
 
     async def metrics_endpoint(self, request: Request) -> Response:
+        if self.batcher is not None:
+            await self.batcher.settle()  # a scrape sees every answered request's rows
         return Response(generate_latest(self.metrics.exposition), media_type=CONTENT_TYPE_LATEST)
 
     async def invocations(self, request: Request) -> Response:

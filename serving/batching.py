@@ -31,6 +31,10 @@ Predict = Callable[[pd.DataFrame], np.ndarray]
 Observe = Callable[[pd.DataFrame, np.ndarray], None]
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class _Item:
     frame: pd.DataFrame
@@ -72,6 +76,14 @@ class MicroBatcher:
                 item.future.set_exception(RuntimeError("the server is shutting down"))
         self._executor.shutdown(wait=True)
 
+    async def settle(self) -> None:
+        """Wait until the metrics of every batch answered so far are recorded.
+
+        The predict thread runs work in order, so a no-op passing through it comes after them.
+        """
+        with contextlib.suppress(RuntimeError):  # shut down: nothing is pending
+            await asyncio.get_running_loop().run_in_executor(self._executor, _nothing)
+
     async def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """This frame's predictions, possibly computed together with other requests' rows."""
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
@@ -112,7 +124,9 @@ class MicroBatcher:
             if not batch:
                 continue
             try:
-                results = await loop.run_in_executor(self._executor, self._predict_batch, batch)
+                frame, predictions, results = await loop.run_in_executor(
+                    self._executor, self._predict_batch, batch
+                )
             except Exception:
                 log.exception("batched predict failed; retrying each request alone")
                 for item in batch:
@@ -121,19 +135,25 @@ class MicroBatcher:
             for item, result in zip(batch, results, strict=True):
                 if not item.future.done():
                     item.future.set_result(result)
+            self._observe_later(frame, predictions)
 
     async def _predict_alone(self, item: _Item) -> None:
         loop = asyncio.get_running_loop()
         try:
-            (result,) = await loop.run_in_executor(self._executor, self._predict_batch, [item])
+            frame, predictions, (result,) = await loop.run_in_executor(
+                self._executor, self._predict_batch, [item]
+            )
         except Exception as exc:
             if not item.future.done():
                 item.future.set_exception(exc)
             return
         if not item.future.done():
             item.future.set_result(result)
+        self._observe_later(frame, predictions)
 
-    def _predict_batch(self, batch: list[_Item]) -> list[np.ndarray]:
+    def _predict_batch(
+        self, batch: list[_Item]
+    ) -> tuple[pd.DataFrame, np.ndarray, list[np.ndarray]]:
         if len(batch) == 1:
             frame = batch[0].frame
         else:
@@ -141,10 +161,22 @@ class MicroBatcher:
         predictions = np.asarray(self._predict(frame))
         if len(predictions) != len(frame):
             raise RuntimeError(f"the model returned {len(predictions)} rows for {len(frame)}")
-        if self._observe is not None:
-            try:
-                self._observe(frame, predictions)
-            except Exception:
-                log.exception("recording batch metrics failed")
         bounds = np.cumsum([0] + [len(item.frame) for item in batch])
-        return [predictions[bounds[i] : bounds[i + 1]] for i in range(len(batch))]
+        slices = [predictions[bounds[i] : bounds[i + 1]] for i in range(len(batch))]
+        return frame, predictions, slices
+
+    def _observe_later(self, frame: pd.DataFrame, predictions: np.ndarray) -> None:
+        """Record the batch's metrics after its callers have their answers, not before.
+
+        The same single predict thread runs it, so metrics are never recorded concurrently.
+        """
+        if self._observe is not None:
+            with contextlib.suppress(RuntimeError):  # shutting down: the executor refuses work
+                self._executor.submit(self._observe_safely, self._observe, frame, predictions)
+
+    @staticmethod
+    def _observe_safely(observe: Observe, frame: pd.DataFrame, predictions: np.ndarray) -> None:
+        try:
+            observe(frame, predictions)
+        except Exception:
+            log.exception("recording batch metrics failed")
