@@ -14,7 +14,7 @@ from pulumi_mocks import REPO_ROOT
 
 from infra.model_plan import canary_weight, plan, rollout_steps
 from pipelines import conventions
-from pipelines.definitions import Deployment, load_definition
+from pipelines.definitions import Deployment, discover_models, load_definition
 from pipelines.errors import DefinitionError
 
 pytestmark = pytest.mark.infra
@@ -40,7 +40,7 @@ def test_model_archive_and_capture_layout() -> None:
 
 def test_the_repository_as_committed_plans_registry_only(tmp_path: Path) -> None:
     plans = {p.name: p for p in plan(REPO_ROOT, "prod")}
-    assert set(plans) == {"penguins", "seattle_weather"}
+    assert set(plans) == set(discover_models(REPO_ROOT / "models"))
     assert all(p.version is None and not p.has_endpoint for p in plans.values())
 
 

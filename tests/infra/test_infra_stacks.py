@@ -36,7 +36,14 @@ from infra.policy.rules import (
     oidc_trust_is_scoped,
     taggable,
 )
-from pipelines.conventions import REQUIRED_TAGS, endpoint_name, model_data_key
+from pipelines.conventions import (
+    REQUIRED_TAGS,
+    endpoint_name,
+    model_data_key,
+    package_group_name,
+    slug,
+)
+from pipelines.definitions import discover_models
 from pipelines.errors import DefinitionError
 
 pytestmark = pytest.mark.infra
@@ -103,9 +110,10 @@ def test_unpinned_models_get_registry_and_monitoring_but_no_endpoint(as_is: dict
             r.inputs["modelPackageGroupName"]
             for r in run.of("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
         }
-        assert groups == {f"penguins-{stack}", f"seattle-weather-{stack}"}, stack
+        models = discover_models(REPO_ROOT / "models")  # whatever models the repository has
+        assert groups == {package_group_name(m, stack) for m in models}, stack
         drift = {r.inputs["name"] for r in run.of("aws:cloudwatch/metricAlarm:MetricAlarm")}
-        assert f"penguins-{stack}-drift" in drift and f"seattle-weather-{stack}-drift" in drift
+        assert {f"{slug(m)}-{stack}-drift" for m in models} <= drift
         assert not run.of("aws:sagemaker/endpoint:Endpoint"), stack
         assert not [r for r in run.resources if r.type.startswith("kubernetes:")], stack
 
