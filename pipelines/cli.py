@@ -11,6 +11,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -344,6 +345,9 @@ def new_model(
     ),
     owner: str = typer.Option("unowned", "--owner"),
     description: str = typer.Option("", "--description"),
+    from_csv: Path | None = typer.Option(
+        None, "--from-csv", help="Also create data/<dataset>/ from this CSV (inferred, commented)."
+    ),
 ) -> None:
     """Scaffold models/<name>/model.yaml from the template, checked against its dataset."""
     from pipelines.scaffold import new_model as scaffold
@@ -360,6 +364,7 @@ def new_model(
         features=feature_list,
         owner=owner,
         description=description,
+        from_csv=from_csv,
     )
     typer.echo(str(path))
 
@@ -540,7 +545,7 @@ def _print_outcomes(outcomes: list[Outcome]) -> None:
 
 
 # The other parts' commands live in their own modules and add themselves to `app` on import.
-from pipelines import cli_monitor, cli_stack, cli_workflows  # noqa: E402, F401
+from pipelines import cli_monitor, cli_stack, cli_template, cli_workflows  # noqa: E402, F401
 
 
 def main() -> None:

@@ -1,0 +1,402 @@
+"""``mlops init``: turn a clone of the template into one team's platform, in place.
+
+Every team-specific value (project name, AWS account and region, the GitHub repository that CI
+roles trust, the default serving target) lives at a known anchor in a known file. Adoption is a
+list of anchored rewrites, each of which *sets* a value rather than replacing an old one, so
+running it again with the same answers changes nothing. The answers are validated first and
+every new file content is computed in memory before the first byte is written: a bad answer
+leaves the checkout untouched. The answers are recorded in ``.mlops-template.yaml`` so that
+``mlops init`` with no flags re-applies them and ``mlops template update`` can render any
+template version the same way (see ``pipelines.template_update``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipelines.errors import DefinitionError
+
+ANSWERS_FILE = ".mlops-template.yaml"
+STANDARD_ENVIRONMENTS = ("dev", "staging", "prod")
+EXAMPLE_MODELS = ("penguins", "seattle_weather")
+EXAMPLE_DATASETS = ("penguins", "seattle_weather")
+
+# Python distribution names that also work as Pulumi descriptions and image name prefixes.
+PROJECT_PATTERN = r"^[a-z][a-z0-9-]{0,48}[a-z0-9]$"
+ACCOUNT_PATTERN = r"^[0-9]{12}$"
+# Commercial, GovCloud and China partitions: us-east-1, eu-west-1, us-gov-west-1, cn-north-1 ...
+REGION_PATTERN = r"^(?:us|eu|ap|sa|ca|me|af|il|mx|cn)(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]$"
+# GitHub: owner up to 39 letters, digits and inner hyphens; repository name letters, digits,
+# '.', '-', '_' (and not '.' or '..', checked in the validator: the schema regex has no lookahead).
+REPOSITORY_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?/[A-Za-z0-9._-]{1,100}$"
+
+
+class TemplateSource(BaseModel):
+    """Where the template came from, so ``mlops template update`` can diff two versions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Git URL or path of the template repository.")
+    commit: str = Field(
+        pattern=r"^[0-9a-f]{40}$", description="Template commit this repository is rendered from."
+    )
+
+
+class Answers(BaseModel):
+    """The questions `mlops init` asks; each field is validated before anything is written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_name: Annotated[str, Field(pattern=PROJECT_PATTERN)] = Field(
+        description="Python distribution and project name (lower case, digits, '-')."
+    )
+    aws_account_id: Annotated[str, Field(pattern=ACCOUNT_PATTERN)] = Field(
+        description="The 12-digit AWS account the stacks may deploy to (aws:allowedAccountIds)."
+    )
+    aws_region: Annotated[str, Field(pattern=REGION_PATTERN)] = Field(
+        description="AWS region of the stacks and of every workflow's AWS credentials."
+    )
+    github_repository: Annotated[str, Field(pattern=REPOSITORY_PATTERN)] = Field(
+        description="owner/name on GitHub; the CI roles' OIDC trust accepts only it."
+    )
+    serving_target: Literal["sagemaker", "kubernetes"] = Field(
+        description="deployment.target of models scaffolded by `mlops new-model`."
+    )
+    environments: list[str] = Field(
+        default_factory=lambda: list(STANDARD_ENVIRONMENTS),
+        description="Deployment environments (the promotion chain dev -> staging -> prod).",
+    )
+    keep_examples: bool = Field(
+        description="Keep the example models penguins and seattle_weather and their data."
+    )
+    template: TemplateSource | None = None
+
+    @field_validator("github_repository")
+    @classmethod
+    def _not_a_dot_name(cls, value: str) -> str:
+        if value.split("/", 1)[1] in {".", ".."}:
+            raise ValueError(f"a GitHub repository is owner/name (got {value!r})")
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _standard_environments(cls, value: list[str]) -> list[str]:
+        # The promotion chain (main.yml's dev -> staging -> prod, prod promoted from staging),
+        # the stack files and the infra tests all assume these three; a subset is not offered
+        # rather than half-supported.
+        if sorted(value) != sorted(STANDARD_ENVIRONMENTS):
+            raise ValueError(
+                f"must be exactly {', '.join(STANDARD_ENVIRONMENTS)} (got {', '.join(value)}); "
+                "other environment lists are not supported yet - an unused dev stack costs "
+                "nothing until it is applied"
+            )
+        return list(STANDARD_ENVIRONMENTS)
+
+
+def validate_answers(raw: dict[str, Any], *, source: str = "answers") -> Answers:
+    """Answers from flags or the answers file, with an error naming each bad field."""
+    try:
+        return Answers.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        names = [".".join(str(part) for part in e["loc"]) or "answers" for e in errors]
+        if len(errors) == 1:
+            raise DefinitionError(_explain(errors[0]), file=source, field=names[0]) from None
+        problems = "; ".join(f"{n}: {_explain(e)}" for n, e in zip(names, errors, strict=True))
+        raise DefinitionError(problems, file=source, field=", ".join(names)) from None
+
+
+def _explain(error: Any) -> str:
+    hints = {
+        "aws_account_id": "an AWS account id is exactly 12 digits",
+        "aws_region": "an AWS region looks like eu-west-1",
+        "github_repository": "a GitHub repository is owner/name",
+        "project_name": "lower case letters, digits and '-', starting with a letter",
+    }
+    field_name = str(error["loc"][0]) if error["loc"] else ""
+    given = error.get("input")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "string_pattern_mismatch" and field_name in hints:
+        message = hints[field_name]
+    return f"{message} (got {given!r})" if isinstance(given, str | int) else message
+
+
+def read_answers(root: Path) -> dict[str, Any] | None:
+    """The recorded answers as raw data, or None when the checkout was never adopted."""
+    from pipelines.yamlfile import read_yaml_mapping
+
+    path = root / ANSWERS_FILE
+    return dict(read_yaml_mapping(path)) if path.is_file() else None
+
+
+def render_answers(answers: Answers) -> str:
+    """The answers file, byte-for-byte the same for the same answers (adoption is repeatable)."""
+    dump = json.dumps
+    lines = [
+        "# The answers this repository gave when it adopted the MLOps template.",
+        "# `mlops init` (no flags) re-applies them; `mlops template update` renders the next",
+        "# template version with them and merges the difference. Change a value and run",
+        "# `mlops init` again to apply it everywhere.",
+        f"project_name: {dump(answers.project_name)}",
+        f"aws_account_id: {dump(answers.aws_account_id)}",
+        f"aws_region: {dump(answers.aws_region)}",
+        f"github_repository: {dump(answers.github_repository)}",
+        f"serving_target: {answers.serving_target}",
+        f"environments: [{', '.join(answers.environments)}]",
+        f"keep_examples: {'true' if answers.keep_examples else 'false'}",
+    ]
+    if answers.template:
+        lines += [
+            "template:",
+            f"  url: {dump(answers.template.url)}",
+            f"  commit: {dump(answers.template.commit)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """Set one value at an anchor: ``pattern`` must match where the value lives."""
+
+    path: str
+    pattern: str
+    replacement: Callable[[Answers], str]
+    required: bool = True
+    count: int = 0
+
+    def apply(self, text: str, answers: Answers, file: Path) -> str:
+        regex = re.compile(self.pattern, re.MULTILINE)
+        if not regex.search(text):
+            if self.required:
+                raise DefinitionError(
+                    f"cannot find where to set the value (pattern {self.pattern!r}); "
+                    "was the file edited by hand?",
+                    file=file,
+                )
+            return text
+        # Answers are validated against patterns without backslashes, so the replacement is a
+        # plain template whose only escapes are the \g<n> group references.
+        return regex.sub(self.replacement(answers), text, count=self.count)
+
+
+def _stack_account(answers: Answers) -> str:
+    return f'\\g<1>\n  aws:allowedAccountIds: ["{answers.aws_account_id}"]'
+
+
+def _rewrites(answers: Answers) -> list[Rewrite]:
+    rules = [
+        Rewrite(
+            "pyproject.toml", r'^name = "[^"]*"', lambda a: f'name = "{a.project_name}"', True, 1
+        ),
+        Rewrite("Makefile", r"(--exclude )\S+", lambda a: f"\\g<1>{a.project_name}", False),
+        Rewrite("README.md", r"\A# .*$", lambda a: f"# {a.project_name}", False, 1),
+        Rewrite(
+            "Pulumi.yaml",
+            r"^description: .*$",
+            lambda a: (
+                f"description: MLOps platform of {a.project_name} - artifact store, "
+                "registries, endpoints, monitoring, CI access"
+            ),
+            True,
+            1,
+        ),
+        Rewrite(
+            "Pulumi.yaml",
+            r"^(  githubRepository:\n(?:    .*\n)*?    default: ).*$",
+            lambda a: f"\\g<1>{a.github_repository}",
+        ),
+        Rewrite(
+            "pipelines/templates/model.yaml.tmpl",
+            r"^(deployment:\n  target: )\w+",
+            lambda a: f"\\g<1>{a.serving_target}",
+        ),
+        Rewrite(
+            "pipelines/sagemaker_flow.py",
+            r"arn:aws:iam::[0-9]{12}:role/",
+            lambda a: f"arn:aws:iam::{a.aws_account_id}:role/",
+            False,
+        ),
+        Rewrite(
+            "pipelines/sagemaker_flow.py",
+            r'"[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/',
+            lambda a: f'"{a.aws_account_id}.dkr.ecr.{a.aws_region}.amazonaws.com/',
+            False,
+        ),
+        Rewrite(
+            "pipelines/sagemaker_flow.py",
+            r'(AWS_DEFAULT_REGION"\) or )"[a-z0-9-]+"',
+            lambda a: f'\\g<1>"{a.aws_region}"',
+            False,
+        ),
+        Rewrite(
+            "docs/workflows.md",
+            r"(is `)[a-z0-9-]+(` in the workflows)",
+            lambda a: f"\\g<1>{a.aws_region}\\g<2>",
+            False,
+        ),
+        # The stack test pins the OIDC trust to the repository Pulumi.yaml names.
+        Rewrite(
+            "tests/infra/test_infra_stacks.py",
+            r'^REPOSITORY = "[^"]*"',
+            lambda a: f'REPOSITORY = "{a.github_repository}"',
+            False,
+        ),
+    ]
+    for stack in answers.environments:
+        stack_file = f"Pulumi.{stack}.yaml"
+        # Drop an earlier allowedAccountIds line, then set it right after the region.
+        rules.append(Rewrite(stack_file, r"^  aws:allowedAccountIds: .*\n", lambda a: "", False))
+        rules.append(
+            Rewrite(stack_file, r"^(  aws:region: ).*$", lambda a: f"\\g<1>{a.aws_region}")
+        )
+        rules.append(Rewrite(stack_file, r"^(  aws:region: .*)$", _stack_account))
+    return rules
+
+
+@dataclass
+class Changes:
+    """Everything adoption would do, computed before anything is written."""
+
+    writes: dict[Path, str] = field(default_factory=dict)
+    deletes: list[Path] = field(default_factory=list)
+
+    def describe(self, root: Path) -> list[str]:
+        return [f"write {p.relative_to(root)}" for p in sorted(self.writes)] + [
+            f"remove {p.relative_to(root)}" for p in sorted(self.deletes)
+        ]
+
+
+def _check_checkout(root: Path) -> None:
+    missing = [n for n in ("pyproject.toml", "Pulumi.yaml", "models") if not (root / n).exists()]
+    if missing:
+        raise DefinitionError(
+            f"not a checkout of the MLOps template (missing {', '.join(missing)})", file=root
+        )
+
+
+def _workflow_rewrites(root: Path) -> list[Rewrite]:
+    folder = root / ".github" / "workflows"
+    return [
+        Rewrite(
+            str(path.relative_to(root)),
+            r"^(\s+aws-region: )\S+",
+            lambda a: f"\\g<1>{a.aws_region}",
+            False,
+        )
+        for path in sorted(folder.glob("*.yml"))
+    ]
+
+
+def _readme(kind: str) -> str:
+    if kind == "models":
+        return (
+            "# Models\n\nOne folder per model, each with a `model.yaml` "
+            "(schema: `schemas/model.schema.json`).\nStart one with "
+            "`mlops new-model NAME --dataset DATASET --task classification --target COLUMN`.\n"
+        )
+    return (
+        "# Datasets\n\nOne folder per dataset: `dataset.yaml` (schema: "
+        "`schemas/dataset.schema.json`) and its data.\n`mlops new-model NAME --from-csv "
+        "file.csv ...` writes both from a CSV file.\n"
+    )
+
+
+def plan_adoption(root: Path, answers: Answers) -> Changes:
+    """Every file adoption would write or remove; raises before any change on bad input."""
+    _check_checkout(root)
+    contents: dict[Path, str] = {}
+    originals: dict[Path, str] = {}
+    for rule in [*_rewrites(answers), *_workflow_rewrites(root)]:
+        path = root / rule.path
+        if not path.is_file():
+            if rule.required:
+                raise DefinitionError("missing; adoption needs it", file=path)
+            continue
+        if path not in contents:
+            originals[path] = contents[path] = path.read_text(encoding="utf-8")
+        contents[path] = rule.apply(contents[path], answers, path)
+    contents[root / ANSWERS_FILE] = render_answers(answers)
+    originals.setdefault(root / ANSWERS_FILE, _read_or_empty(root / ANSWERS_FILE))
+
+    changes = Changes()
+    if not answers.keep_examples:
+        _forget_examples_in_workflows(root, contents, originals)
+        examples = [root / "models" / m for m in EXAMPLE_MODELS]
+        examples += [root / "data" / d for d in EXAMPLE_DATASETS]
+        changes.deletes = [p for p in examples if p.exists()]
+        for kind in ("models", "data"):
+            readme = root / kind / "README.md"
+            originals.setdefault(readme, _read_or_empty(readme))
+            contents.setdefault(readme, originals[readme] or _readme(kind))
+    changes.writes = {p: text for p, text in contents.items() if text != originals[p]}
+    return changes
+
+
+def _forget_examples_in_workflows(
+    root: Path, contents: dict[Path, str], originals: dict[Path, str]
+) -> None:
+    """Dispatch choices list only the remaining models; the examples' retraining crons go."""
+    from pipelines.definitions import discover_models
+    from pipelines.scaffold import DISPATCH_WORKFLOWS, set_model_choices
+
+    remaining = [m for m in discover_models(root / "models") if m not in EXAMPLE_MODELS]
+    examples = "|".join(EXAMPLE_MODELS)
+    for name in DISPATCH_WORKFLOWS:
+        path = root / ".github" / "workflows" / name
+        if not path.is_file():
+            continue
+        if path not in contents:
+            originals[path] = contents[path] = path.read_text(encoding="utf-8")
+        text = set_model_choices(contents[path], remaining)
+        text = re.sub(rf'^    - cron: "[^"\n]*" # (?:{examples})\n', "", text, flags=re.M)
+        # A schedule with no cron left is invalid; the key goes with its last entry.
+        contents[path] = re.sub(r"^  schedule:\n(?!    - )", "", text, flags=re.M)
+
+
+def _read_or_empty(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+def apply_changes(changes: Changes) -> None:
+    """Write what ``plan_adoption`` computed (all checks have passed by now)."""
+    for path, text in changes.writes.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for path in changes.deletes:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def adopt(root: Path, answers: Answers) -> Changes:
+    """Plan, then apply; returns what changed (empty on a repeated run)."""
+    changes = plan_adoption(root, answers)
+    apply_changes(changes)
+    return changes
+
+
+def main(argv: list[str]) -> int:
+    """``python -m pipelines.adopt ROOT`` with the answers as JSON on stdin.
+
+    ``mlops template update`` renders each template version with that version's own adoption
+    code, the way copier uses each version's own questions, so rules added in a newer template
+    apply to it.
+    """
+    (root,) = argv
+    try:
+        adopt(Path(root), validate_answers(json.load(sys.stdin), source="template update"))
+    except DefinitionError as exc:
+        print(exc.render(), file=sys.stderr)
+        return int(exc.exit_code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

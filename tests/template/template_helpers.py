@@ -1,0 +1,124 @@
+"""A template repository built from this checkout, adoptions of it, and the CLI run inside them.
+
+The template under test is the working tree (not the last commit), copied into a throwaway git
+repository so that clones, fetches and merges are real git operations on file paths, offline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+# What a checkout has that the template does not ship: state, caches, installed tools.
+NOT_SHIPPED = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    ".lock-venv",
+    ".mlops",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    "__pycache__",
+    "node_modules",
+    "*.egg-info",
+    ".mlops-template.yaml",
+)
+NON_DEFAULT = {
+    "--project-name": "fraud-ml",
+    "--aws-account-id": "210987654321",
+    "--aws-region": "eu-west-1",
+    "--github-repository": "acme/ml-platform",
+    "--serving-target": "kubernetes",
+}
+# Run the CLI of the checkout at cwd (its own pipelines package), with the template commands
+# registered even before pipelines/cli.py imports cli_template itself.
+CLI = "from pipelines.cli import main; from pipelines import cli_template; main()"
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@localhost", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def make_template(path: Path) -> Path:
+    """A git repository holding this working tree as its one commit (version A)."""
+    shutil.copytree(REPO_ROOT, path, ignore=NOT_SHIPPED, symlinks=True)
+    git(path, "init", "--quiet", "--initial-branch=main")
+    git(path, "add", "--all", "--force")
+    git(path, "commit", "--quiet", "-m", "template version A")
+    return path
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def mlops(root: Path, *args: str, timeout: float = 120) -> Result:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "MLOPS_ROOT": str(root),
+        "MLOPS_HOME": str(root / ".mlops"),
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
+    done = subprocess.run(
+        [PYTHON, "-c", CLI, *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def run_tests(root: Path, *paths: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """pytest of the adopted checkout, on its own code (the rendered folder, not this one)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    for name in ("MLOPS_ROOT", "MLOPS_HOME", "PYTEST_ADDOPTS"):
+        env.pop(name, None)
+    return subprocess.run(
+        [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *paths],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file's bytes (folders as None) outside .git: what "changes nothing" compares."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
+        for p in sorted(root.rglob("*"))
+        if ".git" not in p.relative_to(root).parts and "__pycache__" not in p.parts
+    }
+
+
+def flags(**overrides: str) -> list[str]:
+    answers = {**NON_DEFAULT, **{f"--{k.replace('_', '-')}": v for k, v in overrides.items()}}
+    return [x for pair in answers.items() for x in pair]

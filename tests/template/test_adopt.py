@@ -1,0 +1,179 @@
+"""`mlops init`: every answer lands where it belongs, a rerun changes nothing, bad answers
+change nothing, and the adopted checkout passes its own quick checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from template_helpers import NON_DEFAULT, flags, git, mlops, run_tests, snapshot
+
+pytestmark = pytest.mark.code
+
+STACKS = ("dev", "staging", "prod")
+
+
+def test_adoption_sets_every_answer_and_drops_the_declined_examples(
+    clone: Path, template: Path
+) -> None:
+    result = mlops(clone, "init", *flags(), "--drop-examples")
+    assert result.exit_code == 0, result.output
+
+    for stack in STACKS:
+        config = yaml.safe_load((clone / f"Pulumi.{stack}.yaml").read_text())["config"]
+        assert config["aws:region"] == "eu-west-1", stack
+        assert config["aws:allowedAccountIds"] == ["210987654321"], stack
+    project = yaml.safe_load((clone / "Pulumi.yaml").read_text())
+    assert project["config"]["githubRepository"]["default"] == "acme/ml-platform"
+    assert "fraud-ml" in project["description"]
+    assert 'name = "fraud-ml"' in (clone / "pyproject.toml").read_text()
+    assert (clone / "README.md").read_text().startswith("# fraud-ml\n")
+    assert "target: kubernetes" in (clone / "pipelines/templates/model.yaml.tmpl").read_text()
+    workflows = {p.name: p.read_text() for p in (clone / ".github/workflows").glob("*.yml")}
+    assert any("aws-region: eu-west-1" in text for text in workflows.values())
+    # No placeholder of the template survives in what the team deploys or runs.
+    shipped = [clone / "Pulumi.yaml", *clone.glob("Pulumi.*.yaml"), *clone.glob(".github/**/*")]
+    shipped += [clone / "pipelines/sagemaker_flow.py", clone / "docs/workflows.md"]
+    for path in (p for p in shipped if p.is_file()):
+        text = path.read_text()
+        for placeholder in ("us-east-1", "123456789012", "example-org/mlops-template"):
+            assert placeholder not in text, (path, placeholder)
+
+    assert not (clone / "models/penguins").exists()
+    assert not (clone / "data/seattle_weather").exists()
+    assert (clone / "models/README.md").is_file(), "models/ must survive a commit (root finding)"
+    answers = yaml.safe_load((clone / ".mlops-template.yaml").read_text())
+    assert answers["aws_account_id"] == "210987654321", "quoted: an id is not a number"
+    assert answers["keep_examples"] is False
+    assert answers["template"] == {
+        "url": template.as_uri(),
+        "commit": git(template, "rev-parse", "HEAD").strip(),
+    }
+
+
+def test_running_init_again_changes_nothing(clone: Path) -> None:
+    assert mlops(clone, "init", *flags(), "--drop-examples").exit_code == 0
+    git(clone, "add", "--all")
+    git(clone, "commit", "--quiet", "-m", "adopt")  # a later HEAD must not move the base
+    before = snapshot(clone)
+
+    again = mlops(clone, "init", *flags(), "--drop-examples")
+    recorded = mlops(clone, "init")  # no flags: the recorded answers
+
+    assert again.exit_code == 0 and recorded.exit_code == 0, again.output + recorded.output
+    assert "already adopted" in recorded.stderr
+    assert snapshot(clone) == before
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "hint"),
+    [
+        ({"aws_account_id": "12345678901"}, "aws_account_id", "exactly 12 digits"),
+        ({"aws_account_id": "21098765432x"}, "aws_account_id", "exactly 12 digits"),
+        ({"aws_region": "europe-west"}, "aws_region", "looks like eu-west-1"),
+        ({"aws_region": "EU-WEST-1"}, "aws_region", "looks like eu-west-1"),
+        ({"github_repository": "ml-platform"}, "github_repository", "owner/name"),
+        ({"github_repository": "acme/ml platform"}, "github_repository", "owner/name"),
+        ({"github_repository": "acme/.."}, "github_repository", "owner/name"),
+        ({"project_name": "Fraud ML"}, "project_name", "lower case"),
+        ({"serving_target": "ecs"}, "serving_target", "sagemaker"),
+        ({"environments": "dev,prod"}, "environments", "exactly dev, staging, prod"),
+    ],
+    ids=[
+        "account-11-digits",
+        "account-letter",
+        "region-shape",
+        "region-upper-case",
+        "repository-no-owner",
+        "repository-space",
+        "repository-dot-dot",
+        "project-name",
+        "serving-target",
+        "environments-subset",
+    ],
+)
+def test_a_bad_answer_is_rejected_naming_its_field_and_nothing_is_written(
+    clone: Path, bad: dict[str, str], field: str, hint: str
+) -> None:
+    before = snapshot(clone)
+
+    result = mlops(clone, "init", *flags(**bad), "--keep-examples")
+
+    assert result.exit_code == 2, result.output
+    assert field in result.stderr and hint in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(clone) == before
+
+
+def test_dry_run_lists_the_changes_and_writes_nothing(clone: Path) -> None:
+    before = snapshot(clone)
+
+    result = mlops(clone, "init", *flags(), "--drop-examples", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert "write Pulumi.prod.yaml" in result.stdout and "remove models/penguins" in result.stdout
+    assert snapshot(clone) == before
+
+
+def test_a_missing_answer_without_a_terminal_names_its_flag(clone: Path) -> None:
+    before = snapshot(clone)
+    answers = {k: v for k, v in NON_DEFAULT.items() if k != "--aws-region"}
+
+    result = mlops(clone, "init", *[x for kv in answers.items() for x in kv], "--keep-examples")
+
+    assert result.exit_code == 2
+    assert "aws_region" in result.stderr and "--aws-region" in result.stderr
+    assert snapshot(clone) == before
+
+
+def test_the_adopted_repository_passes_its_quick_checks(clone: Path) -> None:
+    """Non-default answers, examples kept: the clone's check, schemas and its quick suites."""
+    assert mlops(clone, "init", *flags(), "--keep-examples").exit_code == 0
+
+    checked = mlops(clone, "check")
+    schemas = mlops(clone, "schema", "--check")
+    suites = run_tests(
+        clone, "tests/infra", "tests/code", "tests/workflows/test_workflow_triggers.py"
+    )
+
+    assert checked.exit_code == 0 and "2 models, 3 environments" in checked.stderr, checked.output
+    assert schemas.exit_code == 0, schemas.output
+    assert suites.returncode == 0, suites.stdout[-3000:]
+
+
+def test_without_the_examples_the_first_model_starts_from_a_csv(clone: Path) -> None:
+    """Dropping the examples also drops them from the workflows; new-model adds the first one
+    back to the dispatch choices, and the clone checks clean."""
+    assert mlops(clone, "init", *flags(), "--drop-examples").exit_code == 0
+    retrain = clone / ".github/workflows/retrain.yml"
+    dropped = yaml.safe_load(retrain.read_text())
+    empty = mlops(clone, "check")
+    csv = clone.parent / "claims.csv"
+    rows = (
+        f"{10 + i},{'north' if i % 3 else 'south'},{'yes' if i % 4 == 0 else 'no'}\n"
+        for i in range(40)
+    )
+    csv.write_text("amount,region,fraud\n" + "".join(rows))
+
+    dataset = mlops(clone, "new-dataset", "claims", "--from-csv", str(csv))
+    scaffold = mlops(
+        clone,
+        *("new-model", "fraud", "--dataset", "claims", "--task", "classification"),
+        *("--target", "fraud"),
+    )
+    checked = mlops(clone, "check")
+    choices = run_tests(
+        clone, "tests/workflows/test_workflow_triggers.py::test_dispatch_choices_list_every_model"
+    )
+
+    # PyYAML reads the `on:` key as True.
+    assert dropped[True]["workflow_dispatch"]["inputs"]["model"]["options"] == []
+    assert "schedule" not in dropped[True], "the examples' crons went, and the empty key"
+    assert empty.exit_code == 0 and "0 models" in empty.stderr, empty.output
+    assert dataset.exit_code == 0, dataset.output
+    assert scaffold.exit_code == 0, scaffold.output
+    assert "target: kubernetes" in (clone / "models/fraud/model.yaml").read_text()
+    assert checked.exit_code == 0 and "1 models" in checked.stderr, checked.output
+    assert "options: [fraud]" in retrain.read_text()
+    assert choices.returncode == 0, choices.stdout[-2000:]

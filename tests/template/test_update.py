@@ -1,0 +1,177 @@
+"""`mlops template update`: template version B reaches a repository adopted at version A,
+rewritten with its answers, without touching what the team added or changed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from template_helpers import NOT_SHIPPED, flags, git, mlops, run_tests
+
+pytestmark = pytest.mark.code
+
+
+def adopted_and_committed(template: Path, tmp_path: Path) -> Path:
+    """A team repository: cloned at version A, adopted, with its own changes, all committed."""
+    team = tmp_path / "team"
+    git(tmp_path, "clone", "--quiet", template.as_uri(), str(team))
+    assert mlops(team, "init", *flags(), "--keep-examples").exit_code == 0
+    # The team's own work: a tuned model and a document. (A new model would do as well, but
+    # tests/infra pins the committed model set to the two examples.)
+    model = team / "models/penguins/model.yaml"
+    model.write_text(model.read_text().replace("n_estimators: 100", "n_estimators: 150"))
+    (team / "docs/team-notes.md").write_text("# Our notes\n")
+    staging = team / "Pulumi.staging.yaml"  # a setting of the team's own
+    staging.write_text(
+        staging.read_text().replace("budgetMonthlyUsd: 300", "budgetMonthlyUsd: 250")
+    )
+    git(team, "add", "--all")
+    git(team, "commit", "--quiet", "-m", "adopt the template, tune penguins")
+    return team
+
+
+def release_version_b(template: Path) -> str:
+    """Version B: a step next to a rewritten line, a new doc, a stack setting, adoption code."""
+    image = template / ".github/workflows/image.yml"
+    text = image.read_text()
+    assert text.count("aws-region: us-east-1\n") == 1
+    image.write_text(
+        text.replace(
+            "aws-region: us-east-1\n",
+            "aws-region: us-east-1\n          role-duration-seconds: 900\n",
+        )
+    )
+    (template / "docs/upgrading.md").write_text("# Upgrading\n\nNew in version B.\n")
+    prod = template / "Pulumi.prod.yaml"
+    prod.write_text(
+        prod.read_text().replace("captureRetentionDays: 180", "captureRetentionDays: 365")
+    )
+    # B's adoption code changed too: B must be rendered with B's code, not the team's copy of A's.
+    adopt = template / "pipelines/adopt.py"
+    text = adopt.read_text()
+    assert text.count("# The answers this repository gave") == 1
+    adopt.write_text(
+        text.replace("# The answers this repository gave", "# The answers this repo gave")
+    )
+    git(template, "add", "--all")
+    git(template, "commit", "--quiet", "-m", "template version B")
+    return git(template, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def own_template(template: Path, tmp_path: Path) -> Path:
+    """A copy of the session's template that this test may release new versions of."""
+    copy = tmp_path / "template"
+    git(tmp_path, "clone", "--quiet", template.as_uri(), str(copy))
+    return copy
+
+
+def test_update_merges_the_new_version_rendered_with_the_answers(
+    own_template: Path, tmp_path: Path
+) -> None:
+    team = adopted_and_committed(own_template, tmp_path)
+    version_b = release_version_b(own_template)
+
+    result = mlops(team, "template", "update")
+
+    assert result.exit_code == 0, result.output
+    image = (team / ".github/workflows/image.yml").read_text()
+    assert "aws-region: eu-west-1\n          role-duration-seconds: 900\n" in image
+    assert "us-east-1" not in image
+    assert (team / "docs/upgrading.md").read_text() == "# Upgrading\n\nNew in version B.\n"
+    staging = yaml.safe_load((team / "Pulumi.staging.yaml").read_text())["config"]
+    prod = yaml.safe_load((team / "Pulumi.prod.yaml").read_text())["config"]
+    assert staging["mlops:budgetMonthlyUsd"] == 250, "the team's own setting is kept"
+    assert prod["mlops:captureRetentionDays"] == 365, "the template's change arrives"
+    assert prod["aws:region"] == "eu-west-1"
+    assert "n_estimators: 150" in (team / "models/penguins/model.yaml").read_text()
+    assert (team / "docs/team-notes.md").is_file(), "the team's files are kept"
+    recorded = (team / ".mlops-template.yaml").read_text()
+    assert recorded.startswith("# The answers this repo gave"), "rendered with B's own code"
+    assert yaml.safe_load(recorded)["template"]["commit"] == version_b, "next update starts at B"
+    staged = set(git(team, "diff", "--cached", "--name-only").split())
+    assert staged == {
+        ".github/workflows/image.yml",
+        ".mlops-template.yaml",
+        "Pulumi.prod.yaml",
+        "docs/upgrading.md",
+        "pipelines/adopt.py",
+    }
+    assert git(team, "log", "-1", "--format=%s").strip() == "adopt the template, tune penguins"
+
+    checked = mlops(team, "check")
+    infra = run_tests(team, "tests/infra/test_infra_stacks.py")
+    assert checked.exit_code == 0 and "2 models" in checked.stderr, checked.output
+    assert infra.returncode == 0, infra.stdout[-3000:]
+
+    git(team, "commit", "--quiet", "-m", "template update")
+    again = mlops(team, "template", "update")
+    assert again.exit_code == 0 and "already at template" in again.stderr, again.output
+
+
+def test_update_refuses_a_dirty_working_tree_and_changes_nothing(
+    own_template: Path, tmp_path: Path
+) -> None:
+    team = adopted_and_committed(own_template, tmp_path)
+    release_version_b(own_template)
+    (team / "notes.txt").write_text("work in progress\n")
+
+    result = mlops(team, "template", "update")
+
+    assert result.exit_code == 2
+    assert "uncommitted changes" in result.stderr
+    assert not (team / "docs/upgrading.md").exists()
+    assert git(team, "status", "--porcelain").strip() == "?? notes.txt"
+
+
+def test_a_conflicting_change_is_left_for_the_team_to_resolve(
+    own_template: Path, tmp_path: Path
+) -> None:
+    team = adopted_and_committed(own_template, tmp_path)
+    for repo, value in ((team, "250"), (own_template, "999")):
+        prod = repo / "Pulumi.prod.yaml"
+        prod.write_text(
+            prod.read_text().replace("budgetMonthlyUsd: 2000", f"budgetMonthlyUsd: {value}")
+        )
+        git(repo, "commit", "--quiet", "-am", "change the prod budget")
+
+    result = mlops(team, "template", "update")
+
+    assert result.exit_code == 2
+    assert "conflicts in Pulumi.prod.yaml" in result.stderr, result.stderr
+    assert "<<<<<<<" in (team / "Pulumi.prod.yaml").read_text()
+
+
+def test_a_repository_without_the_templates_history_updates_from_the_recorded_commit(
+    own_template: Path, tmp_path: Path
+) -> None:
+    """GitHub's "Use this template" copies the files into a new history: init is told which
+    template commit they are, and the update diffs from there."""
+    version_a = git(own_template, "rev-parse", "HEAD").strip()
+    team = tmp_path / "team"
+    shutil.copytree(own_template, team, ignore=NOT_SHIPPED)
+    git(team, "init", "--quiet", "--initial-branch=main")
+    git(team, "add", "--all")
+    git(team, "commit", "--quiet", "-m", "Initial commit")
+    adopted = mlops(
+        team,
+        "init",
+        *flags(),
+        "--keep-examples",
+        *("--template-url", own_template.as_uri(), "--template-commit", version_a),
+    )
+    git(team, "add", "--all")
+    git(team, "commit", "--quiet", "-m", "adopt")
+    release_version_b(own_template)
+
+    result = mlops(team, "template", "update")
+
+    assert adopted.exit_code == 0, adopted.output
+    assert result.exit_code == 0, result.output
+    assert (team / "docs/upgrading.md").is_file()
+    assert (
+        "aws-region: eu-west-1\n          role-duration-seconds: 900\n"
+        in (team / ".github/workflows/image.yml").read_text()
+    )
