@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import TYPE_CHECKING, Any
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipelines.datasets import ColumnType
 from pipelines.errors import DefinitionError
@@ -19,11 +21,41 @@ if TYPE_CHECKING:
 
     from pipelines.definitions import Model
 
-TRUSTED_FACTORY_PACKAGES = ("sklearn.", "pipelines.")
+# A definition may name estimators from these packages only, and nothing is imported before
+# that check: importing a module runs its code, so ``estimator.path`` must not reach any module.
+ESTIMATOR_PACKAGES = ("sklearn", "xgboost", "lightgbm", "catboost")
+# Your own package of estimators or factories: MLOPS_ESTIMATOR_PACKAGES=my_models,other
+EXTRA_PACKAGES_ENV = "MLOPS_ESTIMATOR_PACKAGES"
+_FACTORY_MARK = "__mlops_estimator_factory__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def estimator_factory(function: F) -> F:
+    """Mark a function as one a model definition may call to build its estimator.
+
+    Only marked functions are called: a definition must never be able to run just any function
+    of an allowed package (a CLI command, ``os.system`` re-exported somewhere, ...).
+    """
+    setattr(function, _FACTORY_MARK, True)
+    return function
+
+
+def allowed_packages() -> tuple[str, ...]:
+    extra = os.environ.get(EXTRA_PACKAGES_ENV, "")
+    return ESTIMATOR_PACKAGES + tuple(p.strip() for p in extra.split(",") if p.strip())
 
 
 def resolve_import_path(path: str, *, file: str) -> Any:
     module_name, _, attribute = path.rpartition(".")
+    allowed = allowed_packages()
+    if module_name.split(".")[0] not in allowed:
+        raise DefinitionError(
+            f"{path} is outside the estimator packages ({', '.join(allowed)}); add yours to "
+            f"{EXTRA_PACKAGES_ENV}",
+            file=file,
+            field="estimator.path",
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -49,18 +81,16 @@ def build_estimator(model: Model) -> Any:
     spec = model.definition.estimator
     file = str(model.path)
     factory = resolve_import_path(spec.path, file=file)
-    # Only estimator classes, or factory functions from trusted packages, are called: a model
+    # Only estimator classes, or functions marked with @estimator_factory, are called: a model
     # definition must not be able to run an arbitrary function such as os.system.
     is_estimator_class = isinstance(factory, type) and all(
         hasattr(factory, method) for method in ("fit", "predict")
     )
-    is_trusted_factory = inspect.isfunction(factory) and factory.__module__.startswith(
-        TRUSTED_FACTORY_PACKAGES
-    )
-    if not (is_estimator_class or is_trusted_factory):
+    is_marked_factory = inspect.isfunction(factory) and getattr(factory, _FACTORY_MARK, False)
+    if not (is_estimator_class or is_marked_factory):
         raise DefinitionError(
-            f"{spec.path} is not an estimator class (with fit and predict) nor a factory "
-            f"function from {', '.join(p.rstrip('.') for p in TRUSTED_FACTORY_PACKAGES)}",
+            f"{spec.path} is not an estimator class (with fit and predict) nor a function "
+            "marked with pipelines.estimators.estimator_factory",
             file=file,
             field="estimator.path",
         )
