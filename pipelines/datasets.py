@@ -112,11 +112,30 @@ class Dataset:
 
     @property
     def source(self) -> str:
-        """The local path (resolved against the definition's folder) or the s3:// URI."""
+        """The local path (resolved against the definition's folder) or the s3:// URI.
+
+        A local source must lie inside the repository: a definition in a pull request must not
+        make CI read (and print, in validation errors) files such as /proc/self/environ.
+        """
         source = self.definition.source
         if source.startswith("s3://"):
             return source
-        return str((self.path.parent / source).resolve())
+        resolved = (self.path.parent / source).resolve()
+        root = self.repository_root
+        if not resolved.is_relative_to(root):
+            raise DataError(
+                f"{source!r} resolves to {resolved}, outside the repository ({root}); keep data "
+                "under data/ or use s3://",
+                file=self.path,
+                field="source",
+            )
+        return str(resolved)
+
+    @property
+    def repository_root(self) -> Path:
+        """The folder holding data/<name>/dataset.yaml (or the definition's folder elsewhere)."""
+        folder = self.path.resolve().parent
+        return folder.parent.parent if folder.parent.name == "data" else folder
 
     def read_bytes(self) -> bytes:
         return read_source_bytes(self.source, definition=self.path)

@@ -32,11 +32,20 @@ class Violation:
     examples: list[str] = field(default_factory=list)
 
     def render(self) -> str:
-        where = f"column {self.column!r}" if self.column else "dataset"
+        where = f"column {_shown(self.column)!r}" if self.column else "dataset"
         text = f"{where}: {self.rule}: {self.message} ({self.count} row{'s' * (self.count != 1)})"
         if self.examples:
-            text += "; e.g. " + ", ".join(self.examples)
+            text += "; e.g. " + ", ".join(_shown(e) for e in self.examples)
         return text
+
+
+SHOWN_CHARACTERS = 60
+MAX_EXTRA_COLUMNS_LISTED = 20
+
+
+def _shown(text: str) -> str:
+    """Data echoed in a message, cut short: CI logs are public and a file may hold anything."""
+    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "..."
 
 
 @dataclass
@@ -131,7 +140,17 @@ def _validate(dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, ValidationR
         report.violations.append(Violation(column, "missing_column", len(raw), "column is absent"))
     extra = [str(c) for c in raw.columns if c not in definition.columns]
     if extra and not definition.allow_extra_columns:
-        for column in extra:
+        if len(extra) > MAX_EXTRA_COLUMNS_LISTED:
+            report.violations.append(
+                Violation(
+                    None,
+                    "unexpected_columns",
+                    len(raw),
+                    f"{len(extra)} columns are not declared in the schema; the first "
+                    f"{MAX_EXTRA_COLUMNS_LISTED} follow",
+                )
+            )
+        for column in extra[:MAX_EXTRA_COLUMNS_LISTED]:
             report.violations.append(
                 Violation(
                     column,
