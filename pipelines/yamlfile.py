@@ -21,7 +21,20 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, which PyYAML would silently let win."""
+    """SafeLoader that refuses duplicate keys, which PyYAML would silently let win, and aliases.
+
+    Aliases (``*name``) let a few lines expand into billions of nodes (a "billion laughs"
+    file exhausts memory when the document is validated); definitions are small enough to
+    spell out.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases (*{event.anchor}) are not allowed here", event.start_mark
+            )
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
