@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.conventions import slug_collisions
 from pipelines.definitions import (
     AllAtOnce,
     Canary,
@@ -103,6 +104,11 @@ def plan(repo_root: Path, environment: str, rollouts: list[str] | None = None) -
     env = load_environment(repo_root / "environments", environment)
     names = discover_models(models_dir)
     _check_pins_name_models(env, names, environment_path(repo_root / "environments", environment))
+    for cloud_name, group in slug_collisions(names).items():
+        raise DefinitionError(
+            f"models {' and '.join(group)} would share the cloud name {cloud_name!r}",
+            file=models_dir,
+        )
     plans = []
     for name in names:
         definition = load_model(models_dir, data_dir, name).definition

@@ -373,7 +373,9 @@ def new_model(
 @guarded
 def check() -> None:
     """Validate every model, dataset and environment file (no data is read, no MLflow needed)."""
+    from pipelines.conventions import slug_collisions
     from pipelines.definitions import discover_models, load_model
+    from pipelines.errors import DefinitionError
     from pipelines.estimators import build_pipeline
     from pipelines.pins import list_environments, load_environment
 
@@ -381,6 +383,12 @@ def check() -> None:
     names = discover_models(settings.models_dir)
     for name in names:
         build_pipeline(load_model(settings.models_dir, settings.data_dir, name))  # path, params
+    for cloud_name, group in slug_collisions(names).items():
+        raise DefinitionError(
+            f"models {' and '.join(group)} would share the endpoint, package group and alarms "
+            f"named {cloud_name!r}: rename one",
+            file=settings.models_dir,
+        )
     environments = list_environments(settings.environments_dir)
     for environment in environments:
         load_environment(settings.environments_dir, environment)

@@ -79,3 +79,11 @@ def tags(model: str, environment: str, owner: str) -> dict[str, str]:
         TAG_OWNER: owner,
         "managed-by": "pulumi",
     }
+
+
+def slug_collisions(names: list[str]) -> dict[str, list[str]]:
+    """Names that would share one cloud name (``a-b`` and ``a_b`` both become ``a-b``)."""
+    by_slug: dict[str, list[str]] = {}
+    for name in names:
+        by_slug.setdefault(slug(name), []).append(name)
+    return {key: sorted(group) for key, group in by_slug.items() if len(group) > 1}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -112,8 +112,17 @@ def load_environment(environments_dir: Path, name: str) -> Environment:
     return environment
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Never writes ``&anchor``/``*alias``: the strict loader refuses them."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render(environment: Environment) -> str:
-    body = yaml.safe_dump(environment.model_dump(mode="json"), sort_keys=False, width=100)
+    body = yaml.dump(
+        environment.model_dump(mode="json"), Dumper=_NoAliasDumper, sort_keys=False, width=100
+    )
     return _HEADER.format(env=environment.environment) + body
 
 
