@@ -404,16 +404,32 @@ def dataset_fingerprint(
     write: bool = typer.Option(False, "--write", help="Update the fingerprint in dataset.yaml."),
 ) -> None:
     """Print the data's fingerprint; with --write, record it in dataset.yaml."""
-    from pipelines.datasets import load_dataset_by_name, update_fingerprint
+    from pipelines.datasets import (
+        add_fingerprint_line,
+        dataset_path,
+        load_dataset_by_name,
+        update_fingerprint,
+    )
 
     settings = _settings()
-    loaded = load_dataset_by_name(settings.data_dir, dataset)
     if write:
-        old, new = update_fingerprint(loaded)
+        path = dataset_path(settings.data_dir, dataset)
+        original = path.read_bytes() if path.is_file() else None
+        # A dataset being written for the first time has no fingerprint line yet.
+        added = add_fingerprint_line(path)
+        try:
+            old, new = update_fingerprint(load_dataset_by_name(settings.data_dir, dataset))
+        except BaseException:
+            if added and original is not None:
+                path.write_bytes(original)  # nothing half-written
+            raise
         typer.echo(new)
-        if old != new:
-            _stderr().print(f"updated {loaded.path}: {old} -> {new}")
+        if added:
+            _stderr().print(f"recorded in {path}")
+        elif old != new:
+            _stderr().print(f"updated {path}: {old} -> {new}")
         return
+    loaded = load_dataset_by_name(settings.data_dir, dataset)
     actual = loaded.content_fingerprint()
     typer.echo(actual)
     if actual != loaded.definition.fingerprint:

@@ -199,6 +199,32 @@ def load_dataset_by_name(data_dir: Path, name: str) -> Dataset:
     return load_dataset(path)
 
 
+UNSET_FINGERPRINT = "sha256:" + "0" * 64
+
+
+def add_fingerprint_line(path: Path) -> bool:
+    """Give a new dataset.yaml without ``fingerprint:`` a placeholder line for --write to fill.
+
+    Returns whether the file changed. A file that cannot be read as a mapping is left alone,
+    so that loading it reports the real problem.
+    """
+    from pipelines.yamlfile import read_yaml, write_text_atomically
+
+    if not path.is_file():
+        return False
+    try:
+        data = read_yaml(path)
+    except DefinitionError:
+        return False
+    if not isinstance(data, dict) or "fingerprint" in data:
+        return False
+    text = path.read_text(encoding="utf-8")
+    write_text_atomically(
+        path, text.rstrip("\n") + f"\nfingerprint: {UNSET_FINGERPRINT}  # set by --write\n"
+    )
+    return True
+
+
 def update_fingerprint(dataset: Dataset) -> tuple[str, str]:
     """Rewrite the ``fingerprint:`` line of dataset.yaml in place, keeping comments and layout."""
     from pipelines.yamlfile import write_text_atomically
