@@ -142,6 +142,47 @@ def stack_env() -> None:
         typer.echo(f"export {key}={shlex.quote(value)}")
 
 
+def _environment(env: str) -> str:
+    """``--env`` as one of environments/*.yaml, checked before any AWS call: a typo would
+    otherwise create ``<model>-<typo>`` resources nobody manages."""
+    from pipelines.pins import environment_path, list_environments, load_environment
+
+    environments = _settings().environments_dir
+    if not environment_path(environments, env).is_file():
+        known = list_environments(environments)
+        raise MlopsError(
+            f"unknown environment {env!r}; known: {', '.join(known) or 'none'} "
+            f"(environments/*.yaml in {environments})",
+            field="--env",
+        )
+    load_environment(environments, env)  # a malformed file is reported here, too
+    return env
+
+
+def _weights(pairs: list[str]) -> dict[str, float]:
+    """``VARIANT=WEIGHT`` pairs: finite, non-negative weights of which at least one is positive
+    (SageMaker's own rule), checked before AWS is called."""
+    import math
+
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise MlopsError(f"--weight expects VARIANT=NUMBER, got {pair!r}", field="--weight")
+        if not math.isfinite(number) or number < 0:
+            raise MlopsError(
+                f"--weight {pair!r}: a weight is a non-negative number", field="--weight"
+            )
+        weights[name.strip()] = number
+    if not any(w > 0 for w in weights.values()):
+        raise MlopsError("at least one --weight must be positive", field="--weight")
+    return weights
+
+
 def _aws() -> AwsSettings:
     from pydantic import ValidationError
 
@@ -206,6 +247,7 @@ def sm_register(
     """Register a gated run: MLflow version, model.tar.gz in S3 and a model package, or none."""
     from pipelines.sagemaker_flow import register_package
 
+    _environment(env)
     settings, client = _connect()
     published = register_package(
         client,
@@ -239,6 +281,7 @@ def sm_approve(
     """Move a version's model package from PendingManualApproval to Approved (or Rejected)."""
     from pipelines.sagemaker_flow import APPROVED, REJECTED, set_approval
 
+    _environment(env)
     _, client = _connect()
     status = REJECTED if reject else APPROVED
     before = set_approval(client, _aws(), model, version, env, status, note)
@@ -263,6 +306,7 @@ def sm_deploy(
     from pipelines.definitions import Canary, load_model
     from pipelines.sagemaker_flow import MODEL_DATA_TAG, VARIANT, capture_uri, deploy
 
+    _environment(env)
     settings, client = _connect()
     loaded = load_model(settings.models_dir, settings.data_dir, model)
     version = version or _pinned(settings, model, env)
@@ -328,15 +372,8 @@ def sm_shift(
     """Shift traffic between a canary endpoint's variants."""
     from pipelines.sagemaker_flow import shift_traffic
 
-    weights: dict[str, float] = {}
-    for pair in weight:
-        name, sep, value = pair.partition("=")
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name:
-            raise MlopsError(f"--weight expects VARIANT=NUMBER, got {pair!r}", field="--weight")
+    _environment(env)
+    weights = _weights(weight)
     shift_traffic(_aws(), model, env, weights)
     typer.echo(f"{model} in {env}: weights {weights}")
 
@@ -347,5 +384,6 @@ def sm_rollback(model: str = ModelArg, env: str = EnvOpt) -> None:
     """Point the endpoint back at the endpoint config it ran before."""
     from pipelines.sagemaker_flow import rollback
 
+    _environment(env)
     config = rollback(_aws(), model, env)
     typer.echo(f"{model} in {env}: rolled back to {config}")

@@ -214,6 +214,7 @@ class Stack:
         The services start side by side (MLflow's start-up is the slow one) and are then
         awaited; if one fails, the others started by this call are stopped again.
         """
+        self._check_ports_unchanged()
         self.logs.mkdir(parents=True, exist_ok=True)
         self.settings_file.write_text(self.settings.model_dump_json(indent=2), encoding="utf-8")
         started_postgres = self.settings.db == "postgresql" and not self.running("postgres")
@@ -228,6 +229,9 @@ class Stack:
             wanted["prometheus"] = self._prometheus_command
         pending = [name for name in wanted if not self.running(name)]
         for name in pending:
+            # A dead or unhealthy service may have left children holding its port: stop its
+            # whole process group before starting it again.
+            self.stop(name)
             self._check_port(name, self._port(name))
         # MLflow's job runner (GenAI scorers, seven worker processes) is not used here.
         service_env = {"mlflow": {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}}
@@ -246,6 +250,25 @@ class Stack:
         if (self.model_dir / "MLmodel").is_file() and not self.running("model"):
             self.start_model_server(progress=progress)
         return self.status()
+
+    def _check_ports_unchanged(self) -> None:
+        """A running service keeps its port: refuse a different one before anything is written,
+        so an option given to a running stack does not move the service on its next restart."""
+        ports = {
+            "moto": self.settings.moto_port,
+            "mlflow": self.settings.mlflow_port,
+            "model": self.settings.model_port,
+            "prometheus": self.settings.prometheus_port,
+            "postgres": self.settings.postgres_port,
+        }
+        for name, service in self._read().items():
+            wanted = ports.get(name)
+            if wanted is not None and wanted != service.port and _alive(service.pid):
+                raise StackError(
+                    f"{name} is running on port {service.port}; run `mlops stack down` before "
+                    f"starting it on port {wanted}",
+                    field=f"--{name}-port",
+                )
 
     def _moto_command(self) -> list[str]:
         return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self._port("moto"))]
@@ -451,7 +474,11 @@ class Stack:
         service = self._read().get(name)
         if service is None:
             return
-        if _alive(service.pid) and _is_group_leader(service.pid):
+        # The group outlives its leader (an MLflow killed with -9 leaves its uvicorn workers
+        # listening), so it is signalled whether or not the leader is alive; a group whose
+        # leader is gone must still run in this stack's folder, so a reused id is left alone.
+        leader = _alive(service.pid) and _is_group_leader(service.pid)
+        if leader or self._ours(service.pid):
             _signal_group(service.pid, signal.SIGTERM)
             deadline = time.monotonic() + self.settings.stop_seconds
             while time.monotonic() < deadline and _group_alive(service.pid):
@@ -459,6 +486,19 @@ class Stack:
             if _group_alive(service.pid):
                 _signal_group(service.pid, signal.SIGKILL)
         self._forget(name)
+
+    def _ours(self, pgid: int) -> bool:
+        """Whether a live process of group ``pgid`` runs in this stack's folder (services are
+        started there, and their children inherit it)."""
+        home = self.dir.resolve()
+        for pid in _group_members(pgid):
+            try:
+                cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+            except OSError:
+                continue
+            if cwd == home or home in cwd.parents:
+                return True
+        return False
 
     def purge(self) -> None:
         """Remove the stack's folder (database, logs, deployed model) once nothing runs."""
@@ -556,6 +596,19 @@ def _group_alive(pgid: int) -> bool:
             except (ProcessLookupError, PermissionError):
                 continue
     return False
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of group ``pgid``, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid and not _zombie(int(entry.name)):
+                    members.append(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                continue
+    return members
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

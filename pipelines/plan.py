@@ -5,6 +5,12 @@ say whether what a model is trained from changed (``pipelines.fingerprints``, th
 ``register`` writes as lineage), so reformatting a model.yaml or editing the README retrains
 nothing, while a dataset change retrains every model that reads it and a change to the
 training code retrains them all.
+
+A model's ``deployment`` and ``monitoring`` sections (and its ``owner``, a resource tag) are
+what infra/model_plan.py builds endpoints, package groups and monitors from, so a change to
+them, or a model added, removed or renamed, sets ``infra``. They do not change what is
+trained, so they retrain nothing: the plan compares the definition without those two sections
+(the lineage fingerprint in ``pipelines.fingerprints`` still covers the whole definition).
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ if TYPE_CHECKING:
 
 # Paths whose change means the stacks must be previewed (pull request) or applied (main).
 INFRA_PATTERNS = ("infra/*", "Pulumi.yaml", "Pulumi.*.yaml", "environments/*")
+# Definition sections that only the stacks read: changing them is an infrastructure change.
+INFRA_SECTIONS = ("deployment", "monitoring")
+# Fields the stacks read besides those sections (resource names and tags).
+INFRA_FIELDS = ("name", "owner")
 # Paths the serving image is built from (serving/Dockerfile copies exactly these).
 IMAGE_PATTERNS = (
     "serving/*",
@@ -108,7 +118,7 @@ def _git(root: Path, *args: str) -> bytes:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise MlopsError(f"git {' '.join(args)} failed: {exc}") from None
     if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip()
+        message = done.stderr.decode(errors="replace").strip() or "no such commit or ref"
         raise MlopsError(f"git {' '.join(args)}: {message}", field="--base")
     return done.stdout
 
@@ -142,40 +152,70 @@ def _extract(root: Path, commit: str, into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
-def _fingerprints(model: Model, code: str) -> Fingerprints:
-    from pipelines.fingerprints import model_fingerprints
+@dataclass(frozen=True)
+class _Prints:
+    """What the plan compares for one model: its lineage fingerprints, the fingerprint of what
+    training reads from the definition, and the fingerprint of what the stacks read from it."""
+
+    lineage: Fingerprints
+    training: str
+    infra: str
+
+
+def _prints(model: Model, code: str) -> _Prints:
+    from pipelines.fingerprints import canonical_fingerprint, model_fingerprints
 
     prints = model_fingerprints(model)
     # The code being planned is the checkout's, not necessarily the installed package's.
-    return type(prints)(prints.definition, prints.dataset_definition, prints.data, code)
+    lineage = type(prints)(prints.definition, prints.dataset_definition, prints.data, code)
+    document = model.definition.model_dump(mode="json")
+    training = {k: v for k, v in document.items() if k not in INFRA_SECTIONS}
+    infra = {k: document.get(k) for k in (*INFRA_SECTIONS, *INFRA_FIELDS)}
+    return _Prints(lineage, canonical_fingerprint(training), canonical_fingerprint(infra))
 
 
-def _load_all(root: Path) -> dict[str, Fingerprints | str]:
+def _load_all(root: Path) -> dict[str, _Prints | str]:
     """Fingerprints per model of one tree; a model that does not load maps to the reason."""
     from pipelines.definitions import discover_models, load_model
     from pipelines.fingerprints import code_fingerprint
 
     code = code_fingerprint(root / "pipelines")
-    result: dict[str, Fingerprints | str] = {}
+    result: dict[str, _Prints | str] = {}
     for name in discover_models(root / "models"):
         try:
-            result[name] = _fingerprints(load_model(root / "models", root / "data", name), code)
+            result[name] = _prints(load_model(root / "models", root / "data", name), code)
         except MlopsError as exc:
             result[name] = exc.render()
     return result
 
 
-def _reasons(before: Fingerprints, after: Fingerprints, dataset: str) -> list[str]:
+def _reasons(before: _Prints, after: _Prints, dataset: str) -> list[str]:
     reasons = []
-    if before.definition != after.definition:
+    if before.training != after.training:
         reasons.append("model definition changed")
-    if before.dataset_definition != after.dataset_definition:
+    if before.lineage.dataset_definition != after.lineage.dataset_definition:
         reasons.append(f"dataset definition changed ({dataset})")
-    if before.data != after.data:
-        reasons.append(f"data changed ({dataset}: {after.data[:19]}...)")
-    if before.code != after.code:
+    if before.lineage.data != after.lineage.data:
+        reasons.append(f"data changed ({dataset}: {after.lineage.data[:19]}...)")
+    if before.lineage.code != after.lineage.code:
         reasons.append("training code changed (pipelines/)")
     return reasons
+
+
+def _check_pins(root: Path, models: set[str]) -> None:
+    """Every pinned model must still have a definition, or ``pulumi up`` fails later."""
+    from pipelines.pins import environment_path, list_environments, load_environment
+
+    environments = root / "environments"
+    for env in list_environments(environments):
+        unknown = sorted(set(load_environment(environments, env).models) - models)
+        if unknown:
+            raise DefinitionError(
+                f"pins name models that have no models/<name>/model.yaml: {', '.join(unknown)}"
+                " (remove the pins, or restore the models)",
+                file=environment_path(environments, env),
+                field="models",
+            )
 
 
 def plan_change(root: Path, base: str) -> Plan:
@@ -187,6 +227,7 @@ def plan_change(root: Path, base: str) -> Plan:
     for name in discover_models(root / "models"):
         # A definition that does not load fails the plan: the pull request must fix it first.
         head[name] = load_model(root / "models", root / "data", name)
+    _check_pins(root, set(head))
     with tempfile.TemporaryDirectory(prefix="mlops-plan-") as tmp:
         _extract(root, commit, Path(tmp))
         before = _load_all(Path(tmp))
@@ -194,16 +235,24 @@ def plan_change(root: Path, base: str) -> Plan:
 
     code = code_fingerprint(root / "pipelines")
     plans = []
+    removed = sorted(set(before) - set(head))
+    infra = bool(removed) or any(matches(f, INFRA_PATTERNS) for f in files)
     for name, model in head.items():
-        after = _fingerprints(model, code)
+        after = _prints(model, code)
         previous = before.get(name)
         dataset = model.dataset.name
+        notes: list[str] = []
         if previous is None:
             reasons = ["new model"]
+            infra = True
         elif isinstance(previous, str):
             reasons = [f"did not load at {commit[:12]} ({previous})"]
+            infra = True
         else:
             reasons = _reasons(previous, after, dataset)
+            if previous.infra != after.infra:
+                infra = True
+                notes = ["deployment/monitoring changed (infrastructure only)"]
         source = model.dataset.path.parent / model.dataset.definition.source
         try:
             relative = source.resolve().relative_to(root.resolve()).as_posix()
@@ -212,13 +261,13 @@ def plan_change(root: Path, base: str) -> Plan:
         data_reason = any(r.startswith("data changed") for r in reasons)
         if relative in files and previous is not None and not data_reason:
             reasons.append(f"data file {relative} changed but its declared fingerprint did not")
-        plans.append(ModelPlan(name, bool(reasons), reasons or ["unchanged"]))
+        plans.append(ModelPlan(name, bool(reasons), reasons + notes or ["unchanged"]))
     return Plan(
         base=commit,
         models=plans,
         changed_files=files,
-        removed_models=sorted(set(before) - set(head)),
-        infra=any(matches(f, INFRA_PATTERNS) for f in files),
+        removed_models=removed,
+        infra=infra,
         image=any(matches(f, IMAGE_PATTERNS) for f in files),
     )
 

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 MARKER = "<!-- mlops-report -->"
 PREVIEW_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
+# The whole comment stays below GitHub's 65,536-character limit, with room for the cut notes.
+COMMENT_LIMIT = 64_000
+CUT_NOTE = "... (cut to fit GitHub's comment size limit; the full {what} is in {where})"
 
 
 @dataclass
@@ -96,8 +99,41 @@ def _fmt(value: float | None) -> str:
     return format_value(value)
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "/").replace("\n", " ")
+def _inert(text: object) -> str:
+    """User text (descriptions, gate details, file names) made unable to open or close HTML,
+    hide the report marker, or start a heading: ``&``, ``<`` and ``>`` become entities."""
+    value = str(text).replace(MARKER, "")
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cell(text: object) -> str:
+    """One table cell of user text: inert HTML, one line, one cell, and no links or images
+    (``](`` is escaped, so ``[text](url)`` stays text)."""
+    value = _inert(text).replace("](", "]\\(")
+    return value.replace("|", "/").replace("\r", " ").replace("\n", " ")
+
+
+def _card(text: str) -> str:
+    """A model card (markdown ``pipelines.card`` wrote, with the definition's description in
+    it) as inert text: no HTML, and headings become bold lines so nothing in it looks like a
+    section of the report."""
+    lines = []
+    for line in _inert(text).splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith("#"):
+            title = stripped.lstrip("#").strip()
+            line = f"**{title}**" if title else ""
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _fence(text: str) -> str:
+    """A backtick fence longer than any backtick run in ``text``, so the text cannot end it."""
+    longest, run = 0, 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
 
 
 def _run_link() -> str | None:
@@ -121,9 +157,10 @@ def render_model(result: ModelResult) -> str:
     for name, value in result.metrics.items():
         old = result.champion_metrics.get(name)
         change = _fmt(value - old) if old is not None and math.isfinite(value) else "-"
-        label = f"{name} (primary)" if name == result.primary_metric else name
+        label = f"{_cell(name)} (primary)" if name == result.primary_metric else _cell(name)
         lines.append(
-            f"| {label} | {_fmt(value)} | {_fmt(old) if old is not None else '-'} | {change} |"
+            f"| {label} | {_cell(_fmt(value))} | {_cell(_fmt(old)) if old is not None else '-'} "
+            f"| {_cell(change)} |"
         )
     champion_gate = next((g for g in result.gates if g.get("gate") == "champion"), None)
     if champion_gate:
@@ -139,7 +176,7 @@ def render_model(result: ModelResult) -> str:
             "skipped" if gate.get("skipped") else "pass" if gate.get("passed") else "**FAIL**"
         )
         lines.append(
-            f"| {gate.get('gate')} | {verdict_text} | {_fmt(gate.get('measured'))} "
+            f"| {_cell(gate.get('gate'))} | {verdict_text} | {_cell(_measured(gate))} "
             f"| {_cell(gate.get('threshold', ''))} | {_cell(gate.get('detail', ''))} |"
         )
     if not result.gates:
@@ -153,21 +190,35 @@ def render_model(result: ModelResult) -> str:
     ]
     if result.card:
         card = result.card.read_text(encoding="utf-8")
-        lines += ["", "<details><summary>Model card</summary>", "", card, "", "</details>"]
+        lines += ["", "<details><summary>Model card</summary>", "", _card(card), "", "</details>"]
     return "\n".join(lines) + "\n"
 
 
-def render_preview(path: Path) -> str:
+def _measured(gate: dict[str, Any]) -> str:
+    """A gate's measured value; gates.json is a file, so a string there is shown, not trusted."""
+    value = gate.get("measured")
+    if value is None or isinstance(value, int | float):
+        return _fmt(value)
+    return str(value)
+
+
+def _where() -> str:
+    link = _run_link()
+    return f"the [workflow run]({link})'s log and artifacts" if link else "the workflow run"
+
+
+def render_preview(path: Path, limit: int = PREVIEW_LIMIT) -> str:
     """An infrastructure preview file (``pulumi preview`` output), folded and size-capped."""
     if not path.is_file():
         raise MlopsError("no such file", file=path, field="--infra-preview")
     text = path.read_text(encoding="utf-8", errors="replace")
-    if len(text) > PREVIEW_LIMIT:
-        text = text[:PREVIEW_LIMIT] + "\n... (cut; the full preview is in the workflow log)"
-    fence = "````" if "```" in text else "```"
+    if len(text) > limit:
+        cut = CUT_NOTE.format(what="preview", where="the workflow run's log")
+        text = text[: max(0, limit)] + "\n" + cut
+    fence = _fence(text)
     return "\n".join(
         [
-            f"<details><summary>Infrastructure preview: <code>{path.stem}</code></summary>",
+            f"<details><summary>Infrastructure preview: <code>{_inert(path.stem)}</code></summary>",
             "",
             fence,
             text.rstrip(),
@@ -179,10 +230,48 @@ def render_preview(path: Path) -> str:
     )
 
 
-def compose(sections: list[str], previews: list[Path], *, title: str = "MLOps report") -> str:
-    """The whole comment body, starting with the marker the workflow looks for."""
+def _fit_section(section: str, budget: int) -> str:
+    """A model section cut to ``budget`` characters: the folded model card goes first, then
+    whole lines from the end; never inside an open ``<details>``."""
+    note = CUT_NOTE.format(what="model card and report", where=_where())
+    if len(section) <= budget:
+        return section
+    start = section.find("<details><summary>Model card</summary>")
+    if start >= 0:
+        section = section[:start].rstrip() + "\n\n" + note + "\n"
+        if len(section) <= budget:
+            return section
+    keep = max(0, budget - len(note) - 2)
+    head = section[:keep]
+    head = head[: head.rfind("\n") + 1] if "\n" in head else ""
+    return head + "\n" + note + "\n" if budget > len(note) + 2 else ""
+
+
+def compose(
+    sections: list[str],
+    previews: list[Path],
+    *,
+    title: str = "MLOps report",
+    limit: int = COMMENT_LIMIT,
+) -> str:
+    """The whole comment body, starting with the marker the workflow looks for, cut so that it
+    stays under ``limit`` characters (GitHub refuses longer comments)."""
     body = [MARKER, f"## {title}", ""]
-    body += [s.rstrip() + "\n" for s in sections] or ["No model was affected by this change.\n"]
+    used = sum(len(part) + 1 for part in body)
+    reserve = 400 * len(previews) + (200 if previews else 0)  # every preview gets its summary
+    texts = [s.replace(MARKER, "").rstrip() + "\n" for s in sections]
+    for text in texts or ["No model was affected by this change.\n"]:
+        fitted = _fit_section(text, limit - used - reserve)
+        if fitted:
+            body.append(fitted)
+            used += len(fitted) + 1
     if previews:
-        body += ["### Infrastructure", ""] + [render_preview(p) for p in previews]
+        body += ["### Infrastructure", ""]
+        used += len(body[-2]) + 2
+        for index, path in enumerate(previews):
+            left = len(previews) - index - 1
+            room = min(PREVIEW_LIMIT, limit - used - 400 * left - 300)
+            rendered = render_preview(path, room)
+            body.append(rendered)
+            used += len(rendered) + 1
     return "\n".join(body)

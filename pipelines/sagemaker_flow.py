@@ -109,11 +109,15 @@ def aws_client(service: str, aws: AwsSettings) -> Any:
 @contextlib.contextmanager
 def aws_errors(action: str, client: Any = None) -> Iterator[None]:
     """Turn botocore's exceptions into one clear error that says what was being done, where."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
     where = f" at {client.meta.endpoint_url}" if client is not None else ""
     try:
         yield
+    except ParamValidationError as exc:
+        # botocore checked the request before sending it: bad input, AWS was never asked.
+        detail = " ".join(str(exc).split())[:300]
+        raise AwsError(f"{action}: the request is not valid ({detail})") from exc
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = error.get("Code", "?")
