@@ -514,6 +514,59 @@ def check_methods(settings: Drift, kinds: dict[str, Kind], file: str) -> None:
             )
 
 
+def check_thresholds(settings: Drift, kinds: dict[str, Kind], file: str) -> None:
+    """Refuse a p-value test threshold outside (0, 1), naming the model.yaml field.
+
+    A p-value test flags drift below its threshold, so a threshold of 1 or more flags every
+    window (``threshold: 5`` meant as a distance). Under ``method: auto`` a feature's own
+    threshold may end up read as a significance level (auto picks a p-value test on a small
+    reference), so it is held to the same bound; a distance needs its method named.
+    """
+    for feature in kinds:
+        method, threshold = resolve(settings, feature)
+        where = f"monitoring.drift.features.{feature}.threshold"
+        if threshold is None and method in P_VALUE_METHODS:
+            threshold, where = settings.threshold, "monitoring.drift.threshold"
+        if threshold is None or not (method in P_VALUE_METHODS or method == "auto"):
+            continue
+        if not 0 < threshold < 1:
+            test = (
+                f"the {method} test" if method != "auto" else "method auto (maybe a p-value test)"
+            )
+            raise DefinitionError(
+                f"threshold {threshold:g} for {feature!r} under {test} is a significance level "
+                "and must be between 0 and 1 (drift when the p-value is below it); for a "
+                "distance threshold name the method (wasserstein, jensen_shannon or psi)",
+                file=file,
+                field=where,
+            )
+
+
+def definition_kinds(definition: Any, dataset: Any) -> dict[str, Kind]:
+    """numeric or categorical per feature, from the dataset's column types (bool: categorical)."""
+    columns = getattr(dataset, "definition", dataset).columns
+    return {
+        f: "numeric" if columns[f].type.is_numeric else "categorical"
+        for f in definition.features
+        if f in columns
+    }
+
+
+def check_definition(definition: Any, dataset: Any, file: str | None = None) -> None:
+    """Validate a model's monitoring.drift settings against its dataset, before any run.
+
+    ``definition`` is a ``pipelines.definitions.ModelDefinition``, ``dataset`` a loaded
+    ``pipelines.datasets`` dataset (or its definition). Raises ``DefinitionError`` naming
+    ``models/<name>/model.yaml`` and the field: a method that cannot apply to the column's type
+    (chi2 on a numeric feature), an override of a non-feature, a p-value threshold outside (0, 1).
+    """
+    where = file or f"models/{definition.name}/model.yaml"
+    kinds = definition_kinds(definition, dataset)
+    settings = definition.monitoring.drift
+    check_methods(settings, kinds, where)
+    check_thresholds(settings, kinds, where)
+
+
 @dataclass
 class DriftResult:
     features: list[FeatureDrift]

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitoring.current import EVENT_ID, PREDICTION, ROW, TIME, Current, read_current
-from monitoring.drift import DriftResult, Kind, check_methods, compare, detect, profile
+from monitoring.drift import (
+    DriftResult,
+    Kind,
+    check_definition,
+    compare,
+    definition_kinds,
+    detect,
+    profile,
+)
 from monitoring.reference import Reference, load_reference
 from pipelines.errors import DataError
 
@@ -37,11 +45,14 @@ class ConceptDrift:
     higher_is_better: bool
     rows: int
     over_time: dict[str, float] = field(default_factory=dict)
+    note: str | None = None  # why the metric differs from the model's primary metric
 
     @property
     def degraded(self) -> bool:
+        """Worse than at training by more than the tolerance. ``_concept_drift`` refuses a
+        NaN score or a missing reference, so an unjudged window never reads as "not degraded"."""
         if self.reference is None or math.isnan(self.current):
-            return False
+            raise ValueError("concept drift without a score cannot be judged")
         change = self.current - self.reference
         return (-change if self.higher_is_better else change) > self.tolerance
 
@@ -54,6 +65,7 @@ class ConceptDrift:
             "rows": self.rows,
             "degraded": self.degraded,
             "over_time": self.over_time,
+            "note": self.note,
         }
 
 
@@ -87,6 +99,8 @@ class MonitorResult:
                 "location": self.current.location,
                 "records": self.current.records,
                 "rows": self.current.rows,
+                "skipped_records": self.current.skipped,
+                "skipped_examples": self.current.skipped_examples,
             },
             "data_drift": self.drift.as_dict(),
             "concept_drift": self.concept.as_dict() if self.concept else None,
@@ -95,11 +109,9 @@ class MonitorResult:
 
 
 def feature_kinds(model: Model) -> dict[str, Kind]:
-    columns = model.dataset.definition.columns
-    return {
-        f: "numeric" if columns[f].type.is_numeric else "categorical"
-        for f in model.definition.features
-    }
+    """numeric (int, float) or categorical (string, category, bool: a bool is two labels,
+    which ``auto`` tests with the z-test on a small reference, as Evidently does)."""
+    return definition_kinds(model.definition, model.dataset)
 
 
 def run_monitor(
@@ -113,15 +125,20 @@ def run_monitor(
     labels: Path | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    endpoint: str | None = None,
 ) -> MonitorResult:
-    """Compare the captured window with the monitored version's training rows."""
+    """Compare the captured window with the monitored version's training rows.
+
+    ``endpoint`` (default: the model's name, as the server names its capture folder) scopes a
+    capture destination that holds several endpoints' folders to this model's.
+    """
     started = time.perf_counter()
     reference = load_reference(settings, name, client=client, env=env, version=version)
     model = reference.model
     definition = model.definition
     kinds = feature_kinds(model)
     drift_settings = definition.monitoring.drift
-    check_methods(drift_settings, kinds, str(model.path))
+    check_definition(definition, model.dataset, str(model.path))
     columns = model.dataset.definition.columns
     current = read_current(
         captures,
@@ -129,6 +146,7 @@ def run_monitor(
         {f: columns[f] for f in definition.features},
         since=since,
         until=until,
+        endpoint=endpoint or name,
     )
     try:
         profiles = {f: profile(f, kinds[f], reference.frame[f]) for f in definition.features}
@@ -164,13 +182,22 @@ def _prediction_drift(reference: Reference, current: Current, model: Model) -> t
     return compare(reference_profile, values, "auto", None, threshold), ref_values
 
 
-def read_labels(path: Path, target: str) -> pd.DataFrame:
-    """Ground truth that arrived later: ``event_id`` (and ``row`` for multi-row requests)."""
+# Metrics that need predicted probabilities, which the server's responses (labels) lack.
+PROBABILITY_METRICS = frozenset({"log_loss", "roc_auc"})
+
+
+def read_labels(path: Path, target: str, numeric: bool = False) -> pd.DataFrame:
+    """Ground truth that arrived later: ``event_id`` (and ``row`` for multi-row requests).
+
+    Every value is checked before use: a bad ``row`` (not a whole number >= 0), an empty
+    ``event_id`` or target, or a non-number target of a regression is bad input naming the
+    file, the column and the line (the header is line 1).
+    """
     import pandas as pd
 
     try:
-        labels = pd.read_csv(path, dtype=str)
-    except (OSError, ValueError) as exc:
+        labels = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the labels: {exc}", file=path) from None
     missing = [c for c in ("event_id", target) if c not in labels.columns]
     if missing:
@@ -181,35 +208,74 @@ def read_labels(path: Path, target: str) -> pd.DataFrame:
         )
     if "row" not in labels.columns:
         labels["row"] = "0"
-    labels["row"] = labels["row"].astype(int)
+    for column in ("event_id", target, "row"):
+        labels[column] = labels[column].str.strip()
+        empty = labels.index[labels[column] == ""]
+        if len(empty):
+            raise DataError(f"empty value on line {empty[0] + 2}", file=path, field=column)
+    rows = pd.to_numeric(labels["row"], errors="coerce")
+    bad = labels.index[rows.isna() | (rows < 0) | (rows % 1 != 0)]
+    if len(bad):
+        value = labels.loc[bad[0], "row"]
+        raise DataError(
+            f"line {bad[0] + 2}: {value!r} is not a row number (0, 1, ...)", file=path, field="row"
+        )
+    labels["row"] = rows.astype("int64")
+    if numeric:
+        values = pd.to_numeric(labels[target], errors="coerce")
+        bad = labels.index[values.isna()]
+        if len(bad):
+            value = labels.loc[bad[0], target]
+            raise DataError(
+                f"line {bad[0] + 2}: {value!r} is not a number", file=path, field=target
+            )
+        labels[target] = values.astype("float64")
     return labels[["event_id", "row", target]]
 
 
 def _concept_drift(
     reference: Reference, current: Current, model: Model, labels_path: Path
 ) -> ConceptDrift:
+    """The primary metric on the labelled captured rows against the version's test metric.
+
+    A probability metric (log_loss, roc_auc) cannot be computed from captured labels, so the
+    task's default label metric is used instead and the report says so. A score that is
+    undefined on these rows (NaN) or a version without that test metric cannot be judged:
+    bad input (exit 2), never "not degraded".
+    """
     import numpy as np
 
     from pipelines.definitions import higher_is_better
     from pipelines.evaluate import Predictions, metric_value
+    from pipelines.metric_catalog import DEFAULT_PRIMARY
 
     definition = model.definition
     target = definition.target
-    labels = read_labels(labels_path, target)
+    regression = definition.task.value == "regression"
+    labels = read_labels(labels_path, target, numeric=regression)
     joined = current.frame.merge(
         labels, left_on=[EVENT_ID, ROW], right_on=["event_id", "row"], how="inner"
     )
+    joined = joined[joined[PREDICTION].notna()]
     if joined.empty:
         raise DataError(
-            "no label matches a captured event id; check the event_id column", file=labels_path
+            "no label matches a captured event id (and row) with a captured prediction; check "
+            "the event_id column",
+            file=labels_path,
         )
-    metric = definition.metric
-    regression = definition.task.value == "regression"
+    metric, note = definition.metric, None
+    if metric in PROBABILITY_METRICS:
+        metric = DEFAULT_PRIMARY[definition.task.value]
+        note = (
+            f"the primary metric {definition.metric} needs predicted probabilities, which the "
+            f"captured responses do not carry; concept drift is judged on {metric}"
+        )
 
     def score(frame: pd.DataFrame) -> float:
         truth, pred = frame[target].to_numpy(), frame[PREDICTION].to_numpy()
         if regression:
-            truth, pred = truth.astype(float), pred.astype(float)
+            truth = truth.astype(float)
+            pred = pd_numeric(pred)
         else:
             truth, pred = truth.astype(str), pred.astype(str)
         return metric_value(metric, np.asarray(truth), Predictions(np.asarray(pred)))
@@ -220,12 +286,34 @@ def _concept_drift(
         for hour, group in joined.groupby(hours)
         if not math.isnan(value := score(group))
     }
+    current_score = score(joined)
+    if math.isnan(current_score):
+        raise DataError(
+            f"{metric} is undefined on the {len(joined)} labelled rows (one class, or constant "
+            "values?); concept drift cannot be judged",
+            file=labels_path,
+        )
+    reference_score = (reference.metrics or {}).get(metric)
+    if reference_score is None or math.isnan(reference_score):
+        raise DataError(
+            f"the monitored version has no test {metric} to compare the labelled rows with "
+            f"({reference.source}); concept drift needs a registered version",
+            file=labels_path,
+        )
     return ConceptDrift(
         metric=metric,
-        reference=(reference.metrics or {}).get(metric),
-        current=score(joined),
+        reference=reference_score,
+        current=current_score,
         tolerance=definition.gates.champion.margin,
         higher_is_better=higher_is_better(metric),
         rows=len(joined),
         over_time=over_time,
+        note=note,
     )
+
+
+def pd_numeric(values: Any) -> Any:
+    """Captured predictions as floats (NaN where a prediction is not a number)."""
+    import pandas as pd
+
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)

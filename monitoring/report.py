@@ -111,8 +111,12 @@ def render_html(result: MonitorResult) -> str:
             f"<h2>Concept drift</h2><p>{c.metric} on {c.rows} labelled rows: {c.current:.4g} "
             f"(test: {c.reference if c.reference is None else f'{c.reference:.4g}'}, "
             f"tolerance {c.tolerance:g}) &mdash; <b>{'DEGRADED' if c.degraded else 'ok'}</b></p>"
-            f"<table><tr><th>hour</th><th>{c.metric}</th></tr>{over_time}</table>"
+            + (f"<p>{html.escape(c.note)}</p>" if c.note else "")
+            + f"<table><tr><th>hour</th><th>{c.metric}</th></tr>{over_time}</table>"
         )
+    skipped = (
+        f" ({result.current.skipped} malformed records skipped)" if result.current.skipped else ""
+    )
     d = result.drift
     verdict = "DRIFT DETECTED" if result.detected else "no drift"
     return f"""<!doctype html>
@@ -128,7 +132,7 @@ tr.drift {{ background: #fde2e2; }} tr.ok {{ background: #e6f4ea; }}
 (share {d.share:.2f}; drift when &ge; {d.share_threshold:g}).
 Reference: {html.escape(result.reference.source)} ({len(result.reference.frame)} rows).
 Current: {result.current.rows} rows in {result.current.records} captured requests from
-{html.escape(result.current.location)}. Computed {result.at:%Y-%m-%d %H:%M:%S} UTC.</p>
+{html.escape(result.current.location)}{skipped}. Computed {result.at:%Y-%m-%d %H:%M:%S} UTC.</p>
 <table><tr><th>column</th><th>kind</th><th>test</th><th>score</th><th>drift when</th>
 <th>verdict</th><th>current rows</th><th>reference vs current</th></tr>
 {"".join(rows)}

@@ -368,6 +368,10 @@ def load_model(
             raise
         raise DefinitionError(exc.message, file=path, field="dataset") from None
     check_against_dataset(definition, dataset, path)
+    # Here, not at the top: monitoring.drift imports this module.
+    from monitoring.drift import check_definition
+
+    check_definition(definition, dataset, str(path))
     return Model(definition, path, dataset)
 
 

@@ -12,7 +12,8 @@ One record per captured request, exactly as a SageMaker endpoint writes them::
 in files laid out as SageMaker lays them out,
 ``<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl`` (UTC), under a local
 folder or an ``s3://bucket/prefix``. So the monitor reads captures the same way whichever
-target wrote them, through ``read_captures``.
+target wrote them, through ``read_captures`` (or ``read_capture_lines``, which keeps each
+line's file and number for error messages, and reads only one endpoint's folder when asked).
 
 Records are buffered and written by a background thread when the buffer passes a size or an
 age, and at ``close()``: the request path never waits for a disk or for S3.
@@ -28,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -194,31 +195,88 @@ def _s3() -> Any:
     return boto3.client("s3")
 
 
-def read_captures(location: str | Path) -> Iterator[dict[str, Any]]:
-    """Every capture record under a local folder or an s3:// prefix, file by file in time order.
+# <endpoint>/<variant>/yyyy/mm/dd/hh/<file>: the parts of a file's path below the destination.
+LAYOUT_PARTS = 7
 
-    ``location`` may be the capture destination itself or any folder below it (an endpoint, a
-    variant, a day). Files are read in path order, which is time order in SageMaker's layout.
+
+class CaptureLine(NamedTuple):
+    """One raw line of a capture file, with where it came from (for error messages)."""
+
+    source: str  # a local file path or s3://bucket/key
+    number: int  # 1-based line number
+    data: bytes
+
+
+class NoEndpointCaptures(LookupError):
+    """The location holds other endpoints' captures but none of the one asked for."""
+
+
+def _scope(files: list[tuple[str, tuple[str, ...]]], endpoint: str | None) -> list[str]:
+    """The files of ``endpoint`` when the location holds per-endpoint folders, else all of them.
+
+    A file ``LAYOUT_PARTS`` or more parts below the location sits in an endpoint folder (the
+    location is a destination, or above one): then only ``endpoint``'s files are kept, so that
+    another model's captures are never mixed in. Shallower files mean the location already is an
+    endpoint folder (or a variant, a day, ...), read whole.
+    """
+    if endpoint is None or not any(len(parts) >= LAYOUT_PARTS for _, parts in files):
+        return [name for name, _ in files]
+    kept = [name for name, parts in files if len(parts) >= LAYOUT_PARTS
+            and parts[-LAYOUT_PARTS] == endpoint]  # fmt: skip
+    if not kept:
+        found = sorted({parts[-LAYOUT_PARTS] for _, parts in files if len(parts) >= LAYOUT_PARTS})
+        raise NoEndpointCaptures(
+            f"no captures of endpoint {endpoint!r} here; it holds the endpoint folder(s) "
+            + ", ".join(found)
+        )
+    return kept
+
+
+def read_capture_lines(location: str | Path, endpoint: str | None = None) -> Iterator[CaptureLine]:
+    """Every non-blank line of the capture files under a local folder or an s3:// prefix.
+
+    Files are read in path order, which is time order in SageMaker's layout. With ``endpoint``,
+    a location holding per-endpoint folders is read only in ``<location>/<endpoint>/`` (see
+    ``_scope``); a location that is the endpoint folder or below it is read whole.
     """
     text = str(location)
     if text.startswith("s3://"):
-        yield from _read_s3(text)
+        yield from _read_s3(text, endpoint)
         return
-    for path in sorted(Path(text).rglob("*.jsonl")):
-        with open(path, "rb") as handle:
-            for line in handle:
+    root = Path(text)
+    files = [(str(p), p.relative_to(root).parts) for p in sorted(root.rglob("*.jsonl"))]
+    for name in _scope(files, endpoint):
+        with open(name, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
                 if line.strip():
-                    yield orjson.loads(line)
+                    yield CaptureLine(name, number, line)
 
 
-def _read_s3(uri: str) -> Iterator[dict[str, Any]]:
+def read_captures(location: str | Path, endpoint: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every capture record under a local folder or an s3:// prefix, file by file in time order.
+
+    ``location`` may be the capture destination itself or any folder below it (an endpoint, a
+    variant, a day). A line that is not JSON raises ``ValueError`` naming its file and line.
+    """
+    for line in read_capture_lines(location, endpoint):
+        try:
+            yield orjson.loads(line.data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{line.source}:{line.number}: not a JSON line: {exc}") from None
+
+
+def _read_s3(uri: str, endpoint: str | None) -> Iterator[CaptureLine]:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     client = _s3()
-    keys: list[str] = []
+    keys: list[tuple[str, tuple[str, ...]]] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys.extend(o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".jsonl"))
-    for key in sorted(keys):
+        for o in page.get("Contents", []):
+            key = o["Key"]
+            if key.endswith(".jsonl"):
+                below = key[len(prefix) :].strip("/")
+                keys.append((key, tuple(part for part in below.split("/") if part)))
+    for key in _scope(sorted(keys), endpoint):
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        for line in body.splitlines():
+        for number, line in enumerate(body.splitlines(), start=1):
             if line.strip():
-                yield orjson.loads(line)
+                yield CaptureLine(f"s3://{bucket}/{key}", number, line)
