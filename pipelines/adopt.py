@@ -8,6 +8,10 @@ every new file content is computed in memory before the first byte is written: a
 leaves the checkout untouched. The answers are recorded in ``.mlops-template.yaml`` so that
 ``mlops init`` with no flags re-applies them and ``mlops template update`` can render any
 template version the same way (see ``pipelines.template_update``).
+
+Declining the examples moves them, rather than deleting them, to ``tests/examples/``: the test
+suites train, serve and plan them as fixtures (``tests/examples_root.py``), while the team's
+``models/`` and ``data/`` start empty and nothing deploys, retrains or offers the examples.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ ANSWERS_FILE = ".mlops-template.yaml"
 STANDARD_ENVIRONMENTS = ("dev", "staging", "prod")
 EXAMPLE_MODELS = ("penguins", "seattle_weather")
 EXAMPLE_DATASETS = ("penguins", "seattle_weather")
+# Where declined examples go: test fixtures, outside the folders the CLI, CI and infra read.
+EXAMPLES_FIXTURES = Path("tests") / "examples"
 
 # Python distribution names that also work as Pulumi descriptions and image name prefixes.
 PROJECT_PATTERN = r"^[a-z][a-z0-9-]{0,48}[a-z0-9]$"
@@ -268,11 +274,17 @@ class Changes:
 
     writes: dict[Path, str] = field(default_factory=dict)
     deletes: list[Path] = field(default_factory=list)
+    moves: dict[Path, Path] = field(default_factory=dict)
 
     def describe(self, root: Path) -> list[str]:
-        return [f"write {p.relative_to(root)}" for p in sorted(self.writes)] + [
-            f"remove {p.relative_to(root)}" for p in sorted(self.deletes)
-        ]
+        return (
+            [f"write {p.relative_to(root)}" for p in sorted(self.writes)]
+            + [f"remove {p.relative_to(root)}" for p in sorted(self.deletes)]
+            + [
+                f"move {p.relative_to(root)} to {self.moves[p].relative_to(root)}"
+                for p in sorted(self.moves)
+            ]
+        )
 
 
 def _check_checkout(root: Path) -> None:
@@ -330,9 +342,12 @@ def plan_adoption(root: Path, answers: Answers) -> Changes:
     changes = Changes()
     if not answers.keep_examples:
         _forget_examples_in_workflows(root, contents, originals)
-        examples = [root / "models" / m for m in EXAMPLE_MODELS]
-        examples += [root / "data" / d for d in EXAMPLE_DATASETS]
-        changes.deletes = [p for p in examples if p.exists()]
+        _unpin_examples(root, contents, originals)
+        examples = [Path("models") / m for m in EXAMPLE_MODELS]
+        examples += [Path("data") / d for d in EXAMPLE_DATASETS]
+        changes.moves = {
+            root / p: root / EXAMPLES_FIXTURES / p for p in examples if (root / p).exists()
+        }
         for kind in ("models", "data"):
             readme = root / kind / "README.md"
             originals.setdefault(readme, _read_or_empty(readme))
@@ -362,6 +377,29 @@ def _forget_examples_in_workflows(
         contents[path] = re.sub(r"^  schedule:\n(?!    - )", "", text, flags=re.M)
 
 
+def _unpin_examples(root: Path, contents: dict[Path, str], originals: dict[Path, str]) -> None:
+    """Pins of the examples go with them: no environment may serve a model it no longer has."""
+    from pipelines.pins import (
+        environment_path,
+        list_environments,
+        load_environment,
+        render,
+        with_pin,
+    )
+    from pipelines.pins import pinned as pin_of
+
+    folder = root / "environments"
+    for name in list_environments(folder):
+        environment = load_environment(folder, name)
+        if not any(pin_of(environment, m) for m in EXAMPLE_MODELS):
+            continue
+        for model in EXAMPLE_MODELS:
+            environment = with_pin(environment, model, None)
+        path = environment_path(folder, name)
+        originals.setdefault(path, path.read_text(encoding="utf-8"))
+        contents[path] = render(environment)
+
+
 def _read_or_empty(path: Path) -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
@@ -373,6 +411,12 @@ def apply_changes(changes: Changes) -> None:
         path.write_text(text, encoding="utf-8")
     for path in changes.deletes:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for source, target in changes.moves.items():
+        # A fixture left by an earlier adoption is replaced: the template's copy is the newer.
+        if target.is_dir():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(source, target)
 
 
 def adopt(root: Path, answers: Answers) -> Changes:

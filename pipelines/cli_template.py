@@ -123,8 +123,13 @@ def init(
     for line in changes.describe(folder):
         typer.echo(line)
     _stderr().print(
-        f"[green]ok[/]: {len(changes.writes)} written, {len(changes.deletes)} removed"
-        + ("" if changes.writes or changes.deletes else " (already adopted with these answers)"),
+        f"[green]ok[/]: {len(changes.writes)} written, {len(changes.deletes)} removed, "
+        f"{len(changes.moves)} moved"
+        + (
+            ""
+            if changes.writes or changes.deletes or changes.moves
+            else " (already adopted with these answers)"
+        ),
         markup=True,
     )
 

@@ -125,16 +125,22 @@ def _write_model(
 
 
 # The `model` input of the workflows a person dispatches by hand: a choice of every model.
+# GitHub (and actionlint) reject a choice with no options, so while there is no model (the
+# examples dropped, none added yet) the input is a plain string; the first model makes it a
+# choice again.
 DISPATCH_WORKFLOWS = ("retrain.yml", "promote-manual.yml")
-_MODEL_CHOICE = re.compile(
-    r"^(      model:\n(?:        .*\n)*?        options: )\[[^\]\n]*\]", re.M
-)
+_MODEL_INPUT = re.compile(r"^      model:\n(?:        .*\n)*", re.M)
+_MODEL_TYPE = re.compile(r"^(        type: )\w+\n(?:        options: .*\n)?", re.M)
 
 
 def set_model_choices(workflow: str, models: list[str]) -> str:
     """``workflow`` with its ``model`` dispatch input offering exactly ``models``."""
-    choices = f"[{', '.join(models)}]"
-    return _MODEL_CHOICE.sub(lambda m: m.group(1) + choices, workflow, count=1)
+    choices = f"choice\n        options: [{', '.join(models)}]" if models else "string"
+    return _MODEL_INPUT.sub(
+        lambda m: _MODEL_TYPE.sub(lambda t: f"{t.group(1)}{choices}\n", m.group(0), count=1),
+        workflow,
+        count=1,
+    )
 
 
 def dispatch_choice_updates(root: Path, models: list[str]) -> dict[Path, str]:

@@ -6,19 +6,17 @@ tmp_path, so tests never see each other's versions or the developer's .mlops/ fo
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from examples_root import copy_examples
 
 from pipelines.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -36,11 +34,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A copy of models/, data/ and environments/ that a test may change freely."""
-    root = tmp_path / "repo"
-    for folder in ("models", "data", "environments"):
-        shutil.copytree(REPO_ROOT / folder, root / folder)
-    return root
+    """The example models and data with the pins, copied so that a test may change them."""
+    return copy_examples(tmp_path / "repo")
 
 
 @pytest.fixture

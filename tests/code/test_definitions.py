@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from examples_root import EXAMPLE_MODELS
 
 from pipelines.definitions import (
     AllAtOnce,
@@ -23,7 +24,7 @@ from pipelines.schemas import all_schemas, write_schemas
 pytestmark = pytest.mark.code
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = discover_models(REPO_ROOT / "models")
+EXAMPLES = discover_models(EXAMPLE_MODELS)
 
 
 def _model_file(repo: Path, name: str = "penguins") -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from examples_root import EXAMPLE_MODELS
 
 from pipelines.datasets import fingerprint_bytes, load_dataset, update_fingerprint
 from pipelines.definitions import Model, discover_models, load_model
@@ -14,8 +15,6 @@ from pipelines.errors import DataError, ExitCode, Rejected
 from pipelines.validate import ValidationReport, Violation, validate_dataset, validate_for_model
 
 pytestmark = pytest.mark.data
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _model(repo: Path, name: str = "penguins", **overrides) -> Model:
@@ -80,7 +79,7 @@ def _only(report: ValidationReport) -> Violation:
 # --- clean data ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", discover_models(REPO_ROOT / "models"))
+@pytest.mark.parametrize("name", discover_models(EXAMPLE_MODELS))
 def test_example_data_passes_for_its_model(repo, name):
     model = _model(repo, name)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from examples_root import copy_examples
 from typer.testing import CliRunner, Result
 
 from pipelines.cli import app
@@ -23,7 +24,6 @@ from pipelines.settings import Settings
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # What CI would export; the registered version must carry it as its lineage.
 GIT_SHA = "0123456789abcdef0123456789abcdef01234567"
 FOLDERS = ("models", "data", "environments")
@@ -145,7 +145,7 @@ def make_workspace(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
 
     def make(label: str) -> Workspace:
         base = tmp_path_factory.mktemp(label)
-        root = copy_repo(REPO_ROOT, base / "repo")
+        root = copy_examples(base / "repo")
         clear_pins(root)
         return Workspace(root=root, home=base / "state")
 

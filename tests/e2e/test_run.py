@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 import yaml
+from examples_root import EXAMPLE_MODELS
 
 from pipelines.definitions import discover_models
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = discover_models(REPO_ROOT / "models")
+EXAMPLES = discover_models(EXAMPLE_MODELS)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TASK_PLOT = {"classification": "confusion_matrix.png", "regression": "residuals.png"}
 

@@ -9,6 +9,7 @@ then assert on the recorded inputs, which are exactly what a real ``pulumi up`` 
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from examples_root import copy_examples
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
@@ -217,11 +219,10 @@ def make_repo(
     pins: dict[str, dict[str, list[str]]] | None = None,
     strategies: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
-    """A copy of the repository's models, data, environments and monitoring files, with
+    """A copy of the example models and data, the pins and the monitoring files, with
     ``targets`` overriding models' deployment targets and ``pins`` giving, per environment,
     each model's version history (oldest first, last one pinned)."""
-    for folder in ("models", "data", "environments"):
-        shutil.copytree(REPO_ROOT / folder, root / folder)
+    copy_examples(root)
     if (REPO_ROOT / "monitoring").is_dir():
         shutil.copytree(
             REPO_ROOT / "monitoring",
@@ -237,7 +238,8 @@ def make_repo(
         data = yaml.safe_load(path.read_text())
         for model, versions in models.items():
             records = [
-                {"version": v, "model_uri": f"models:/{model}/{v}", **PIN_FIELDS} for v in versions
+                {"version": v, "model_uri": f"models:/{model}/{v}", **copy.deepcopy(PIN_FIELDS)}
+                for v in versions
             ]
             data["models"][model] = {**records[-1], "history": records[:-1]}
         path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -3,6 +3,7 @@ cloud naming conventions other parts rely on."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from examples_root import EXAMPLE_MODELS
 from pulumi_mocks import REPO_ROOT
 
 from infra.model_plan import canary_weight, plan, rollout_steps
@@ -56,7 +58,7 @@ def test_a_pin_for_an_unknown_model_is_an_error_naming_the_file(repo_factory: An
     repo = repo_factory(pins={"dev": {"penguins": ["1"]}})
     path = repo / "environments" / "dev.yaml"
     data = yaml.safe_load(path.read_text())
-    data["models"]["ghost"] = data["models"]["penguins"]
+    data["models"]["ghost"] = copy.deepcopy(data["models"]["penguins"])  # no YAML alias
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(DefinitionError) as error:
         plan(repo, "dev")
@@ -82,7 +84,7 @@ def test_rollout_steps_follow_model_yaml(strategy: dict[str, Any], steps: list[i
 
 
 def canary_definition(kind: str = "canary") -> Any:
-    definition = load_definition(REPO_ROOT / "models" / "penguins" / "model.yaml")
+    definition = load_definition(EXAMPLE_MODELS / "penguins" / "model.yaml")
     strategy = {"type": kind} if kind != "canary" else {"type": "canary", "canary_percent": 10}
     return definition.model_copy(
         update={"deployment": Deployment.model_validate({"strategy": strategy})}

@@ -9,11 +9,11 @@ once a test deploys, the model server. Every test sees the stack's client enviro
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from integration_stack import REPO_ROOT, LocalStack, free_port
+from examples_root import copy_examples
+from integration_stack import LocalStack, free_port
 
 from pipelines.local_stack import Stack
 
@@ -22,8 +22,7 @@ from pipelines.local_stack import Stack
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     base = tmp_path_factory.mktemp("stack")
     root = base / "repo"
-    for folder in ("models", "data", "environments"):
-        shutil.copytree(REPO_ROOT / folder, root / folder)
+    copy_examples(root)
     ports = {
         "moto_port": free_port(),
         "mlflow_port": free_port(),

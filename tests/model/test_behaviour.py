@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from examples_root import EXAMPLE_DATA, EXAMPLE_MODELS
 
 from pipelines.definitions import Model, load_model
 from pipelines.estimators import build_pipeline
@@ -24,7 +24,6 @@ from pipelines.validate import validate_for_model
 
 pytestmark = pytest.mark.model
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ("penguins", "seattle_weather")
 
 
@@ -55,7 +54,7 @@ class Trained:
 
 
 def fit(name: str) -> Trained:
-    model = load_model(REPO_ROOT / "models", REPO_ROOT / "data", name)
+    model = load_model(EXAMPLE_MODELS, EXAMPLE_DATA, name)
     frame, report = validate_for_model(model)
     assert report.ok, [v.render() for v in report.violations]
     train_rows, test_rows = split_indices(model.definition, frame)

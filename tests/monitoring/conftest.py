@@ -8,14 +8,14 @@ a running server (or SageMaker) writes; the demo test covers the real server end
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from monitoring_helpers import FEATURES, REPO_ROOT, Champion, Writer
+from examples_root import EXAMPLE_DATA, copy_examples
+from monitoring_helpers import FEATURES, Champion, Writer
 
 from pipelines.settings import Settings
 
@@ -38,9 +38,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     from pipelines.run import run_model
 
     base = tmp_path_factory.mktemp("monitoring")
-    root = base / "repo"
-    for folder in ("models", "data", "environments"):
-        shutil.copytree(REPO_ROOT / folder, root / folder)
+    root = copy_examples(base / "repo")
     _clear_pins(root)
     settings = Settings(root=root, home=base / "state", tracking_uri=None)
     client = connect(settings)
@@ -67,9 +65,7 @@ def seattle(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     from pipelines.run import run_model
 
     base = tmp_path_factory.mktemp("monitoring-seattle")
-    root = base / "repo"
-    for folder in ("models", "data", "environments"):
-        shutil.copytree(REPO_ROOT / folder, root / folder)
+    root = copy_examples(base / "repo")
     _clear_pins(root)
     settings = Settings(root=root, home=base / "state", tracking_uri=None)
     outcome = run_model(
@@ -87,7 +83,7 @@ def seattle(tmp_path_factory: pytest.TempPathFactory) -> Champion:
 
 @pytest.fixture(scope="session")
 def penguins() -> pd.DataFrame:
-    return pd.read_csv(REPO_ROOT / "data" / "penguins" / "penguins.csv")
+    return pd.read_csv(EXAMPLE_DATA / "penguins" / "penguins.csv")
 
 
 @pytest.fixture

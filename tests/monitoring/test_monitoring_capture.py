@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from monitoring_helpers import FEATURES, REPO_ROOT, Writer
+from examples_root import EXAMPLE_DATA
+from monitoring_helpers import FEATURES, Writer
 
 from monitoring.current import PREDICTION, read_current
 from pipelines.datasets import load_dataset_by_name
@@ -15,9 +16,7 @@ from pipelines.errors import DataError
 
 pytestmark = pytest.mark.monitoring
 
-SCHEMA = {
-    f: load_dataset_by_name(REPO_ROOT / "data", "penguins").definition.columns[f] for f in FEATURES
-}
+SCHEMA = {f: load_dataset_by_name(EXAMPLE_DATA, "penguins").definition.columns[f] for f in FEATURES}
 
 
 @pytest.mark.parametrize("shape", ["csv", "split", "records"])

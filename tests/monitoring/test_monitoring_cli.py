@@ -132,11 +132,11 @@ def test_labels_give_concept_drift(
 def test_regression_model_with_a_psi_override(seattle: Champion, tmp_path: Path) -> None:
     """seattle_weather: JSON captures, numeric predictions, PSI (threshold 0.2) on precipitation
     as its model.yaml says, auto elsewhere; warmer days drift temp_min only."""
-    from monitoring_helpers import REPO_ROOT
+    from examples_root import EXAMPLE_DATA
 
     from serving.capture import CaptureWriter
 
-    days = pd.read_csv(REPO_ROOT / "data" / "seattle_weather" / "seattle_weather.csv")
+    days = pd.read_csv(EXAMPLE_DATA / "seattle_weather" / "seattle_weather.csv")
     days = days.sample(300, random_state=1)
     days["temp_min"] = days["temp_min"] + 4
     features = ["temp_min", "precipitation", "wind", "weather"]

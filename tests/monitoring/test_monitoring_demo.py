@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from monitoring_helpers import REPO_ROOT
+from examples_root import EXAMPLE_DATA, copy_examples
 
 from monitoring.demo_loop import run_drift_demo
 from pipelines.pins import load_environment, pinned
@@ -19,9 +18,7 @@ def test_the_loop_detects_drift_and_promotes_a_retrained_version(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Normal traffic shows no drift, shifted traffic does, and the retrained v2 reaches prod."""
-    root = tmp_path / "repo"
-    for folder in ("models", "data", "environments"):
-        shutil.copytree(REPO_ROOT / folder, root / folder)
+    root = copy_examples(tmp_path / "repo")
     settings = Settings(root=root, home=tmp_path / "state", tracking_uri=None)
     promoted = run_drift_demo(settings, overrides={"gates.latency.p99_ms": 60000})
     out = capsys.readouterr().out
@@ -40,5 +37,5 @@ def test_the_loop_detects_drift_and_promotes_a_retrained_version(
     assert prod is not None and prod.version == "2"
     # The checkout handed to the demo is untouched: it works on its own scratch copy.
     assert (root / "data" / "penguins" / "penguins.csv").read_bytes() == (
-        REPO_ROOT / "data" / "penguins" / "penguins.csv"
+        EXAMPLE_DATA / "penguins" / "penguins.csv"
     ).read_bytes()

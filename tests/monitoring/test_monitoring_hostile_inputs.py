@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 import pandas as pd
 import pytest
-from monitoring_helpers import FEATURES, REPO_ROOT, Champion, Writer, grown
+from examples_root import EXAMPLE_DATA, EXAMPLE_MODELS
+from monitoring_helpers import FEATURES, Champion, Writer, grown
 from typer.testing import CliRunner, Result
 
 from monitoring.current import read_current
@@ -25,9 +26,7 @@ from serving.capture import CaptureWriter, make_record
 
 pytestmark = pytest.mark.monitoring
 
-SCHEMA = {
-    f: load_dataset_by_name(REPO_ROOT / "data", "penguins").definition.columns[f] for f in FEATURES
-}
+SCHEMA = {f: load_dataset_by_name(EXAMPLE_DATA, "penguins").definition.columns[f] for f in FEATURES}
 HOUR = Path("penguins", "AllTraffic", "2026", "01", "01", "00")
 
 
@@ -247,7 +246,7 @@ def test_other_endpoints_under_the_destination_are_not_read(
 def _penguins_with(drift_settings: dict[str, object]) -> tuple[Any, Any]:
     from pipelines.definitions import Drift, load_model
 
-    model = load_model(REPO_ROOT / "models", REPO_ROOT / "data", "penguins")
+    model = load_model(EXAMPLE_MODELS, EXAMPLE_DATA, "penguins")
     monitoring = model.definition.monitoring.model_copy(
         update={"drift": Drift.model_validate(drift_settings)}
     )
@@ -287,7 +286,7 @@ def test_the_repositorys_models_pass_check_definition() -> None:
     from pipelines.definitions import load_model
 
     for name in ("penguins", "seattle_weather"):
-        model = load_model(REPO_ROOT / "models", REPO_ROOT / "data", name)
+        model = load_model(EXAMPLE_MODELS, EXAMPLE_DATA, name)
         check_definition(model.definition, model.dataset)
 
 

@@ -8,7 +8,6 @@ uses, and stopped by its process id.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,10 +19,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from examples_root import copy_examples
 
 from pipelines.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 60
 
 
@@ -73,9 +72,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     from pipelines.run import run_model
 
     base = tmp_path_factory.mktemp("serving")
-    root = base / "repo"
-    for folder in ("models", "data", "environments"):
-        shutil.copytree(REPO_ROOT / folder, root / folder)
+    root = copy_examples(base / "repo")
     settings = Settings(root=root, home=base / "state", tracking_uri=None)
     client = connect(settings)
     # This suite tests the server, not the model: a busy test machine must not fail the gate.

@@ -2,16 +2,21 @@
 
 The template under test is the working tree (not the last commit), copied into a throwaway git
 repository so that clones, fetches and merges are real git operations on file paths, offline.
+In a repository that dropped the examples (they live in tests/examples), the copy puts them back
+where the template has them, so that adoption is tested on the template's own shape.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from examples_root import EXAMPLES_DROPPED, FIXTURES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -55,10 +60,43 @@ def git(repo: Path, *args: str) -> str:
 def make_template(path: Path) -> Path:
     """A git repository holding this working tree as its one commit (version A)."""
     shutil.copytree(REPO_ROOT, path, ignore=NOT_SHIPPED, symlinks=True)
+    if EXAMPLES_DROPPED:
+        restore_examples(path)
     git(path, "init", "--quiet", "--initial-branch=main")
     git(path, "add", "--all", "--force")
     git(path, "commit", "--quiet", "-m", "template version A")
     return path
+
+
+def restore_examples(path: Path) -> None:
+    """Undo what ``mlops init --drop-examples`` did to the examples in the copy at ``path``:
+    back in models/ and data/, in the dispatch choices and with their retraining crons."""
+    from pipelines.definitions import discover_models
+    from pipelines.plan import retraining_schedules
+    from pipelines.scaffold import DISPATCH_WORKFLOWS, set_model_choices
+
+    fixtures = path / FIXTURES.relative_to(REPO_ROOT)
+    examples = discover_models(fixtures / "models")
+    for kind in ("models", "data"):
+        for folder in sorted((fixtures / kind).iterdir()):
+            shutil.move(folder, path / kind / folder.name)
+    shutil.rmtree(fixtures)
+    workflows = path / ".github" / "workflows"
+    for name in DISPATCH_WORKFLOWS:
+        workflow = workflows / name
+        text = workflow.read_text(encoding="utf-8")
+        workflow.write_text(set_model_choices(text, discover_models(path / "models")))
+    schedules = retraining_schedules(path)
+    crons = "".join(f'    - cron: "{schedules[m]}" # {m}\n' for m in examples if m in schedules)
+    retrain = workflows / "retrain.yml"
+    text = retrain.read_text(encoding="utf-8")
+    if re.search(r"^  schedule:\n", text, re.M):
+        text = re.sub(r"^  schedule:\n", lambda m: m.group(0) + crons, text, count=1, flags=re.M)
+    elif crons:
+        text = re.sub(
+            r"^on:\n", lambda m: m.group(0) + "  schedule:\n" + crons, text, count=1, flags=re.M
+        )
+    retrain.write_text(text, encoding="utf-8")
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """`mlops init`: every answer lands where it belongs, a rerun changes nothing, bad answers
-change nothing, and the adopted checkout passes its own quick checks."""
+change nothing, declined examples become test fixtures, and the adopted checkout passes its own
+quick checks with or without the examples."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from template_helpers import NON_DEFAULT, flags, git, mlops, run_tests, snapshot
 pytestmark = pytest.mark.code
 
 STACKS = ("dev", "staging", "prod")
+EXAMPLES = ("penguins", "seattle_weather")
 
 
 def test_adoption_sets_every_answer_and_drops_the_declined_examples(
@@ -40,8 +42,18 @@ def test_adoption_sets_every_answer_and_drops_the_declined_examples(
         for placeholder in ("us-east-1", "123456789012", "example-org/mlops-template"):
             assert placeholder not in text, (path, placeholder)
 
-    assert not (clone / "models/penguins").exists()
-    assert not (clone / "data/seattle_weather").exists()
+    # The examples leave the team's models/ and data/ for the tests' fixture folder, intact.
+    fixtures = clone / "tests/examples"
+    for kind, name in [(k, n) for k in ("models", "data") for n in EXAMPLES]:
+        assert not (clone / kind / name).exists(), (kind, name)
+        moved = sorted(p.relative_to(fixtures / kind) for p in (fixtures / kind / name).rglob("*"))
+        shipped = sorted(
+            p.relative_to(template / kind) for p in (template / kind / name).rglob("*")
+        )
+        assert moved and moved == shipped, (kind, name)
+    assert (fixtures / "data/penguins/penguins.csv").read_bytes() == (
+        template / "data/penguins/penguins.csv"
+    ).read_bytes()
     assert (clone / "models/README.md").is_file(), "models/ must survive a commit (root finding)"
     answers = yaml.safe_load((clone / ".mlops-template.yaml").read_text())
     assert answers["aws_account_id"] == "210987654321", "quoted: an id is not a number"
@@ -112,7 +124,8 @@ def test_dry_run_lists_the_changes_and_writes_nothing(clone: Path) -> None:
     result = mlops(clone, "init", *flags(), "--drop-examples", "--dry-run")
 
     assert result.exit_code == 0, result.output
-    assert "write Pulumi.prod.yaml" in result.stdout and "remove models/penguins" in result.stdout
+    assert "write Pulumi.prod.yaml" in result.stdout
+    assert "move models/penguins to tests/examples/models/penguins" in result.stdout
     assert snapshot(clone) == before
 
 
@@ -127,19 +140,49 @@ def test_a_missing_answer_without_a_terminal_names_its_flag(clone: Path) -> None
     assert snapshot(clone) == before
 
 
-def test_the_adopted_repository_passes_its_quick_checks(clone: Path) -> None:
-    """Non-default answers, examples kept: the clone's check, schemas and its quick suites."""
-    assert mlops(clone, "init", *flags(), "--keep-examples").exit_code == 0
+@pytest.mark.parametrize(
+    ("examples", "models"),
+    [("--keep-examples", "2 models"), ("--drop-examples", "0 models")],
+    ids=["examples-kept", "examples-dropped"],
+)
+def test_the_adopted_repository_passes_its_quick_checks(
+    clone: Path, examples: str, models: str
+) -> None:
+    """Non-default answers: the clone's check, schemas and its quick suites, which train, plan
+    and diff the examples wherever they are (models/ or the tests' fixture folder)."""
+    assert mlops(clone, "init", *flags(), examples).exit_code == 0
 
     checked = mlops(clone, "check")
     schemas = mlops(clone, "schema", "--check")
     suites = run_tests(
-        clone, "tests/infra", "tests/code", "tests/workflows/test_workflow_triggers.py"
+        clone,
+        *("tests/code", "tests/data", "tests/infra", "tests/workflows/test_workflow_triggers.py"),
+        timeout=300,
     )
 
-    assert checked.exit_code == 0 and "2 models, 3 environments" in checked.stderr, checked.output
+    assert checked.exit_code == 0 and f"{models}, 3 environments" in checked.stderr, checked.output
     assert schemas.exit_code == 0, schemas.output
     assert suites.returncode == 0, suites.stdout[-3000:]
+    assert " passed" in suites.stdout and " skipped" not in suites.stdout, suites.stdout[-500:]
+
+
+def test_dropping_the_examples_drops_their_pins(clone: Path) -> None:
+    """No environment may keep serving a model the repository no longer deploys."""
+    prod = clone / "environments/prod.yaml"
+    data = yaml.safe_load(prod.read_text())
+    record = {"run_id": "r", "fingerprint": "f", "data_fingerprint": "d", "git_commit": "c"}
+    record |= {"promoted_at": "2026-11-25T10:00:00+00:00", "promoted_by": "tests"}
+    data["models"] = {
+        name: {"version": "3", "model_uri": f"models:/{name}/3", **record} for name in EXAMPLES
+    }
+    prod.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    result = mlops(clone, "init", *flags(), "--drop-examples")
+
+    assert result.exit_code == 0, result.output
+    assert "write environments/prod.yaml" in result.stdout
+    assert yaml.safe_load(prod.read_text())["models"] == {}
+    assert mlops(clone, "check").exit_code == 0
 
 
 def test_without_the_examples_the_first_model_starts_from_a_csv(clone: Path) -> None:
@@ -167,13 +210,18 @@ def test_without_the_examples_the_first_model_starts_from_a_csv(clone: Path) -> 
         clone, "tests/workflows/test_workflow_triggers.py::test_dispatch_choices_list_every_model"
     )
 
-    # PyYAML reads the `on:` key as True.
-    assert dropped[True]["workflow_dispatch"]["inputs"]["model"]["options"] == []
+    # PyYAML reads the `on:` key as True. GitHub rejects a choice with no options: until the
+    # first model the input is a plain string.
+    assert dropped[True]["workflow_dispatch"]["inputs"]["model"] == {
+        "description": "Model to retrain.",
+        "type": "string",
+        "required": True,
+    }
     assert "schedule" not in dropped[True], "the examples' crons went, and the empty key"
     assert empty.exit_code == 0 and "0 models" in empty.stderr, empty.output
     assert dataset.exit_code == 0, dataset.output
     assert scaffold.exit_code == 0, scaffold.output
     assert "target: kubernetes" in (clone / "models/fraud/model.yaml").read_text()
     assert checked.exit_code == 0 and "1 models" in checked.stderr, checked.output
-    assert "options: [fraud]" in retrain.read_text()
+    assert "type: choice\n        options: [fraud]\n" in retrain.read_text()
     assert choices.returncode == 0, choices.stdout[-2000:]

@@ -32,15 +32,22 @@ def adopted_and_committed(template: Path, tmp_path: Path) -> Path:
     return team
 
 
+def template_region(template: Path) -> str:
+    """The AWS region the template's workflows name before adoption rewrites it."""
+    stack = yaml.safe_load((template / "Pulumi.prod.yaml").read_text())
+    return str(stack["config"]["aws:region"])
+
+
 def release_version_b(template: Path) -> str:
     """Version B: a step next to a rewritten line, a new doc, a stack setting, adoption code."""
     image = template / ".github/workflows/image.yml"
     text = image.read_text()
-    assert text.count("aws-region: us-east-1\n") == 1
+    region = template_region(template)  # us-east-1, or the region of an adopted repository
+    assert text.count(f"aws-region: {region}\n") == 1
     image.write_text(
         text.replace(
-            "aws-region: us-east-1\n",
-            "aws-region: us-east-1\n          role-duration-seconds: 900\n",
+            f"aws-region: {region}\n",
+            f"aws-region: {region}\n          role-duration-seconds: 900\n",
         )
     )
     (template / "docs/upgrading.md").write_text("# Upgrading\n\nNew in version B.\n")
@@ -72,6 +79,7 @@ def test_update_merges_the_new_version_rendered_with_the_answers(
     own_template: Path, tmp_path: Path
 ) -> None:
     team = adopted_and_committed(own_template, tmp_path)
+    region = template_region(own_template)
     version_b = release_version_b(own_template)
 
     result = mlops(team, "template", "update")
@@ -79,7 +87,7 @@ def test_update_merges_the_new_version_rendered_with_the_answers(
     assert result.exit_code == 0, result.output
     image = (team / ".github/workflows/image.yml").read_text()
     assert "aws-region: eu-west-1\n          role-duration-seconds: 900\n" in image
-    assert "us-east-1" not in image
+    assert region == "eu-west-1" or region not in image, "the template's region is replaced"
     assert (team / "docs/upgrading.md").read_text() == "# Upgrading\n\nNew in version B.\n"
     staging = yaml.safe_load((team / "Pulumi.staging.yaml").read_text())["config"]
     prod = yaml.safe_load((team / "Pulumi.prod.yaml").read_text())["config"]
@@ -175,3 +183,27 @@ def test_a_repository_without_the_templates_history_updates_from_the_recorded_co
         "aws-region: eu-west-1\n          role-duration-seconds: 900\n"
         in (team / ".github/workflows/image.yml").read_text()
     )
+
+
+def test_without_the_examples_a_template_change_to_them_updates_the_test_fixtures(
+    own_template: Path, tmp_path: Path
+) -> None:
+    """Dropped examples live on in tests/examples: the template's next version of an example
+    lands there, never back in the team's models/."""
+    team = tmp_path / "team"
+    git(tmp_path, "clone", "--quiet", own_template.as_uri(), str(team))
+    assert mlops(team, "init", *flags(), "--drop-examples").exit_code == 0
+    git(team, "add", "--all")
+    git(team, "commit", "--quiet", "-m", "adopt without the examples")
+    model = own_template / "models/penguins/model.yaml"
+    model.write_text(model.read_text().replace("n_estimators: 100", "n_estimators: 120"))
+    git(own_template, "commit", "--quiet", "-am", "template version B: tune penguins")
+
+    result = mlops(team, "template", "update")
+
+    assert result.exit_code == 0, result.output
+    fixture = team / "tests/examples/models/penguins/model.yaml"
+    assert "n_estimators: 120" in fixture.read_text()
+    assert not (team / "models/penguins").exists()
+    staged = set(git(team, "diff", "--cached", "--name-only").split())
+    assert staged == {".mlops-template.yaml", "tests/examples/models/penguins/model.yaml"}

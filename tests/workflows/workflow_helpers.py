@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from examples_root import EXAMPLES, EXAMPLES_DROPPED
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
@@ -98,7 +99,11 @@ class Copy:
 
 
 def make_copy(tmp_path: Path) -> Copy:
-    """A throwaway repository: the copied files committed on main, then a branch `change`."""
+    """A throwaway repository: the copied files committed on main, then a branch `change`.
+
+    The example models and datasets join the repository's own in models/ and data/ wherever
+    they live (``examples_root``): the tests change, plan and train them.
+    """
     root = tmp_path / "repo"
     root.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules")
@@ -108,6 +113,9 @@ def make_copy(tmp_path: Path) -> Copy:
             shutil.copytree(source, root / name, ignore=ignore)
         elif source.is_file():
             shutil.copy2(source, root / name)
+    if EXAMPLES_DROPPED:
+        for kind in ("models", "data"):
+            shutil.copytree(EXAMPLES / kind, root / kind, ignore=ignore, dirs_exist_ok=True)
     (root / ".gitignore").write_text(".mlops/\n__pycache__/\n", encoding="utf-8")
     git(root, "init", "-q", "-b", "main")
     # act names the repository (github.repository) after the origin remote; nothing is fetched.

@@ -1,0 +1,31 @@
+"""Where every suite finds the example models and datasets (penguins, seattle_weather).
+
+In the template they live at the repository root (``models/``, ``data/``). ``mlops init
+--drop-examples`` moves them to ``tests/examples/`` so that a team's repository deploys,
+retrains and offers only its own models while its tests keep their fixtures. Tests that train,
+serve, plan or read the examples take them from ``EXAMPLES`` and never from the root directly;
+pins (``environments/``) stay the team's and are always read from the root.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pipelines.adopt import EXAMPLES_FIXTURES
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = REPO_ROOT / EXAMPLES_FIXTURES  # where `mlops init --drop-examples` moves them
+# The fixture folder wins when it exists: after --drop-examples the root holds the team's models.
+EXAMPLES = FIXTURES if (FIXTURES / "models").is_dir() else REPO_ROOT
+EXAMPLE_MODELS = EXAMPLES / "models"
+EXAMPLE_DATA = EXAMPLES / "data"
+EXAMPLES_DROPPED = EXAMPLES != REPO_ROOT
+
+
+def copy_examples(root: Path) -> Path:
+    """A repository at ``root`` with the examples' models/ and data/ and the root's pins."""
+    shutil.copytree(EXAMPLE_MODELS, root / "models")
+    shutil.copytree(EXAMPLE_DATA, root / "data")
+    shutil.copytree(REPO_ROOT / "environments", root / "environments")
+    return root
