@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.registries import ROLE_PATH, role_with_policy
 from pipelines.conventions import MODELS_PREFIX
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 AUDIENCE = "sts.amazonaws.com"
-ROLE_PATH = "/mlops/"
 
 
 @dataclass
@@ -290,19 +290,17 @@ class CiAccess(pulumi.ComponentResource):
         }
         self.roles = {}
         for purpose, subs in trusted.items():
-            role = aws.iam.Role(
+            role = role_with_policy(
                 f"{name}-{purpose}",
-                path=ROLE_PATH,
-                description=f"GitHub Actions ({purpose}) for {repo} in {args.environment}",
-                assume_role_policy=pulumi.Output.from_input(provider_arn).apply(
+                f"{name}-{purpose}-policy",
+                trust=pulumi.Output.from_input(provider_arn).apply(
                     lambda arn, subs=subs: trust_policy(arn, subs)  # type: ignore[misc]
                 ),
-                max_session_duration=3600,
+                policy=policies[purpose],
                 tags=args.tags,
                 opts=child,
-            )
-            aws.iam.RolePolicy(
-                f"{name}-{purpose}-policy", role=role.id, policy=policies[purpose], opts=child
+                description=f"GitHub Actions ({purpose}) for {repo} in {args.environment}",
+                max_session_duration=3600,
             )
             self.roles[purpose] = role
 

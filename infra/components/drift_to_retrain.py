@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.registries import assume_role_policy
+from infra.components.registries import assume_role_policy, role_with_policy
 from monitoring.retrain import EVENT_TYPE
 from pipelines.conventions import slug
 
@@ -151,17 +151,12 @@ class DriftToRetrain(pulumi.ComponentResource):
             invocation_rate_limit_per_second=1,
             opts=child,
         )
-        role = aws.iam.Role(
+        role = role_with_policy(
             f"{name}-role",
-            path="/mlops/",
-            assume_role_policy=assume_role_policy("events.amazonaws.com"),
-            tags=args.tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
             f"{name}-role-policy",
-            role=role.id,
+            trust=assume_role_policy("events.amazonaws.com"),
             policy=destination.arn.apply(invoke_policy),
+            tags=args.tags,
             opts=child,
         )
 

@@ -21,9 +21,9 @@ import json
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra.components.registries import role_with_policy
 from pipelines.conventions import capture_prefix, model_data_key, slug
 from pipelines.definitions import Deployment
 
@@ -164,21 +164,14 @@ class KubernetesEndpoint(pulumi.ComponentResource):
 
         account_annotations = dict(annotations)
         if args.oidc_provider_arn and args.oidc_issuer:
-            role = aws.iam.Role(
+            role = role_with_policy(
                 f"{name}-pod-role",
-                path="/mlops/",
-                assume_role_policy=irsa_trust_policy(
-                    args.oidc_provider_arn, args.oidc_issuer, ns_name, app
-                ),
-                tags=args.tags,
-                opts=child,
-            )
-            aws.iam.RolePolicy(
                 f"{name}-pod-policy",
-                role=role.id,
+                trust=irsa_trust_policy(args.oidc_provider_arn, args.oidc_issuer, ns_name, app),
                 policy=pulumi.Output.all(args.bucket_arn, args.key_arn).apply(
                     lambda a: pod_policy(a[0], a[1], args.model, args.environment)
                 ),
+                tags=args.tags,
                 opts=child,
             )
             account_annotations["eks.amazonaws.com/role-arn"] = role.arn  # type: ignore[assignment]

@@ -20,7 +20,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.components.registries import assume_role_policy
+from infra.components.registries import assume_role_policy, role_with_policy
 from monitoring.dashboards.cloudwatch import cloudwatch_dashboard_body, metric_widget
 from pipelines.conventions import (
     MONITORING_PREFIX,
@@ -442,19 +442,14 @@ class ModelMonitor(pulumi.ComponentResource):
             repository_name="sagemaker-model-monitor-analyzer",
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
-        role = aws.iam.Role(
+        role = role_with_policy(
             f"{name}-role",
-            path="/mlops/",
-            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com"),
-            tags=args.tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
             f"{name}-role-policy",
-            role=role.id,
+            trust=assume_role_policy("sagemaker.amazonaws.com"),
             policy=pulumi.Output.all(args.bucket_arn, args.key_arn).apply(
                 lambda a: model_monitor_policy(a[0], a[1], args.model, args.environment)
             ),
+            tags=args.tags,
             opts=child,
         )
         baseline = pulumi.Output.concat(

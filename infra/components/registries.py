@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -110,6 +111,27 @@ def assume_role_policy(service: str) -> str:
     )
 
 
+ROLE_PATH = "/mlops/"  # every role the platform creates, so CI may manage only these
+
+
+def role_with_policy(
+    role_name: str,
+    policy_name: str,
+    *,
+    trust: pulumi.Input[str],
+    policy: pulumi.Input[str],
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+    **role_args: Any,
+) -> aws.iam.Role:
+    """An IAM role under ``ROLE_PATH`` with its one inline least-privilege policy."""
+    role = aws.iam.Role(
+        role_name, path=ROLE_PATH, assume_role_policy=trust, tags=tags, opts=opts, **role_args
+    )
+    aws.iam.RolePolicy(policy_name, role=role.id, policy=policy, opts=opts)
+    return role
+
+
 class Registries(pulumi.ComponentResource):
     """The serving image repository, a model package group per model, the tracking server."""
 
@@ -162,19 +184,14 @@ class Registries(pulumi.ComponentResource):
         self.tracking_server = None
         self.tracking_uri: pulumi.Output[str] | None = None
         if args.mlflow:
-            role = aws.iam.Role(
+            role = role_with_policy(
                 f"{name}-mlflow-role",
-                path="/mlops/",
-                assume_role_policy=assume_role_policy("sagemaker.amazonaws.com"),
-                tags=args.tags,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            aws.iam.RolePolicy(
                 f"{name}-mlflow-policy",
-                role=role.id,
+                trust=assume_role_policy("sagemaker.amazonaws.com"),
                 policy=pulumi.Output.all(args.bucket_arn, args.key_arn).apply(
                     lambda a: mlflow_role_policy(a[0], a[1])
                 ),
+                tags=args.tags,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.tracking_server = aws.sagemaker.MlflowTrackingServer(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.registries import assume_role_policy
+from infra.components.registries import assume_role_policy, role_with_policy
 from pipelines.conventions import capture_prefix, model_data_key
 from pipelines.definitions import AllAtOnce, Canary, Deployment
 
@@ -142,21 +142,16 @@ class SagemakerEndpoint(pulumi.ComponentResource):
         if args.scaled_down:
             instance_type, count, minimum, maximum = args.scaled_down_instance_type, 1, 1, 1
 
-        role = aws.iam.Role(
+        role = role_with_policy(
             f"{name}-role",
-            path="/mlops/",
-            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com"),
-            tags=args.tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
             f"{name}-role-policy",
-            role=role.id,
+            trust=assume_role_policy("sagemaker.amazonaws.com"),
             policy=pulumi.Output.all(args.bucket_arn, args.key_arn, args.repository_arn).apply(
                 lambda a: execution_role_policy(
                     a[0], a[1], a[2], args.model, args.environment, args.endpoint_name
                 )
             ),
+            tags=args.tags,
             opts=child,
         )
 
