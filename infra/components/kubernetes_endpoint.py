@@ -142,6 +142,13 @@ class KubernetesEndpoint(pulumi.ComponentResource):
         }
         # Label values allow no '@'; the owner (often an e-mail address) is an annotation.
         annotations = {"mlops/owner": args.owner}
+        # The Service, autoscaler, disruption budget and network policy share the app's name.
+        metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+            "name": app,
+            "namespace": ns_name,
+            "labels": labels,
+            "annotations": annotations,
+        }
         selector = {"app.kubernetes.io/name": app}
         autoscaling = args.deployment.autoscaling
         minimum = max(autoscaling.min_instances, 1)
@@ -206,12 +213,7 @@ class KubernetesEndpoint(pulumi.ComponentResource):
 
         self.service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata={
-                "name": app,
-                "namespace": ns_name,
-                "labels": labels,
-                "annotations": annotations,
-            },
+            metadata=metadata,
             spec={
                 "type": "ClusterIP",
                 "selector": selector,
@@ -221,12 +223,7 @@ class KubernetesEndpoint(pulumi.ComponentResource):
         )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa",
-            metadata={
-                "name": app,
-                "namespace": ns_name,
-                "labels": labels,
-                "annotations": annotations,
-            },
+            metadata=metadata,
             spec={
                 "scale_target_ref": {
                     "api_version": "apps/v1",
@@ -259,23 +256,13 @@ class KubernetesEndpoint(pulumi.ComponentResource):
             budget["max_unavailable"] = 1
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
-            metadata={
-                "name": app,
-                "namespace": ns_name,
-                "labels": labels,
-                "annotations": annotations,
-            },
+            metadata=metadata,
             spec=budget,
             opts=in_namespace,
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
-            metadata={
-                "name": app,
-                "namespace": ns_name,
-                "labels": labels,
-                "annotations": annotations,
-            },
+            metadata=metadata,
             spec={
                 "pod_selector": {"match_labels": selector},
                 "policy_types": ["Ingress", "Egress"],
