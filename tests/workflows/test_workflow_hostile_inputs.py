@@ -6,13 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
-from workflow_helpers import BIN, Copy, git, mlops
+from workflow_helpers import BIN, Copy, LocalServer, git, mlops
 
 from pipelines.plan import plan_change
 from pipelines.pr_report import MARKER, ModelResult, compose, render_model
@@ -195,15 +194,11 @@ class _Server:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.local = LocalServer(Handler)
+        self.url = self.local.url
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        self.local.stop()
 
 
 def _comment(tmp_path: Path, api_url: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -194,13 +196,26 @@ def act(
     )
 
 
+class LocalServer:
+    """An HTTP handler served on a free port of 127.0.0.1 in a thread; stop() ends it."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
 class FakeGitHub:
     """GitHub's issue-comment REST endpoints on 127.0.0.1, backed by a list; stop() ends it."""
 
     def __init__(self, comments: list[dict[str, Any]]) -> None:
-        import threading
         import urllib.parse
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.comments = comments
         self.requests: list[tuple[str, str, str]] = []
@@ -252,12 +267,8 @@ class FakeGitHub:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.local = LocalServer(Handler)
+        self.url = self.local.url
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        self.local.stop()
