@@ -4,7 +4,9 @@ Both servers run on 127.0.0.1 and get the same payloads (1 row and 100 rows, MLf
 ``dataframe_split`` JSON) at concurrency 1 and 8 from keep-alive client threads. Each round is
 bounded by a request count and a time limit, and rounds alternate between the servers so that
 machine noise hits both alike. For each case it prints requests/s, p50 and p99 latency, the
-ratio between the servers, and the in-process ``predict`` time of the same rows as the floor.
+ratio between the servers, and the in-process ``predict`` time of the same rows as the floor:
+the predict the server runs (``serving.fast_path`` when it reproduces the estimator exactly),
+with the estimator's own ``predict`` beside it.
 
     .venv/bin/python benchmarks/serving_vs_mlflow.py --model-uri models:/penguins@staging
     .venv/bin/python benchmarks/serving_vs_mlflow.py --model-uri path/to/model/folder
@@ -119,12 +121,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def in_process(model_dir: Path, frames: dict[str, Any], repeats: int) -> dict[str, float]:
+def in_process(
+    model_dir: Path, frames: dict[str, Any], repeats: int, fast_path: bool = True
+) -> dict[str, float]:
     import warnings
 
     from serving.model import load
 
-    model = load(model_dir)
+    model = load(model_dir, fast_path=fast_path)
     # As a server worker predicts (serving.app silences warnings once the model is loaded):
     # scikit-learn's forests pay per tree for every active warnings filter.
     warnings.resetwarnings()
@@ -167,6 +171,9 @@ def main() -> None:
         for name, p in payloads.items()
     }
     floors = in_process(model_dir, frames, repeats=200)
+    # What the estimator's own predict costs, for comparison (the server uses the fast path
+    # when it reproduces the estimator exactly; `fast path` below says whether it did).
+    estimator_floors = in_process(model_dir, frames, repeats=100, fast_path=False)
 
     # mlflow serve starts `uvicorn` by name: the venv's bin must be on PATH.
     env = {
@@ -226,8 +233,12 @@ def main() -> None:
                 f"overhead over in-process predict (p50) "
                 f"{(percentile(ours[0], 0.5) - floors[payload]) * 1000:.2f} ms"
             )
+    print(f"fast path: {'on' if model.fast is not None else 'off (see the server log)'}")
     for payload, floor in floors.items():
-        print(f"in-process predict, {payload}: median {floor * 1000:.2f} ms")
+        print(
+            f"in-process predict as served, {payload}: median {floor * 1000:.2f} ms "
+            f"(the estimator's own predict: {estimator_floors[payload] * 1000:.2f} ms)"
+        )
 
 
 if __name__ == "__main__":

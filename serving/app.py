@@ -90,7 +90,9 @@ class Server:
     async def _load(self) -> None:
         started = time.perf_counter()
         try:
-            model = await asyncio.to_thread(lambda: load(resolve(self.settings.model_uri)))
+            model = await asyncio.to_thread(
+                lambda: load(resolve(self.settings.model_uri), fast_path=self.settings.fast_path)
+            )
         except Exception as exc:
             self.load_error = str(exc)
             log.error("cannot load the model; stopping", extra={"error": str(exc)})
@@ -106,10 +108,10 @@ class Server:
         ).set(1)
         task = model.task
         self.batcher = MicroBatcher(
-            model.predict,
+            model.predict_columns,
             max_wait_ms=self.settings.batch_max_wait_ms,
             max_rows=self.settings.batch_max_rows,
-            observe=lambda frame, predictions: self.metrics.observe_batch(frame, predictions, task),
+            observe=lambda data, predictions: self.metrics.observe_batch(data, predictions, task),
         )
         self.batcher.start()
         if self.settings.capture_destination:
@@ -134,6 +136,7 @@ class Server:
                 "source": model.source,
                 "seconds": round(time.perf_counter() - started, 3),
                 "capture": self.settings.capture_destination,
+                "fast_path": model.fast is not None,
             },
         )
 
@@ -172,12 +175,12 @@ class Server:
             body = await self._read_body(request)
             content_type = request.headers.get("content-type", "")
             if len(body) > PARSE_INLINE_BYTES:
-                frame = await asyncio.to_thread(schema.parse, body, content_type)
+                data = await asyncio.to_thread(schema.parse_columns, body, content_type)
             else:
-                frame = schema.parse(body, content_type)
+                data = schema.parse_columns(body, content_type)
             batcher.arriving -= 1
             arrived = False
-            predictions = await batcher.predict(frame)
+            predictions = await batcher.predict(data)
             out, out_type = encode(predictions, kind)
             if self.capture is not None and self.capture.sampled():
                 self.capture.capture(body, content_type, out, out_type)

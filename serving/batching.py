@@ -7,9 +7,10 @@ loop keeps accepting and parsing, and hands each caller exactly its own slice of
 
 It is adaptive: a batch waits up to ``max_wait`` for more requests only while other requests are
 being received and parsed (counted by the server as they arrive), so a lone client never pays
-the wait,
-and under load the requests that queue during one predict call form the next batch. Should a
-batched call fail anyway, each request of the batch is retried alone, so the error reaches
+the wait, and under load the requests that queue during one predict call form the next batch.
+A small request that finds nothing queued, arriving or predicting is answered on the event loop
+at once: with nobody to share a batch with, the two thread hops would be its only cost. Should
+a batched call fail anyway, each request of the batch is retried alone, so the error reaches
 only the request that caused it.
 """
 
@@ -23,12 +24,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
+
+from serving.schema import Columns
 
 log = logging.getLogger("serving.batching")
 
-Predict = Callable[[pd.DataFrame], np.ndarray]
-Observe = Callable[[pd.DataFrame, np.ndarray], None]
+# Larger lone requests still go to the predict thread, so the event loop is never held long.
+INLINE_MAX_ROWS = 64
+
+Predict = Callable[[Columns], np.ndarray]
+Observe = Callable[[Columns, np.ndarray], None]
 
 
 def _nothing() -> None:
@@ -37,8 +42,17 @@ def _nothing() -> None:
 
 @dataclass
 class _Item:
-    frame: pd.DataFrame
+    data: Columns
+    rows: int
     future: asyncio.Future[np.ndarray]
+
+
+def _rows(data: Columns) -> int:
+    return len(next(iter(data.values()))) if data else 0
+
+
+def _concat(parts: list[Columns]) -> Columns:
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 class MicroBatcher:
@@ -59,6 +73,7 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._task: asyncio.Task[None] | None = None
         self._carry: _Item | None = None  # a request too big to join the last batch
+        self._busy = False  # a batch is being gathered or predicted
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
@@ -84,17 +99,35 @@ class MicroBatcher:
         with contextlib.suppress(RuntimeError):  # shut down: nothing is pending
             await asyncio.get_running_loop().run_in_executor(self._executor, _nothing)
 
-    async def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """This frame's predictions, possibly computed together with other requests' rows."""
+    async def predict(self, data: Columns) -> np.ndarray:
+        """These rows' predictions, possibly computed together with other requests' rows."""
+        rows = _rows(data)
+        if rows <= INLINE_MAX_ROWS and self._alone():
+            predictions = np.asarray(self._predict(data))
+            if len(predictions) != rows:
+                raise RuntimeError(f"the model returned {len(predictions)} rows for {rows}")
+            self._observe_later(data, predictions)
+            return predictions
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(frame, future))
+        self._queue.put_nowait(_Item(data, rows, future))
         return await future
+
+    def _alone(self) -> bool:
+        """No other request is queued, being received or being predicted."""
+        return (
+            not self._busy
+            and self.arriving <= 0
+            and self._carry is None
+            and self._queue.empty()
+            and self._task is not None
+        )
 
     async def _collect(self) -> list[_Item]:
         loop = asyncio.get_running_loop()
         first, self._carry = self._carry, None
         batch = [first if first is not None else await self._queue.get()]
-        rows = len(batch[0].frame)
+        self._busy = True
+        rows = batch[0].rows
         deadline = loop.time() + self.max_wait
         while rows < self.max_rows:
             if self._queue.empty():
@@ -108,39 +141,44 @@ class MicroBatcher:
                     break
             else:
                 item = self._queue.get_nowait()
-            if rows + len(item.frame) > self.max_rows:
+            if rows + item.rows > self.max_rows:
                 # Too big to join: it leads the next batch instead.
                 self._carry = item
                 break
             batch.append(item)
-            rows += len(item.frame)
+            rows += item.rows
         return batch
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect()
-            batch = [item for item in batch if not item.future.done()]  # callers gone
-            if not batch:
-                continue
             try:
-                frame, predictions, results = await loop.run_in_executor(
-                    self._executor, self._predict_batch, batch
-                )
-            except Exception:
-                log.exception("batched predict failed; retrying each request alone")
-                for item in batch:
-                    await self._predict_alone(item)
-                continue
-            for item, result in zip(batch, results, strict=True):
-                if not item.future.done():
-                    item.future.set_result(result)
-            self._observe_later(frame, predictions)
+                await self._answer([item for item in batch if not item.future.done()])
+            finally:
+                self._busy = False
+
+    async def _answer(self, batch: list[_Item]) -> None:
+        if not batch:  # every caller gone
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            data, predictions, results = await loop.run_in_executor(
+                self._executor, self._predict_batch, batch
+            )
+        except Exception:
+            log.exception("batched predict failed; retrying each request alone")
+            for item in batch:
+                await self._predict_alone(item)
+            return
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+        self._observe_later(data, predictions)
 
     async def _predict_alone(self, item: _Item) -> None:
         loop = asyncio.get_running_loop()
         try:
-            frame, predictions, (result,) = await loop.run_in_executor(
+            data, predictions, (result,) = await loop.run_in_executor(
                 self._executor, self._predict_batch, [item]
             )
         except Exception as exc:
@@ -149,34 +187,30 @@ class MicroBatcher:
             return
         if not item.future.done():
             item.future.set_result(result)
-        self._observe_later(frame, predictions)
+        self._observe_later(data, predictions)
 
-    def _predict_batch(
-        self, batch: list[_Item]
-    ) -> tuple[pd.DataFrame, np.ndarray, list[np.ndarray]]:
-        if len(batch) == 1:
-            frame = batch[0].frame
-        else:
-            frame = pd.concat([item.frame for item in batch], ignore_index=True)
-        predictions = np.asarray(self._predict(frame))
-        if len(predictions) != len(frame):
-            raise RuntimeError(f"the model returned {len(predictions)} rows for {len(frame)}")
-        bounds = np.cumsum([0] + [len(item.frame) for item in batch])
+    def _predict_batch(self, batch: list[_Item]) -> tuple[Columns, np.ndarray, list[np.ndarray]]:
+        data = batch[0].data if len(batch) == 1 else _concat([item.data for item in batch])
+        rows = sum(item.rows for item in batch)
+        predictions = np.asarray(self._predict(data))
+        if len(predictions) != rows:
+            raise RuntimeError(f"the model returned {len(predictions)} rows for {rows}")
+        bounds = np.cumsum([0] + [item.rows for item in batch])
         slices = [predictions[bounds[i] : bounds[i + 1]] for i in range(len(batch))]
-        return frame, predictions, slices
+        return data, predictions, slices
 
-    def _observe_later(self, frame: pd.DataFrame, predictions: np.ndarray) -> None:
+    def _observe_later(self, data: Columns, predictions: np.ndarray) -> None:
         """Record the batch's metrics after its callers have their answers, not before.
 
         The same single predict thread runs it, so metrics are never recorded concurrently.
         """
         if self._observe is not None:
             with contextlib.suppress(RuntimeError):  # shutting down: the executor refuses work
-                self._executor.submit(self._observe_safely, self._observe, frame, predictions)
+                self._executor.submit(self._observe_safely, self._observe, data, predictions)
 
     @staticmethod
-    def _observe_safely(observe: Observe, frame: pd.DataFrame, predictions: np.ndarray) -> None:
+    def _observe_safely(observe: Observe, data: Columns, predictions: np.ndarray) -> None:
         try:
-            observe(frame, predictions)
+            observe(data, predictions)
         except Exception:
             log.exception("recording batch metrics failed")

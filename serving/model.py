@@ -3,11 +3,13 @@
 A model comes from an MLflow model folder (SageMaker mounts it at ``/opt/ml/model``), a
 registry URI (``models:/penguins@champion``) or a local path. The raw scikit-learn estimator is
 loaded, not the pyfunc wrapper: the server checks input itself, so MLflow's per-call schema
-enforcement would only repeat that work on every request.
+enforcement would only repeat that work on every request. Where ``serving.fast_path`` reproduces
+the estimator exactly, requests are predicted through it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.datasets import ColumnSpec, ColumnType
+from serving.fast_path import ColumnPredict, verified
+from serving.schema import Columns
 from serving.settings import SAGEMAKER_MODEL_DIR
 
 if TYPE_CHECKING:
@@ -53,9 +57,20 @@ class LoadedModel:
     schema: dict[str, ColumnSpec]
     source: str
     version: str = ""
+    fast: ColumnPredict | None = None  # serving.fast_path, proven equal to estimator.predict
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.fast is not None:
+            return self.fast({c: frame[c].to_numpy() for c in self.columns})
         return self.estimator.predict(frame)
+
+    def predict_columns(self, data: Columns) -> np.ndarray:
+        """Predictions for checked column arrays (``InputSchema.parse_columns``)."""
+        if self.fast is not None:
+            return self.fast(data)
+        import pandas as pd
+
+        return self.estimator.predict(pd.DataFrame(data, copy=False))
 
     @property
     def classes(self) -> list[str]:
@@ -101,7 +116,7 @@ def _download(uri: str, download_to: Path | None) -> Path:
     return path
 
 
-def load(path: Path) -> LoadedModel:
+def load(path: Path, fast_path: bool = True) -> LoadedModel:
     """Load the estimator and its input schema from a local MLflow model folder."""
     # The registry is the trust boundary for pickled models (README, "Model format").
     os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
@@ -132,7 +147,17 @@ def load(path: Path) -> LoadedModel:
 
         found = (yaml.safe_load(registered.read_text()) or {}).get("model_version")
         version = "" if found is None else str(found)
-    return LoadedModel(estimator, name, task, columns, schema, str(path), version)
+    fast = verified(estimator, columns, schema, _example(path)) if fast_path else None
+    return LoadedModel(estimator, name, task, columns, schema, str(path), version, fast)
+
+
+def _example(path: Path) -> dict[str, list[Any]] | None:
+    """The input example MLflow saved with the model, by column (probe rows for the fast path)."""
+    try:
+        saved = json.loads((path / "input_example.json").read_text())
+        return {str(c): [row[i] for row in saved["data"]] for i, c in enumerate(saved["columns"])}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _schema_from_signature(mlmodel: Any, path: Path) -> tuple[list[str], dict[str, ColumnSpec]]:

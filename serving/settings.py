@@ -52,6 +52,10 @@ class ServeSettings(BaseSettings):
         default=None, description="First folder of the capture layout; the model's name if unset."
     )
     variant_name: str = Field(default="AllTraffic", description="SageMaker's default variant.")
+    fast_path: bool = Field(
+        default=True,
+        description="Predict through serving.fast_path when it matches the estimator exactly.",
+    )
     silence_warnings: bool = Field(
         default=True,
         description="Ignore Python warnings once the model is loaded (see serving.app).",

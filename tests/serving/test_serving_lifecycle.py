@@ -129,3 +129,34 @@ def _requests_total(exposition: str) -> int:
             if sample.name == REQUESTS
         )
     )
+
+
+def test_the_fast_path_is_on_by_default_and_answers_as_the_estimator_does(
+    start: Any, stop: Any
+) -> None:
+    rows = [
+        [35.0 + (i % 25), 14.0 + (i % 8) / 2, 175.0 + (i % 45), 3000.0 + 7 * i,
+         ["Biscoe", "Dream", "Torgersen"][i % 3]]
+        for i in range(300)
+    ]  # fmt: skip
+    body = orjson.dumps({"dataframe_split": {"columns": COLUMNS, "data": rows}})
+    answers, logged = {}, {}
+    for setting in ("true", "false"):
+        running = start(MLOPS_SERVE_FAST_PATH=setting)
+        response = requests.post(
+            f"{running.url}/invocations",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 200
+        answers[setting] = response.json()["predictions"]
+        stop(running.process)
+        loaded = [
+            orjson.loads(line)
+            for line in running.log.read_text().splitlines()
+            if '"model loaded"' in line
+        ]
+        logged[setting] = loaded[0]["fast_path"]
+    assert logged == {"true": True, "false": False}
+    assert answers["true"] == answers["false"]
