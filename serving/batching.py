@@ -8,8 +8,9 @@ loop keeps accepting and parsing, and hands each caller exactly its own slice of
 It is adaptive: a batch waits up to ``max_wait`` for more requests only while other requests are
 being received and parsed (counted by the server as they arrive), so a lone client never pays
 the wait, and under load the requests that queue during one predict call form the next batch.
-A small request that finds nothing queued, arriving or predicting is answered on the event loop
-at once: with nobody to share a batch with, the two thread hops would be its only cost. Should
+A small request that finds nothing queued, arriving or predicting, even after one turn of the
+event loop (in which requests read at the same time show up), is answered on the event loop at
+once: with nobody to share a batch with, the two thread hops would be its only cost. Should
 a batched call fail anyway, each request of the batch is retried alone, so the error reaches
 only the request that caused it.
 """
@@ -74,6 +75,7 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         self._carry: _Item | None = None  # a request too big to join the last batch
         self._busy = False  # a batch is being gathered or predicted
+        self._deciding = 0  # requests taking their one loop turn before going inline
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
@@ -102,7 +104,7 @@ class MicroBatcher:
     async def predict(self, data: Columns) -> np.ndarray:
         """These rows' predictions, possibly computed together with other requests' rows."""
         rows = _rows(data)
-        if rows <= INLINE_MAX_ROWS and self._alone():
+        if rows <= INLINE_MAX_ROWS and self._alone() and await self._still_alone():
             predictions = np.asarray(self._predict(data))
             if len(predictions) != rows:
                 raise RuntimeError(f"the model returned {len(predictions)} rows for {rows}")
@@ -113,14 +115,25 @@ class MicroBatcher:
         return await future
 
     def _alone(self) -> bool:
-        """No other request is queued, being received or being predicted."""
+        """No other request is queued, being received, predicted or about to go inline."""
         return (
             not self._busy
             and self.arriving <= 0
+            and self._deciding <= 0
             and self._carry is None
             and self._queue.empty()
             and self._task is not None
         )
+
+    async def _still_alone(self) -> bool:
+        # Requests whose bytes arrived together get their tasks started in the same loop turn:
+        # one turn lets them reach the batcher (or at least start arriving) before we decide.
+        self._deciding += 1
+        try:
+            await asyncio.sleep(0)
+        finally:
+            self._deciding -= 1
+        return self._alone()
 
     async def _collect(self) -> list[_Item]:
         loop = asyncio.get_running_loop()

@@ -96,3 +96,15 @@ def test_a_bad_request_in_a_batch_fails_alone():
     first, bad, third = asyncio.run(with_batcher(model, body))
     assert first.tolist() == [2] and third.tolist() == [6]
     assert isinstance(bad, ValueError)
+
+
+def test_requests_started_in_the_same_loop_turn_are_batched_not_answered_inline_one_by_one():
+    # What eight clients look like once their requests are read in one turn of the event loop.
+    model = Recorder()
+
+    async def body(batcher: MicroBatcher) -> list[np.ndarray]:
+        return list(await asyncio.gather(*(batcher.predict(rows(i)) for i in range(8))))
+
+    answers = asyncio.run(with_batcher(model, body))
+    assert [a.tolist() for a in answers] == [[2 * i] for i in range(8)]
+    assert len(model.calls) < 8, model.calls
