@@ -153,18 +153,16 @@ def run_drift_demo(
     from monitoring.retrain import dispatch
     from monitoring.settings import MonitorSettings
     from pipelines.datasets import load_dataset_by_name, update_fingerprint
-    from pipelines.demo import _run
+    from pipelines.demo import _run, demo_repository, examples_root
     from pipelines.registry import connect
 
     console = Console(highlight=False)
     started = time.perf_counter()
     workspace = settings.state_dir / "demo-drift"
+    examples_root(settings.root)  # before anything is removed: no examples, no demo
     if not keep:
         shutil.rmtree(workspace, ignore_errors=True)
-    repo = workspace / "repo"
-    for folder in ("models", "data", "environments"):
-        shutil.copytree(settings.root / folder, repo / folder, dirs_exist_ok=True)
-    _clear_pins(repo / "environments")
+    repo = demo_repository(settings, workspace / "repo")
     demo = Settings(root=repo, home=workspace / "state", tracking_uri=None)
     client = connect(demo)
     console.print(Rule("Drift demo: serve, capture, detect, retrain, gate"))
@@ -227,17 +225,6 @@ def run_drift_demo(
         console.print("the retrained candidate was rejected; prod keeps the previous champion")
     console.print(f"[bold]drift demo done in {time.perf_counter() - started:.1f} s[/]")
     return promoted
-
-
-def _clear_pins(environments: Path) -> None:
-    """A fresh registry has no versions: pins copied from the checkout would name none of them."""
-    from pipelines.pins import environment_path, list_environments, load_environment, render
-
-    for name in list_environments(environments):
-        environment = load_environment(environments, name)
-        if environment.models:
-            empty = environment.model_copy(update={"models": {}})
-            environment_path(environments, name).write_text(render(empty), encoding="utf-8")
 
 
 def _print_result(console: Console, result: Any) -> None:

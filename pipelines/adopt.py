@@ -9,6 +9,12 @@ leaves the checkout untouched. The answers are recorded in ``.mlops-template.yam
 ``mlops init`` with no flags re-applies them and ``mlops template update`` can render any
 template version the same way (see ``pipelines.template_update``).
 
+The environments are a promotion chain (``pipelines.environment_chain``): adoption writes a pins
+file and a Pulumi stack file per environment (a new stack starts from the template's stack of the
+same role), removes those of environments no longer listed, and sets the lists and targets of
+the workflows. The Pulumi project takes the project's name, and with it the namespace of every
+stack file's config keys.
+
 Declining the examples moves them, rather than deleting them, to ``tests/examples/``: the test
 suites train, serve and plan them as fixtures (``tests/examples_root.py``), while the team's
 ``models/`` and ``data/`` start empty and nothing deploys, retrains or offers the examples.
@@ -27,10 +33,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipelines.environment_chain import (
+    ENVIRONMENT_PATTERN,
+    MAX_ENVIRONMENTS,
+    STANDARD_ENVIRONMENTS,
+    Chain,
+    spoken_list,
+)
 from pipelines.errors import DefinitionError
 
 ANSWERS_FILE = ".mlops-template.yaml"
-STANDARD_ENVIRONMENTS = ("dev", "staging", "prod")
 EXAMPLE_MODELS = ("penguins", "seattle_weather")
 EXAMPLE_DATASETS = ("penguins", "seattle_weather")
 # Where declined examples go: test fixtures, outside the folders the CLI, CI and infra read.
@@ -38,6 +50,8 @@ EXAMPLES_FIXTURES = Path("tests") / "examples"
 
 # Python distribution names that also work as Pulumi descriptions and image name prefixes.
 PROJECT_PATTERN = r"^[a-z][a-z0-9-]{0,48}[a-z0-9]$"
+# The project name is also the Pulumi project, whose config namespace must not be a provider's.
+RESERVED_PROJECT_NAMES = ("aws", "kubernetes", "pulumi")
 ACCOUNT_PATTERN = r"^[0-9]{12}$"
 # Commercial, GovCloud and China partitions: us-east-1, eu-west-1, us-gov-west-1, cn-north-1 ...
 REGION_PATTERN = r"^(?:us|eu|ap|sa|ca|me|af|il|mx|cn)(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]$"
@@ -79,7 +93,7 @@ class Answers(BaseModel):
     )
     environments: list[str] = Field(
         default_factory=lambda: list(STANDARD_ENVIRONMENTS),
-        description="Deployment environments (the promotion chain dev -> staging -> prod).",
+        description="Deployment environments in promotion order; the last is production.",
     )
     keep_examples: bool = Field(
         description="Keep the example models penguins and seattle_weather and their data."
@@ -93,19 +107,38 @@ class Answers(BaseModel):
             raise ValueError(f"a GitHub repository is owner/name (got {value!r})")
         return value
 
+    @field_validator("project_name")
+    @classmethod
+    def _not_a_provider_namespace(cls, value: str) -> str:
+        if value in RESERVED_PROJECT_NAMES:
+            raise ValueError(
+                f"{value!r} is a Pulumi provider's config namespace; choose another project name"
+            )
+        return value
+
     @field_validator("environments")
     @classmethod
-    def _standard_environments(cls, value: list[str]) -> list[str]:
-        # The promotion chain (main.yml's dev -> staging -> prod, prod promoted from staging),
-        # the stack files and the infra tests all assume these three; a subset is not offered
-        # rather than half-supported.
-        if sorted(value) != sorted(STANDARD_ENVIRONMENTS):
+    def _a_promotion_chain(cls, value: list[str]) -> list[str]:
+        given = ", ".join(value) or "none"
+        if not 1 <= len(value) <= MAX_ENVIRONMENTS:
             raise ValueError(
-                f"must be exactly {', '.join(STANDARD_ENVIRONMENTS)} (got {', '.join(value)}); "
-                "other environment lists are not supported yet - an unused dev stack costs "
-                "nothing until it is applied"
+                f"1 to {MAX_ENVIRONMENTS} environment names in promotion order, the last one "
+                f"production (got {len(value)}: {given})"
             )
-        return list(STANDARD_ENVIRONMENTS)
+        bad = [name for name in value if not re.fullmatch(ENVIRONMENT_PATTERN, name)]
+        if bad:
+            raise ValueError(
+                "an environment name is 1 to 20 lower case letters, digits and inner '-', "
+                f"starting with a letter (got {', '.join(repr(b) for b in bad)})"
+            )
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"each environment once (repeated: {', '.join(repeated)})")
+        return value
+
+    @property
+    def chain(self) -> Chain:
+        return Chain(tuple(self.environments))
 
 
 def validate_answers(raw: dict[str, Any], *, source: str = "answers") -> Answers:
@@ -198,7 +231,12 @@ def _stack_account(answers: Answers) -> str:
     return f'\\g<1>\n  aws:allowedAccountIds: ["{answers.aws_account_id}"]'
 
 
-def _rewrites(answers: Answers) -> list[Rewrite]:
+def _listed(names: list[str] | tuple[str, ...]) -> str:
+    return f"[{', '.join(names)}]"
+
+
+def _rewrites(answers: Answers, project_was: str) -> list[Rewrite]:
+    """Every anchored value; ``project_was`` is the Pulumi project name before this run."""
     rules = [
         Rewrite(
             "pyproject.toml", r'^name = "[^"]*"', lambda a: f'name = "{a.project_name}"', True, 1
@@ -214,6 +252,18 @@ def _rewrites(answers: Answers) -> list[Rewrite]:
             ),
             True,
             1,
+        ),
+        Rewrite(
+            "Pulumi.yaml",
+            r"^(# The cloud side of the platform\. Stacks: ).*?( \(Pulumi\.<stack>\.yaml\)\.)$",
+            lambda a: f"\\g<1>{', '.join(a.environments)}\\g<2>",
+            False,
+        ),
+        Rewrite(
+            "Pulumi.yaml",
+            r"(exactly one owns them \()[a-z0-9-]+(\))",
+            lambda a: f"\\g<1>{a.chain.production}\\g<2>",
+            False,
         ),
         Rewrite(
             "Pulumi.yaml",
@@ -257,8 +307,18 @@ def _rewrites(answers: Answers) -> list[Rewrite]:
             False,
         ),
     ]
+    rules += _chain_rewrites()
+    rules += _pulumi_project_rewrites(answers, project_was)
     for stack in answers.environments:
         stack_file = f"Pulumi.{stack}.yaml"
+        rules.append(
+            Rewrite(
+                stack_file,
+                r"^(  # Shares the AWS account with )[a-z0-9-]+(, which owns)",
+                lambda a: f"\\g<1>{a.chain.production}\\g<2>",
+                False,
+            )
+        )
         # Drop an earlier allowedAccountIds line, then set it right after the region.
         rules.append(Rewrite(stack_file, r"^  aws:allowedAccountIds: .*\n", lambda a: "", False))
         rules.append(
@@ -266,6 +326,77 @@ def _rewrites(answers: Answers) -> list[Rewrite]:
         )
         rules.append(Rewrite(stack_file, r"^(  aws:region: .*)$", _stack_account))
     return rules
+
+
+def _pulumi_project_rewrites(answers: Answers, project_was: str) -> list[Rewrite]:
+    """The Pulumi project takes the project's name, and with it the namespace of the stack
+    files' config keys (``pulumi.Config()`` reads the project's own namespace)."""
+    rules = [Rewrite("Pulumi.yaml", r"^name: .*$", lambda a: f"name: {a.project_name}", True, 1)]
+    for stack in answers.environments:
+        rules.append(
+            Rewrite(
+                f"Pulumi.{stack}.yaml",
+                rf"^(\s+){re.escape(project_was)}:(?=\w)",
+                lambda a: f"\\g<1>{a.project_name}:",
+                False,
+            )
+        )
+    return rules
+
+
+def _chain_rewrites() -> list[Rewrite]:
+    """The workflows' environment lists and targets, from the promotion chain. Not required,
+    like the other workflow rewrites: a template version from before they existed (rendered
+    again by `mlops template update`) or a team's own workflow may lack the anchor."""
+    workflows = ".github/workflows/"
+
+    def every_stack(a: Answers) -> str:
+        return f"\\g<1>{_listed(a.environments)}"
+
+    def to_first(a: Answers) -> str:
+        return f"\\g<1>{a.chain.first}"
+
+    return [
+        Rewrite(f"{workflows}main.yml", r"^(\s+stack: )\[.*\]$", every_stack, False),
+        Rewrite(f"{workflows}pull-request.yml", r"^(\s+stack: )\[.*\]$", every_stack, False),
+        Rewrite(
+            f"{workflows}main.yml",
+            r"^(\s+max-parallel: 1 # ).*$",
+            lambda a: "\\g<1>" + ", then ".join(a.environments),
+            False,
+        ),
+        Rewrite(
+            f"{workflows}main.yml",
+            r"^(  promote:\n(?:    .*\n)*?      environment: )\S+$",
+            to_first,
+            False,
+        ),
+        Rewrite(
+            f"{workflows}retrain.yml",
+            r"^(  retrain:\n(?:    .*\n)*?      environment: )\S+$",
+            to_first,
+            False,
+        ),
+        Rewrite(
+            f"{workflows}promote.yml",
+            r"^(      environment:\n(?:        .*\n)*?        default: )\S+$",
+            to_first,
+            False,
+        ),
+        Rewrite(
+            f"{workflows}promote-manual.yml",
+            r"^(      environment:\n(?:        .*\n)*?        options: )\[.*\]"
+            r"(\n        default: )\S+$",
+            lambda a: f"\\g<1>{_listed(a.chain.promoted)}\\g<2>{a.chain.production}",
+            False,
+        ),
+        Rewrite(
+            f"{workflows}infra.yml",
+            r"^(      stack:\n        description: ).*$",
+            lambda a: f"\\g<1>{spoken_list(a.environments)}.",
+            False,
+        ),
+    ]
 
 
 @dataclass
@@ -324,25 +455,35 @@ def _readme(kind: str) -> str:
 
 def plan_adoption(root: Path, answers: Answers) -> Changes:
     """Every file adoption would write or remove; raises before any change on bad input."""
+    from pipelines.adopt_environments import plan_environments
+
     _check_checkout(root)
     contents: dict[Path, str] = {}
     originals: dict[Path, str] = {}
-    for rule in [*_rewrites(answers), *_workflow_rewrites(root)]:
+    changes = Changes()
+    # New environments' files first: the rewrites below set their region, account and namespace.
+    changes.deletes = plan_environments(
+        root,
+        answers.chain,
+        _previous_chain(root),
+        unpin=() if answers.keep_examples else EXAMPLE_MODELS,
+        contents=contents,
+        originals=originals,
+    )
+    for rule in [*_rewrites(answers, _pulumi_project(root)), *_workflow_rewrites(root)]:
         path = root / rule.path
-        if not path.is_file():
-            if rule.required:
-                raise DefinitionError("missing; adoption needs it", file=path)
-            continue
         if path not in contents:
+            if not path.is_file():
+                if rule.required:
+                    raise DefinitionError("missing; adoption needs it", file=path)
+                continue
             originals[path] = contents[path] = path.read_text(encoding="utf-8")
         contents[path] = rule.apply(contents[path], answers, path)
     contents[root / ANSWERS_FILE] = render_answers(answers)
     originals.setdefault(root / ANSWERS_FILE, _read_or_empty(root / ANSWERS_FILE))
 
-    changes = Changes()
     if not answers.keep_examples:
         _forget_examples_in_workflows(root, contents, originals)
-        _unpin_examples(root, contents, originals)
         examples = [Path("models") / m for m in EXAMPLE_MODELS]
         examples += [Path("data") / d for d in EXAMPLE_DATASETS]
         changes.moves = {
@@ -377,27 +518,22 @@ def _forget_examples_in_workflows(
         contents[path] = re.sub(r"^  schedule:\n(?!    - )", "", text, flags=re.M)
 
 
-def _unpin_examples(root: Path, contents: dict[Path, str], originals: dict[Path, str]) -> None:
-    """Pins of the examples go with them: no environment may serve a model it no longer has."""
-    from pipelines.pins import (
-        environment_path,
-        list_environments,
-        load_environment,
-        render,
-        with_pin,
-    )
-    from pipelines.pins import pinned as pin_of
+def _previous_chain(root: Path) -> Chain:
+    """The chain the checkout has now: the recorded answers', else the template's own."""
+    recorded = read_answers(root) or {}
+    names = recorded.get("environments")
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        return Chain(tuple(names))
+    return Chain(STANDARD_ENVIRONMENTS)
 
-    folder = root / "environments"
-    for name in list_environments(folder):
-        environment = load_environment(folder, name)
-        if not any(pin_of(environment, m) for m in EXAMPLE_MODELS):
-            continue
-        for model in EXAMPLE_MODELS:
-            environment = with_pin(environment, model, None)
-        path = environment_path(folder, name)
-        originals.setdefault(path, path.read_text(encoding="utf-8"))
-        contents[path] = render(environment)
+
+def _pulumi_project(root: Path) -> str:
+    """The Pulumi project name before this run: the namespace the stack files' keys are in."""
+    path = root / "Pulumi.yaml"
+    match = re.search(r"^name: *(\S+)", _read_or_empty(path), re.MULTILINE)
+    if not match:
+        raise DefinitionError("no `name:` line; adoption needs it", file=path, field="name")
+    return match.group(1)
 
 
 def _read_or_empty(path: Path) -> str:

@@ -239,15 +239,19 @@ def _is_local_endpoint() -> bool:
 @guarded
 def sm_register(
     model: str = ModelArg,
-    env: str = typer.Option(
-        "staging", "--env", help="Environment whose package group (<model>-<env>) receives it."
+    env: str | None = typer.Option(
+        None,
+        "--env",
+        help="Environment whose package group (<model>-<env>) receives it (default: the one "
+        "main's gated versions go to, staging in the template).",
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Default: the latest run."),
 ) -> None:
     """Register a gated run: MLflow version, model.tar.gz in S3 and a model package, or none."""
+    from pipelines.environment_chain import receiving_environment
     from pipelines.sagemaker_flow import register_package
 
-    _environment(env)
+    env = _environment(env or receiving_environment(_settings().environments_dir) or "staging")
     settings, client = _connect()
     published = register_package(
         client,

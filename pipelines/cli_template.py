@@ -62,7 +62,11 @@ def init(
         None, "--serving-target", help="sagemaker or kubernetes: new models' deployment.target."
     ),
     environments: str | None = typer.Option(
-        None, "--environments", help="Comma-separated; dev,staging,prod (the only list for now)."
+        None,
+        "--environments",
+        help="The promotion chain, comma-separated, 1 to 6 names (default dev,staging,prod). "
+        "The last is production (approval required), each promotes from the one before; with "
+        "three or more the first is a scratch stack and main's versions go to the second.",
     ),
     keep_examples: bool | None = typer.Option(
         None, "--keep-examples/--drop-examples", help="Keep penguins and seattle_weather."

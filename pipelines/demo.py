@@ -1,19 +1,24 @@
 """``mlops demo``: the whole story on the embedded default, start to finish, in about a minute.
 
-It works on a scratch copy of models/, data/ and environments/ under the state folder, with its
-own SQLite registry, so the demo never moves the repository's real pins.
+It works on a scratch repository under the state folder: the example models and their data
+(from models/ and data/, or from tests/examples/ once `mlops init --drop-examples` moved them
+there), the template's own environments dev, staging and prod with nothing pinned, and its own
+SQLite registry. So the demo never moves the repository's real pins, and it runs the same
+whatever environments the repository itself has.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
+from pipelines.errors import DefinitionError
 from pipelines.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +36,33 @@ SECOND: tuple[str, dict[str, object]] = (
 )
 
 
+def examples_root(root: Path) -> Path:
+    """The folder holding the example models/ and data/: the checkout, or its test fixtures."""
+    from pipelines.adopt import EXAMPLE_DATASETS, EXAMPLE_MODELS, EXAMPLES_FIXTURES
+
+    for candidate in (root, root / EXAMPLES_FIXTURES):
+        models = all((candidate / "models" / m / "model.yaml").is_file() for m in EXAMPLE_MODELS)
+        if models and all((candidate / "data" / d).is_dir() for d in EXAMPLE_DATASETS):
+            return candidate
+    raise DefinitionError(
+        f"the demos need the example models {' and '.join(EXAMPLE_MODELS)} and their data, "
+        f"in models/ and data/ or in {EXAMPLES_FIXTURES}/; found neither (restore them from "
+        "the template, or adopt it with --keep-examples)",
+        file=root,
+    )
+
+
+def demo_repository(settings: Settings, repo: Path) -> Path:
+    """The demos' scratch repository at ``repo``: the examples and the standard environments."""
+    from pipelines.environment_chain import STANDARD_ENVIRONMENTS, Chain, write_fresh_environments
+
+    source = examples_root(settings.root)
+    for folder in ("models", "data"):
+        shutil.copytree(source / folder, repo / folder, dirs_exist_ok=True)
+    write_fresh_environments(repo / "environments", Chain(STANDARD_ENVIRONMENTS))
+    return repo
+
+
 def run_demo(settings: Settings, *, keep: bool = False) -> None:
     from pipelines.promote import promote, rollback
     from pipelines.registry import connect
@@ -38,11 +70,10 @@ def run_demo(settings: Settings, *, keep: bool = False) -> None:
     console = Console()
     started = time.perf_counter()
     workspace = settings.state_dir / "demo"
+    examples_root(settings.root)  # before anything is removed: no examples, no demo
     if not keep:
         shutil.rmtree(workspace, ignore_errors=True)
-    repo = workspace / "repo"
-    for folder in ("models", "data", "environments"):
-        shutil.copytree(settings.root / folder, repo / folder, dirs_exist_ok=True)
+    repo = demo_repository(settings, workspace / "repo")
     demo_settings = Settings(root=repo, home=workspace / "state", tracking_uri=None)
     console.print(Rule("MLOps template demo"))
     console.print(f"workspace: {repo}\nregistry:  {demo_settings.resolved_tracking_uri()}")

@@ -7,6 +7,13 @@ changed (its own models, settings, edits to template files) is kept; what the te
 arrives already rewritten with the team's values; where both touched the same lines git leaves
 conflict markers to resolve. Nothing is committed: the result is staged for review.
 
+Each version is rendered with its own adoption code. When the new version adopts differently
+(a rename such as the Pulumi project taking the project's name), the old render and the
+repository's own files are first adopted once more with the new version's code, as
+`mlops init` of the new version would, and that is picked first: then the template's
+difference carries only its content changes, which merge with the team's edits line by line
+instead of conflicting with the rename on every line.
+
 Only objects are added to the repository's git database while rendering (a temporary index
 and work tree); its branches and working tree change only in the final cherry-pick.
 """
@@ -64,18 +71,31 @@ def template_source(repo: Path) -> TemplateSource | None:
     return TemplateSource(url=url, commit=commit) if url and len(commit) == 40 else None
 
 
-def _render(repo: Path, commit: str, answers: Answers, parent: str | None) -> str:
-    """Commit object of the template at ``commit`` rendered with ``answers`` (no ref moves)."""
+def _extract(repo: Path, commit: str, folder: Path) -> Path:
+    """The files of ``commit`` in ``folder`` (which must not exist yet)."""
+    folder.mkdir()
+    archive = folder.with_suffix(".tar")
+    git(repo, "archive", "--format=tar", f"--output={archive}", commit)
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    archive.unlink()
+    return folder
+
+
+def _render(
+    repo: Path,
+    commit: str,
+    answers: Answers,
+    parent: str | None,
+    *,
+    codes: tuple[Path | None, ...] = (None,),
+) -> str:
+    """Commit object of the files of ``commit`` adopted with ``answers`` (no ref moves), by the
+    adoption code of each tree in ``codes`` in turn (None: the commit's own)."""
     with tempfile.TemporaryDirectory(prefix="mlops-template-") as tmp:
-        tree_dir, archive = Path(tmp) / "tree", Path(tmp) / "template.tar"
-        tree_dir.mkdir()
-        git(repo, "archive", "--format=tar", f"--output={archive}", commit)
-        with tarfile.open(archive) as tar:
-            tar.extractall(tree_dir, filter="data")
-        source = (
-            answers.template.model_copy(update={"commit": commit}) if answers.template else None
-        )
-        _adopt_with_its_own_code(tree_dir, answers.model_copy(update={"template": source}))
+        tree_dir = _extract(repo, commit, Path(tmp) / "tree")
+        for code in codes:
+            _adopt_with_code(tree_dir, answers, code=code or tree_dir)
         env = {
             "GIT_DIR": git(repo, "rev-parse", "--absolute-git-dir").strip(),
             "GIT_INDEX_FILE": str(Path(tmp) / "index"),
@@ -84,13 +104,13 @@ def _render(repo: Path, commit: str, answers: Answers, parent: str | None) -> st
         git(tree_dir, "add", "--all", "--force", ".", env=env)
         tree = git(tree_dir, "write-tree", env=env).strip()
     parents = ["-p", parent] if parent else []
-    message = f"template {commit[:12]} rendered with {ANSWERS_FILE}"
+    message = f"{commit[:12]} adopted with {ANSWERS_FILE}"
     return git(repo, "commit-tree", tree, *parents, "-m", message).strip()
 
 
-def _adopt_with_its_own_code(tree: Path, answers: Answers) -> None:
-    """Adopt ``tree`` with the adoption code it ships (falling back to ours if it has none)."""
-    if not (tree / "pipelines" / "adopt.py").is_file():
+def _adopt_with_code(tree: Path, answers: Answers, *, code: Path) -> None:
+    """Adopt ``tree`` with the adoption code of the tree ``code`` (ours if it has none)."""
+    if not (code / "pipelines" / "adopt.py").is_file():
         adopt(tree, answers)
         return
     result = subprocess.run(
@@ -98,9 +118,9 @@ def _adopt_with_its_own_code(tree: Path, answers: Answers) -> None:
         input=answers.model_dump_json(),
         capture_output=True,
         text=True,
-        cwd=tree,
+        cwd=code,
         # No __pycache__ in the rendered tree: it would be committed with it.
-        env={**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"},
+        env={**os.environ, "PYTHONPATH": str(code), "PYTHONDONTWRITEBYTECODE": "1"},
         timeout=300,
         check=False,
     )
@@ -148,12 +168,19 @@ def update(
         git(repo, "fetch", "--quiet", "--no-tags", source, old)
     if old == new:
         return UpdateResult(old, new, [])
-    answers = answers.model_copy(update={"template": TemplateSource(url=source, commit=old)})
-    before = _render(repo, old, answers, None)
-    after = _render(repo, new, answers, before)
-    changed = git(repo, "diff", "--name-only", before, after).split()
+    at_old = answers.model_copy(update={"template": TemplateSource(url=source, commit=old)})
+    at_new = answers.model_copy(update={"template": TemplateSource(url=source, commit=new)})
+    head = git(repo, "rev-parse", "HEAD").strip()
+    with tempfile.TemporaryDirectory(prefix="mlops-template-") as tmp:
+        new_code = _extract(repo, new, Path(tmp) / "new")
+        # Base and ours both adopted the new version's way too: what is left to merge is the
+        # template's content change, not a change in how adoption writes things.
+        before = _render(repo, old, at_old, None, codes=(None, new_code))
+        ours = _render(repo, head, at_old, head, codes=(new_code,))
+    after = _render(repo, new, at_new, before)
+    picks = [ours, after] if _tree(repo, ours) != _tree(repo, head) else [after]
     result = subprocess.run(
-        ["git", "-C", str(repo), "cherry-pick", "--no-commit", after],
+        ["git", "-C", str(repo), "cherry-pick", "--no-commit", *picks],
         capture_output=True,
         text=True,
         env={**os.environ, **_IDENTITY},
@@ -167,7 +194,12 @@ def update(
             "resolve them, then commit (git cherry-pick --abort undoes the update)",
             file=repo,
         )
+    changed = git(repo, "diff", "--cached", "--name-only").split()
     return UpdateResult(old, new, changed)
+
+
+def _tree(repo: Path, commit: str) -> str:
+    return git(repo, "rev-parse", f"{commit}^{{tree}}").strip()
 
 
 def _has(repo: Path, commit: str) -> bool:

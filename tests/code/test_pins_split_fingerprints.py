@@ -124,11 +124,21 @@ def test_with_pin_none_removes_the_model(tmp_path):
     assert environment.models == {}
 
 
-@pytest.mark.parametrize("name", ["dev", "staging", "prod"])
-def test_committed_environment_files_load(name):
-    repo_root = Path(__file__).resolve().parents[2]
+COMMITTED_ENVIRONMENTS = Path(__file__).resolve().parents[2] / "environments"
 
-    assert load_environment(repo_root / "environments", name).environment == name
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in COMMITTED_ENVIRONMENTS.glob("*.yaml")))
+def test_committed_environment_files_load(name):
+    assert load_environment(COMMITTED_ENVIRONMENTS, name).environment == name
+
+
+def test_committed_environments_form_one_chain_ending_in_production():
+    names = sorted(p.stem for p in COMMITTED_ENVIRONMENTS.glob("*.yaml"))
+    environments = [load_environment(COMMITTED_ENVIRONMENTS, n) for n in names]
+
+    champions = [e for e in environments if e.champion]
+    assert len(champions) == 1 and champions[0].requires_approval, "one production"
+    assert all(e.promote_from in (None, *names) for e in environments)
 
 
 def test_environment_whose_name_differs_from_its_file_is_rejected(tmp_path):

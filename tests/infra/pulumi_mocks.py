@@ -27,10 +27,12 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from infra.policy.rules import Resource  # noqa: E402
+from pipelines.pins import Environment, save_environment  # noqa: E402
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-PROJECT = "mlops"
+# The Pulumi project, and so the namespace of the stacks' config keys: `mlops init` renames it.
+PROJECT = str(yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["name"])
 KUBERNETES_VERSION = "1.33.0"  # manifests are validated against this release's schemas
 TOKEN = "ghp_test-token-never-real"
 
@@ -235,6 +237,8 @@ def make_repo(
         _edit_model(root, model, lambda d, s=strategy: d["deployment"].__setitem__("strategy", s))
     for env, models in (pins or {}).items():
         path = root / "environments" / f"{env}.yaml"
+        if not path.is_file():  # an environment this repository does not have: an empty one
+            save_environment(root / "environments", Environment(environment=env))
         data = yaml.safe_load(path.read_text())
         for model, versions in models.items():
             records = [

@@ -18,6 +18,7 @@ from infra.model_plan import canary_weight, plan, rollout_steps
 from pipelines import conventions
 from pipelines.definitions import Deployment, discover_models, load_definition
 from pipelines.errors import DefinitionError
+from pipelines.pins import list_environments
 
 pytestmark = pytest.mark.infra
 
@@ -41,7 +42,8 @@ def test_model_archive_and_capture_layout() -> None:
 
 
 def test_the_repository_as_committed_plans_registry_only(tmp_path: Path) -> None:
-    plans = {p.name: p for p in plan(REPO_ROOT, "prod")}
+    environment = list_environments(REPO_ROOT / "environments")[0]  # whichever it has
+    plans = {p.name: p for p in plan(REPO_ROOT, environment)}
     assert set(plans) == set(discover_models(REPO_ROOT / "models"))
     assert all(p.version is None and not p.has_endpoint for p in plans.values())
 
@@ -67,7 +69,7 @@ def test_a_pin_for_an_unknown_model_is_an_error_naming_the_file(repo_factory: An
 
 def test_an_unknown_environment_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DefinitionError, match="not found"):
-        plan(REPO_ROOT, "qa")
+        plan(REPO_ROOT, "no-such-environment")
 
 
 @pytest.mark.parametrize(

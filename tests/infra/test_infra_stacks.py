@@ -3,7 +3,11 @@ under the mock runtime, and held to the platform's policies.
 
 Two worlds: the repository as it is (no version pinned yet: registries and monitoring, no
 endpoint), and a scratch copy with pins, where seattle_weather runs on SageMaker and penguins on
-Kubernetes (mid-canary in prod), so every endpoint path is declared and checked.
+Kubernetes (mid-canary in production), so every endpoint path is declared and checked.
+
+The stacks are the repository's environments, whatever `mlops init --environments` named them:
+the champion environment is production, the one it promotes from is its upstream (staging in the
+template), and the others (dev) are the cheap scratch stacks.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi_mocks import (
     KUBERNETES_VERSION,
+    PROJECT,
     REPO_ROOT,
     TOKEN,
     Run,
@@ -45,17 +50,28 @@ from pipelines.conventions import (
 )
 from pipelines.definitions import discover_models
 from pipelines.errors import DefinitionError
+from pipelines.pins import in_promotion_order, list_environments, load_environment
 
 pytestmark = pytest.mark.infra
 
-STACKS = ("dev", "staging", "prod")
+_ENVIRONMENTS = in_promotion_order(
+    [
+        load_environment(REPO_ROOT / "environments", n)
+        for n in list_environments(REPO_ROOT / "environments")
+    ]
+)
+STACKS = tuple(e.environment for e in _ENVIRONMENTS)
+(PRODUCTION,) = [e.environment for e in _ENVIRONMENTS if e.champion]
+UPSTREAM = next(e.promote_from for e in _ENVIRONMENTS if e.environment == PRODUCTION)
+NON_PRODUCTION = tuple(s for s in STACKS if s != PRODUCTION)
+SCRATCH = tuple(s for s in NON_PRODUCTION if s != UPSTREAM)
 # How the engine marks a secret value (pulumi.runtime.rpc): encrypted in state, masked in logs.
 SECRET_SIG_KEY, SECRET_SIG = rpc._special_sig_key, rpc._special_secret_sig
 REPOSITORY = "example-org/mlops-template"
 
 
 def run_main(stack: str, repo: Path | None = None, **overrides: Any) -> Run:
-    config = {**stack_config(stack), **{f"mlops:{k}": v for k, v in overrides.items()}}
+    config = {**stack_config(stack), **{f"{PROJECT}:{k}": v for k, v in overrides.items()}}
 
     def program() -> None:
         previous = os.environ.get("MLOPS_ROOT")
@@ -79,14 +95,11 @@ def as_is() -> dict[str, Run]:
 
 @pytest.fixture(scope="module")
 def pinned_repo(repo_factory: Any) -> Path:
-    return repo_factory(
-        targets={"penguins": "kubernetes"},
-        pins={
-            "dev": {"seattle_weather": ["3"]},
-            "staging": {"seattle_weather": ["3"], "penguins": ["5"]},
-            "prod": {"seattle_weather": ["2", "3"], "penguins": ["4", "5"]},
-        },
-    )
+    pins: dict[str, dict[str, list[str]]] = {s: {"seattle_weather": ["3"]} for s in SCRATCH}
+    if UPSTREAM:
+        pins[UPSTREAM] = {"seattle_weather": ["3"], "penguins": ["5"]}
+    pins[PRODUCTION] = {"seattle_weather": ["2", "3"], "penguins": ["4", "5"]}
+    return repo_factory(targets={"penguins": "kubernetes"}, pins=pins)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +135,7 @@ def test_each_stack_has_the_shared_platform(as_is: dict[str, Run]) -> None:
     models = discover_models(REPO_ROOT / "models")  # none once the examples are dropped
     for stack, run in as_is.items():
         assert len(run.of("aws:s3/bucket:Bucket")) == 2, "artifact bucket and its access-log bucket"
-        owner = stack == "prod"  # one AWS account: prod owns the account-wide resources
+        owner = stack == PRODUCTION  # one AWS account: production owns the account-wide ones
         assert len(run.of("aws:ecr/repository:Repository")) == int(owner), stack
         assert len(run.of("aws:iam/openIdConnectProvider:OpenIdConnectProvider")) == int(owner)
         assert run.one("aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer")
@@ -138,22 +151,25 @@ def test_stacks_differ_in_size_protection_and_approval(pinned: dict[str, Run]) -
         s: float(r.one("aws:budgets/budget:Budget").inputs["limitAmount"])
         for s, r in pinned.items()
     }
-    assert budgets["dev"] < budgets["staging"] < budgets["prod"]
+    assert all(budgets[s] < budgets[PRODUCTION] for s in NON_PRODUCTION)
+    assert budgets[STACKS[0]] == min(budgets.values()), "the first stack is the cheapest"
     variants = {
         s: r.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs[
             "productionVariants"
         ][0]
         for s, r in pinned.items()
     }
-    assert variants["staging"]["instanceType"] == "ml.t2.medium", "staging is scaled down"
-    assert variants["prod"]["instanceType"] == "ml.m5.large", "prod runs model.yaml's size"
     scaling = {s: r.one("aws:appautoscaling/target:Target").inputs for s, r in pinned.items()}
-    assert scaling["staging"]["maxCapacity"] == 1 and scaling["prod"]["maxCapacity"] == 2
     deploy_subjects = {s: _deploy_subjects(r) for s, r in pinned.items()}
-    assert deploy_subjects["prod"] == [f"repo:{REPOSITORY}:environment:prod"], (
-        "prod deploys only from its GitHub environment, which has required reviewers"
+    for stack in NON_PRODUCTION:
+        assert variants[stack]["instanceType"] == "ml.t2.medium", f"{stack} is scaled down"
+        assert scaling[stack]["maxCapacity"] == 1, stack
+        assert f"repo:{REPOSITORY}:ref:refs/heads/main" in deploy_subjects[stack], stack
+    assert variants[PRODUCTION]["instanceType"] == "ml.m5.large", "production: model.yaml's size"
+    assert scaling[PRODUCTION]["maxCapacity"] == 2
+    assert deploy_subjects[PRODUCTION] == [f"repo:{REPOSITORY}:environment:{PRODUCTION}"], (
+        "production deploys only from its GitHub environment, which has required reviewers"
     )
-    assert f"repo:{REPOSITORY}:ref:refs/heads/main" in deploy_subjects["dev"]
 
 
 def test_prod_protects_stateful_resources_from_deletion(as_is: dict[str, Run]) -> None:
@@ -164,10 +180,11 @@ def test_prod_protects_stateful_resources_from_deletion(as_is: dict[str, Run]) -
         "aws:sagemaker/modelPackageGroup:ModelPackageGroup",
         "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer",
     }
-    prod = as_is["prod"]
+    prod = as_is[PRODUCTION]
     artifacts = {r.name for r in prod.resources if r.type in stateful and "alerts" not in r.name}
     assert artifacts and artifacts <= prod.protected
-    assert not as_is["dev"].protected, "dev stays easy to tear down"
+    for stack in NON_PRODUCTION:
+        assert not as_is[stack].protected, f"{stack} stays easy to tear down"
 
 
 def test_a_sagemaker_pin_becomes_an_endpoint_on_that_versions_archive(
@@ -193,9 +210,10 @@ def test_a_new_version_gets_a_new_endpoint_configuration_not_a_replacement(
     pinned_repo: Path, repo_factory: Any
 ) -> None:
     """The endpoint keeps its name; model and configuration are new resources per version."""
-    before = run_main("staging", pinned_repo, image="img:1")
-    newer = repo_factory(pins={"staging": {"seattle_weather": ["3", "4"]}})
-    after = run_main("staging", newer, image="img:1")
+    stack = STACKS[0]
+    before = run_main(stack, pinned_repo, image="img:1")
+    newer = repo_factory(pins={stack: {"seattle_weather": ["3", "4"]}})
+    after = run_main(stack, newer, image="img:1")
     names = lambda run, t: {r.name for r in run.of(t)}  # noqa: E731
     config = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
     assert names(before, config).isdisjoint(names(after, config))
@@ -208,7 +226,7 @@ def test_a_new_version_gets_a_new_endpoint_configuration_not_a_replacement(
 
 
 def test_a_pin_without_an_image_deploys_nothing_yet(pinned_repo: Path) -> None:
-    run = run_main("prod", pinned_repo)  # no `image` config
+    run = run_main(PRODUCTION, pinned_repo)  # no `image` config
     assert not run.of("aws:sagemaker/endpoint:Endpoint")
     assert not run.of("kubernetes:apps/v1:Deployment")
     assert run.of("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
@@ -222,22 +240,23 @@ def test_sagemaker_endpoints_get_a_model_monitor_schedule(pinned: dict[str, Run]
         assert config["scheduleConfig"]["scheduleExpression"] == "cron(0 * ? * * *)", stack
 
 
-def test_kubernetes_pins_run_on_kubernetes_with_a_canary_in_prod(pinned: dict[str, Run]) -> None:
-    staging = {
-        r.inputs["metadata"]["name"] for r in pinned["staging"].of("kubernetes:apps/v1:Deployment")
-    }
-    assert staging == {"penguins-stable"}, "no earlier version in staging: no canary"
-    prod = {
-        r.inputs["metadata"]["name"]: r for r in pinned["prod"].of("kubernetes:apps/v1:Deployment")
-    }
+def test_kubernetes_pins_run_on_kubernetes_with_a_canary_in_production(
+    pinned: dict[str, Run],
+) -> None:
+    deployment = "kubernetes:apps/v1:Deployment"
+    if UPSTREAM:
+        upstream = {r.inputs["metadata"]["name"] for r in pinned[UPSTREAM].of(deployment)}
+        assert upstream == {"penguins-stable"}, "no earlier version upstream: no canary"
+    prod = {r.inputs["metadata"]["name"]: r for r in pinned[PRODUCTION].of(deployment)}
     assert set(prod) == {"penguins-stable", "penguins-canary"}
     assert prod["penguins-stable"].inputs["metadata"]["labels"]["mlops/version"] == "4"
     assert prod["penguins-canary"].inputs["metadata"]["labels"]["mlops/version"] == "5"
-    assert not pinned["dev"].of("kubernetes:apps/v1:Deployment"), "penguins is not pinned in dev"
+    for stack in SCRATCH:
+        assert not pinned[stack].of(deployment), f"penguins is not pinned in {stack}"
 
 
 def test_completing_a_rollout_leaves_only_the_pinned_version(pinned_repo: Path) -> None:
-    run = run_main("prod", pinned_repo, image="img:1", rollouts=["penguins@5"])
+    run = run_main(PRODUCTION, pinned_repo, image="img:1", rollouts=["penguins@5"])
     deployments = run.of("kubernetes:apps/v1:Deployment")
     assert [d.inputs["metadata"]["name"] for d in deployments] == ["penguins-stable"]
     assert deployments[0].inputs["metadata"]["labels"]["mlops/version"] == "5"
@@ -405,8 +424,10 @@ def test_every_config_key_is_declared_described_and_read() -> None:
     assert all(spec.get("description") for spec in declared.values())
     for stack in STACKS:
         stack_file = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
-        ours = {k.split(":", 1)[1] for k in stack_file if k.startswith("mlops:")}
+        ours = {k.split(":", 1)[1] for k in stack_file if k.startswith(f"{PROJECT}:")}
         assert ours <= set(declared), (stack, ours - set(declared))
+        providers = {k.split(":", 1)[0] for k in stack_file} - {PROJECT}
+        assert providers <= {"aws"}, f"{stack}: keys outside the project's namespace {providers}"
 
 
 def test_every_kubernetes_object_of_every_stack_is_schema_valid(pinned: dict[str, Run]) -> None:
@@ -421,5 +442,5 @@ def test_every_kubernetes_object_of_every_stack_is_schema_valid(pinned: dict[str
 
 def test_an_environment_that_requires_approval_refuses_branch_deploys(pinned_repo: Path) -> None:
     with pytest.raises(DefinitionError, match="requires approval") as error:
-        run_main("prod", pinned_repo, deployBranches=["main"])
+        run_main(PRODUCTION, pinned_repo, deployBranches=["main"])
     assert error.value.field == "deployBranches"

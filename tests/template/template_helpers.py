@@ -3,7 +3,8 @@
 The template under test is the working tree (not the last commit), copied into a throwaway git
 repository so that clones, fetches and merges are real git operations on file paths, offline.
 In a repository that dropped the examples (they live in tests/examples), the copy puts them back
-where the template has them, so that adoption is tested on the template's own shape.
+where the template has them, and in one adopted with other environments it goes back to dev,
+staging and prod, so that adoption is tested on the template's own shape.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def make_template(path: Path) -> Path:
     shutil.copytree(REPO_ROOT, path, ignore=NOT_SHIPPED, symlinks=True)
     if EXAMPLES_DROPPED:
         restore_examples(path)
+    restore_standard_environments(path)
     git(path, "init", "--quiet", "--initial-branch=main")
     git(path, "add", "--all", "--force")
     git(path, "commit", "--quiet", "-m", "template version A")
@@ -97,6 +99,23 @@ def restore_examples(path: Path) -> None:
             r"^on:\n", lambda m: m.group(0) + "  schedule:\n" + crons, text, count=1, flags=re.M
         )
     retrain.write_text(text, encoding="utf-8")
+
+
+def restore_standard_environments(path: Path) -> None:
+    """Adopt the copy at ``path`` back to dev, staging and prod if this repository chose other
+    environments (each stack file starts from the one of the same role, as adoption does)."""
+    from pipelines.adopt import ANSWERS_FILE, adopt, read_answers, validate_answers
+    from pipelines.environment_chain import STANDARD_ENVIRONMENTS
+
+    recorded = read_answers(REPO_ROOT)
+    if not recorded or recorded.get("environments") == list(STANDARD_ENVIRONMENTS):
+        return
+    shutil.copy(REPO_ROOT / ANSWERS_FILE, path / ANSWERS_FILE)  # the chain to start from
+    answers = validate_answers(
+        {**recorded, "environments": list(STANDARD_ENVIRONMENTS), "keep_examples": True}
+    )
+    adopt(path, answers)
+    (path / ANSWERS_FILE).unlink()
 
 
 @dataclass

@@ -4,7 +4,9 @@ quick checks with or without the examples."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,6 +29,10 @@ def test_adoption_sets_every_answer_and_drops_the_declined_examples(
         assert config["aws:region"] == "eu-west-1", stack
         assert config["aws:allowedAccountIds"] == ["210987654321"], stack
     project = yaml.safe_load((clone / "Pulumi.yaml").read_text())
+    assert project["name"] == "fraud-ml", "the Pulumi project is the team's"
+    for stack in STACKS:
+        config = yaml.safe_load((clone / f"Pulumi.{stack}.yaml").read_text())["config"]
+        assert {key.split(":")[0] for key in config} == {"aws", "fraud-ml"}, stack
     assert project["config"]["githubRepository"]["default"] == "acme/ml-platform"
     assert "fraud-ml" in project["description"]
     assert 'name = "fraud-ml"' in (clone / "pyproject.toml").read_text()
@@ -90,7 +96,11 @@ def test_running_init_again_changes_nothing(clone: Path) -> None:
         ({"github_repository": "acme/.."}, "github_repository", "owner/name"),
         ({"project_name": "Fraud ML"}, "project_name", "lower case"),
         ({"serving_target": "ecs"}, "serving_target", "sagemaker"),
-        ({"environments": "dev,prod"}, "environments", "exactly dev, staging, prod"),
+        ({"project_name": "aws"}, "project_name", "provider's config namespace"),
+        ({"environments": "dev,Prod"}, "environments", "lower case letters"),
+        ({"environments": "dev,,prod"}, "environments", "lower case letters"),
+        ({"environments": "dev,prod,dev"}, "environments", "each environment once"),
+        ({"environments": "a,b,c,d,e,f,g"}, "environments", "1 to 6 environment names"),
     ],
     ids=[
         "account-11-digits",
@@ -102,7 +112,11 @@ def test_running_init_again_changes_nothing(clone: Path) -> None:
         "repository-dot-dot",
         "project-name",
         "serving-target",
-        "environments-subset",
+        "project-name-a-provider",
+        "environment-upper-case",
+        "environment-empty",
+        "environment-repeated",
+        "environments-too-many",
     ],
 )
 def test_a_bad_answer_is_rejected_naming_its_field_and_nothing_is_written(
@@ -121,7 +135,8 @@ def test_a_bad_answer_is_rejected_naming_its_field_and_nothing_is_written(
 def test_dry_run_lists_the_changes_and_writes_nothing(clone: Path) -> None:
     before = snapshot(clone)
 
-    result = mlops(clone, "init", *flags(), "--drop-examples", "--dry-run")
+    # A region no checkout has yet: the stack files change even in an adopted repository.
+    result = mlops(clone, "init", *flags(aws_region="ap-south-2"), "--drop-examples", "--dry-run")
 
     assert result.exit_code == 0, result.output
     assert "write Pulumi.prod.yaml" in result.stdout
@@ -141,16 +156,21 @@ def test_a_missing_answer_without_a_terminal_names_its_flag(clone: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("examples", "models"),
-    [("--keep-examples", "2 models"), ("--drop-examples", "0 models")],
-    ids=["examples-kept", "examples-dropped"],
+    ("examples", "environments", "counts"),
+    [
+        ("--keep-examples", "qa,staging,production", "2 models, 3 environments"),
+        ("--drop-examples", "dev,prod", "0 models, 2 environments"),
+    ],
+    ids=["examples-kept-three-other-environments", "examples-dropped-two-environments"],
 )
 def test_the_adopted_repository_passes_its_quick_checks(
-    clone: Path, examples: str, models: str
+    clone: Path, examples: str, environments: str, counts: str
 ) -> None:
     """Non-default answers: the clone's check, schemas and its quick suites, which train, plan
-    and diff the examples wherever they are (models/ or the tests' fixture folder)."""
-    assert mlops(clone, "init", *flags(), examples).exit_code == 0
+    and diff the examples wherever they are (models/ or the tests' fixture folder) and hold the
+    stacks and workflows of whatever environments the team chose to the same policies."""
+    adopted = mlops(clone, "init", *flags(environments=environments), examples)
+    assert adopted.exit_code == 0, adopted.output
 
     checked = mlops(clone, "check")
     schemas = mlops(clone, "schema", "--check")
@@ -160,7 +180,7 @@ def test_the_adopted_repository_passes_its_quick_checks(
         timeout=300,
     )
 
-    assert checked.exit_code == 0 and f"{models}, 3 environments" in checked.stderr, checked.output
+    assert checked.exit_code == 0 and counts in checked.stderr, checked.output
     assert schemas.exit_code == 0, schemas.output
     assert suites.returncode == 0, suites.stdout[-3000:]
     assert " passed" in suites.stdout and " skipped" not in suites.stdout, suites.stdout[-500:]
@@ -225,3 +245,108 @@ def test_without_the_examples_the_first_model_starts_from_a_csv(clone: Path) -> 
     assert checked.exit_code == 0 and "1 models" in checked.stderr, checked.output
     assert "type: choice\n        options: [fraud]\n" in retrain.read_text()
     assert choices.returncode == 0, choices.stdout[-2000:]
+
+
+def workflow(clone: Path, name: str) -> dict[Any, Any]:
+    return yaml.safe_load((clone / ".github/workflows" / name).read_text())
+
+
+def test_other_environments_become_the_promotion_chain_everywhere(clone: Path) -> None:
+    """qa, staging, production: qa is the scratch stack, main's versions go to staging, and
+    production promotes from staging behind an approval, in pins, stacks and workflows."""
+    result = mlops(clone, "init", *flags(environments="qa,staging,production"), "--keep-examples")
+
+    assert result.exit_code == 0, result.output
+    assert sorted(p.stem for p in (clone / "environments").glob("*.yaml")) == [
+        "production",
+        "qa",
+        "staging",
+    ]
+    assert sorted(p.name for p in clone.glob("Pulumi.*.yaml")) == [
+        "Pulumi.production.yaml",
+        "Pulumi.qa.yaml",
+        "Pulumi.staging.yaml",
+    ]
+    pins = {p.stem: yaml.safe_load(p.read_text()) for p in (clone / "environments").glob("*.yaml")}
+    chain = {n: (e["promote_from"], e["champion"], e["requires_approval"]) for n, e in pins.items()}
+    assert chain == {
+        "qa": (None, False, False),
+        "staging": (None, False, False),
+        "production": ("staging", True, True),
+    }
+    header = (clone / "environments/qa.yaml").read_text().splitlines()[:2]
+    assert header[1] == "# Which model version runs in the qa environment.", header
+    stacks = {
+        name: yaml.safe_load((clone / f"Pulumi.{name}.yaml").read_text())["config"]
+        for name in ("qa", "staging", "production")
+    }
+    # A new stack starts from the template's stack of the same role, renamed.
+    assert stacks["production"]["fraud-ml:protectResources"] is True
+    assert stacks["production"]["fraud-ml:deployEnvironments"] == ["production"]
+    assert stacks["production"]["fraud-ml:deployBranches"] == []
+    assert stacks["qa"]["fraud-ml:deployEnvironments"] == ["qa"]
+    assert stacks["qa"]["fraud-ml:scaledDown"] is True
+    assert stacks["qa"]["aws:allowedAccountIds"] == ["210987654321"]
+    assert "Shares the AWS account with production," in (clone / "Pulumi.qa.yaml").read_text()
+
+    main = workflow(clone, "main.yml")["jobs"]
+    assert main["infra-up"]["strategy"]["matrix"]["stack"] == ["qa", "staging", "production"]
+    assert main["promote"]["with"]["environment"] == "staging"
+    preview = workflow(clone, "pull-request.yml")["jobs"]["infra-preview"]
+    assert preview["strategy"]["matrix"]["stack"] == ["qa", "staging", "production"]
+    assert workflow(clone, "retrain.yml")["jobs"]["retrain"]["with"]["environment"] == "staging"
+    inputs = workflow(clone, "promote.yml")[True]["workflow_call"]["inputs"]
+    assert inputs["environment"]["default"] == "staging"
+    by_hand = workflow(clone, "promote-manual.yml")[True]["workflow_dispatch"]["inputs"]
+    assert by_hand["environment"]["options"] == ["staging", "production"]
+    assert by_hand["environment"]["default"] == "production"
+    infra = workflow(clone, "infra.yml")[True]["workflow_call"]["inputs"]
+    assert infra["stack"]["description"] == "qa, staging or production."
+    # No name of the template's environments is left behind, not even in a comment.
+    for path in [
+        *clone.glob(".github/workflows/*.yml"),
+        clone / "Pulumi.yaml",
+        *clone.glob("Pulumi.*.yaml"),
+    ]:
+        for line in path.read_text().splitlines():
+            assert not re.search(r"\b(dev|prod)\b", line), (path.name, line)
+
+
+def test_changing_the_environments_again_moves_the_chain_and_keeps_the_pins(clone: Path) -> None:
+    """A second adoption with another list: new files for new names, the removed ones go, the
+    kept ones keep their pins and the team's settings, and a rerun changes nothing."""
+    first = mlops(clone, "init", *flags(environments="qa,staging,production"), "--keep-examples")
+    assert first.exit_code == 0, first.output
+    staging = clone / "Pulumi.staging.yaml"
+    staging.write_text(
+        staging.read_text().replace("budgetMonthlyUsd: 300", "budgetMonthlyUsd: 250")
+    )
+    pins = clone / "environments/staging.yaml"
+    data = yaml.safe_load(pins.read_text())
+    record = {"run_id": "r", "fingerprint": "f", "data_fingerprint": "d", "git_commit": "c"}
+    record |= {"promoted_at": "2026-11-25T10:00:00+00:00", "promoted_by": "tests"}
+    data["models"] = {"penguins": {"version": "3", "model_uri": "models:/penguins/3", **record}}
+    pins.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    result = mlops(clone, "init", "--environments", "staging,live")
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "remove Pulumi.qa.yaml" in result.stdout
+        and "remove environments/production.yaml" in result.stdout
+    )
+    assert sorted(p.stem for p in (clone / "environments").glob("*.yaml")) == ["live", "staging"]
+    live = yaml.safe_load((clone / "environments/live.yaml").read_text())
+    assert (live["promote_from"], live["champion"]) == ("staging", True)
+    assert "budgetMonthlyUsd: 250" in staging.read_text(), "the team's stack setting stays"
+    assert yaml.safe_load(pins.read_text())["models"]["penguins"]["version"] == "3"
+    live_stack = yaml.safe_load((clone / "Pulumi.live.yaml").read_text())["config"]
+    assert live_stack["fraud-ml:deployEnvironments"] == ["live"]
+    assert live_stack["fraud-ml:protectResources"] is True, "started from production's stack"
+    assert "[staging, live]" in (clone / ".mlops-template.yaml").read_text()
+    assert mlops(clone, "check").exit_code == 0
+
+    before = snapshot(clone)
+    again = mlops(clone, "init")
+    assert again.exit_code == 0 and "already adopted" in again.stderr, again.output
+    assert snapshot(clone) == before

@@ -3,6 +3,7 @@ rewritten with its answers, without touching what the team added or changed."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -13,20 +14,21 @@ from template_helpers import NOT_SHIPPED, flags, git, mlops, run_tests
 pytestmark = pytest.mark.code
 
 
-def adopted_and_committed(template: Path, tmp_path: Path) -> Path:
+def adopted_and_committed(template: Path, tmp_path: Path, *more: str) -> Path:
     """A team repository: cloned at version A, adopted, with its own changes, all committed."""
     team = tmp_path / "team"
     git(tmp_path, "clone", "--quiet", template.as_uri(), str(team))
-    assert mlops(team, "init", *flags(), "--keep-examples").exit_code == 0
+    adopted = mlops(team, "init", *flags(), "--keep-examples", *more)
+    assert adopted.exit_code == 0, adopted.output
     # The team's own work: a tuned model and a document. (A new model would do as well, but
     # tests/infra pins the committed model set to the two examples.)
     model = team / "models/penguins/model.yaml"
     model.write_text(model.read_text().replace("n_estimators: 100", "n_estimators: 150"))
     (team / "docs/team-notes.md").write_text("# Our notes\n")
     staging = team / "Pulumi.staging.yaml"  # a setting of the team's own
-    staging.write_text(
-        staging.read_text().replace("budgetMonthlyUsd: 300", "budgetMonthlyUsd: 250")
-    )
+    text = staging.read_text()
+    assert text.count("budgetMonthlyUsd: 300") == 1
+    staging.write_text(text.replace("budgetMonthlyUsd: 300", "budgetMonthlyUsd: 250"))
     git(team, "add", "--all")
     git(team, "commit", "--quiet", "-m", "adopt the template, tune penguins")
     return team
@@ -91,8 +93,8 @@ def test_update_merges_the_new_version_rendered_with_the_answers(
     assert (team / "docs/upgrading.md").read_text() == "# Upgrading\n\nNew in version B.\n"
     staging = yaml.safe_load((team / "Pulumi.staging.yaml").read_text())["config"]
     prod = yaml.safe_load((team / "Pulumi.prod.yaml").read_text())["config"]
-    assert staging["mlops:budgetMonthlyUsd"] == 250, "the team's own setting is kept"
-    assert prod["mlops:captureRetentionDays"] == 365, "the template's change arrives"
+    assert staging["fraud-ml:budgetMonthlyUsd"] == 250, "the team's own setting is kept"
+    assert prod["fraud-ml:captureRetentionDays"] == 365, "the template's change arrives"
     assert prod["aws:region"] == "eu-west-1"
     assert "n_estimators: 150" in (team / "models/penguins/model.yaml").read_text()
     assert (team / "docs/team-notes.md").is_file(), "the team's files are kept"
@@ -207,3 +209,71 @@ def test_without_the_examples_a_template_change_to_them_updates_the_test_fixture
     assert not (team / "models/penguins").exists()
     staged = set(git(team, "diff", "--cached", "--name-only").split())
     assert staged == {".mlops-template.yaml", "tests/examples/models/penguins/model.yaml"}
+
+
+def without_the_pulumi_rename(template: Path) -> str:
+    """A version of the template from before `mlops init` renamed the Pulumi project (and the
+    stack files' config namespace) after the project: adoption code without that rule."""
+    adopt = template / "pipelines/adopt.py"
+    text = adopt.read_text()
+    rule = "    rules += _pulumi_project_rewrites(answers, project_was)\n"
+    assert text.count(rule) == 1
+    adopt.write_text(text.replace(rule, ""))
+    # And the project as that template shipped it (this one may be an adopted repository).
+    project = template / "Pulumi.yaml"
+    name = yaml.safe_load(project.read_text())["name"]
+    for path in [project, *template.glob("Pulumi.*.yaml")]:
+        text = re.sub(r"^name: .*$", "name: mlops", path.read_text(), flags=re.M)
+        path.write_text(re.sub(rf"^(\s+){re.escape(name)}:(?=\w)", r"\1mlops:", text, flags=re.M))
+    git(template, "commit", "--quiet", "-am", "template version A: Pulumi project stays mlops")
+    return git(template, "rev-parse", "HEAD").strip()
+
+
+def test_an_update_that_renames_the_pulumi_project_keeps_the_teams_stack_settings(
+    own_template: Path, tmp_path: Path
+) -> None:
+    """Adopted before the rename, the team's stack files have `mlops:` keys, one with its own
+    value; the version that renames arrives without a conflict on that line, and renamed."""
+    without_the_pulumi_rename(own_template)
+    team = adopted_and_committed(own_template, tmp_path)
+    assert yaml.safe_load((team / "Pulumi.yaml").read_text())["name"] == "mlops"
+    adopt = own_template / "pipelines/adopt.py"  # version B: the rename, and a stack change
+    git(own_template, "checkout", "--quiet", "HEAD~1", "--", "pipelines/adopt.py")
+    git(own_template, "commit", "--quiet", "-m", "template version B: the Pulumi rename")
+    release_version_b(own_template)
+    assert "_pulumi_project_rewrites(answers, project_was)\n" in adopt.read_text()
+
+    result = mlops(team, "template", "update")
+
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((team / "Pulumi.yaml").read_text())["name"] == "fraud-ml"
+    for stack in ("dev", "staging", "prod"):
+        config = yaml.safe_load((team / f"Pulumi.{stack}.yaml").read_text())["config"]
+        assert {key.split(":")[0] for key in config} == {"aws", "fraud-ml"}, stack
+    staging = yaml.safe_load((team / "Pulumi.staging.yaml").read_text())["config"]
+    prod = yaml.safe_load((team / "Pulumi.prod.yaml").read_text())["config"]
+    assert staging["fraud-ml:budgetMonthlyUsd"] == 250, "the team's own setting is kept"
+    assert prod["fraud-ml:captureRetentionDays"] == 365, "the template's change arrives"
+    staged = set(git(team, "diff", "--cached", "--name-only").split())
+    assert {"Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml"} <= staged
+    infra = run_tests(team, "tests/infra/test_infra_stacks.py")
+    assert infra.returncode == 0, infra.stdout[-3000:]
+
+
+def test_a_template_change_to_its_prod_stack_reaches_the_teams_production_stack(
+    own_template: Path, tmp_path: Path
+) -> None:
+    """With other environments, the template's stacks are rendered as the team's: prod's new
+    setting arrives in the stack file of the team's production environment."""
+    team = adopted_and_committed(own_template, tmp_path, "--environments", "staging,production")
+    release_version_b(own_template)
+
+    result = mlops(team, "template", "update")
+
+    assert result.exit_code == 0, result.output
+    assert not (team / "Pulumi.prod.yaml").exists() and not (team / "Pulumi.dev.yaml").exists()
+    production = yaml.safe_load((team / "Pulumi.production.yaml").read_text())["config"]
+    assert production["fraud-ml:captureRetentionDays"] == 365
+    staging = yaml.safe_load((team / "Pulumi.staging.yaml").read_text())["config"]
+    assert staging["fraud-ml:budgetMonthlyUsd"] == 250
+    assert "Pulumi.production.yaml" in set(git(team, "diff", "--cached", "--name-only").split())

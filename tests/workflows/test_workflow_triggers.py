@@ -114,13 +114,13 @@ EXPECTED: dict[str, tuple[list[str], set[str], set[str]]] = {
     "model definition": (
         ["penguins"],
         {"plan", "train-and-gate", "report"},
-        {"plan", "promote-staging"},
+        {"plan", "promote"},
     ),
-    "dataset": (["penguins"], {"plan", "train-and-gate", "report"}, {"plan", "promote-staging"}),
+    "dataset": (["penguins"], {"plan", "train-and-gate", "report"}, {"plan", "promote"}),
     "pipeline code": (
         ["every model"],  # training code affects every model of the copy
         {"plan", "train-and-gate", "image", "report"},
-        {"plan", "image", "infra-up", "promote-staging"},
+        {"plan", "image", "infra-up", "promote"},
     ),
     "infra": ([], {"plan", "infra-preview", "report"}, {"plan", "infra-up"}),
     "serving": ([], {"plan", "image"}, {"plan", "image", "infra-up"}),
