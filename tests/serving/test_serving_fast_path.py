@@ -198,3 +198,22 @@ def test_probe_rows_cover_categories_gaps_and_ranges():
     assert {"x", None} <= set(probes["note"]) and len(set(probes["note"])) >= 3
     assert set(probes["flag"]) == {True, False}
     assert (probes["count"] == np.round(probes["count"])).all()
+
+
+@pytest.mark.parametrize("name", ["penguins", "seattle_weather"])
+def test_the_example_models_get_the_fast_path_and_their_own_answers(name):
+    from examples_root import EXAMPLE_DATA, EXAMPLE_MODELS
+
+    from pipelines.datasets import load_dataset_by_name
+    from pipelines.definitions import load_model
+
+    example = load_model(EXAMPLE_MODELS, EXAMPLE_DATA, name)
+    dataset = load_dataset_by_name(EXAMPLE_DATA, example.definition.dataset)
+    rows = pd.read_csv(dataset.path.parent / dataset.definition.source)
+    features = example.definition.features
+    pipeline = build_pipeline(example).fit(rows[features], rows[example.definition.target])
+    schema = {f: example.dataset.definition.columns[f] for f in features}
+    fast = fast_path.verified(pipeline, features, schema)
+    assert fast is not None
+    columns = {c: rows[c].to_numpy() for c in features}
+    np.testing.assert_array_equal(fast(columns), pipeline.predict(rows[features]))
