@@ -3,8 +3,12 @@
 In the template they live at the repository root (``models/``, ``data/``). ``mlops init
 --drop-examples`` moves them to ``tests/examples/`` so that a team's repository deploys,
 retrains and offers only its own models while its tests keep their fixtures. Tests that train,
-serve, plan or read the examples take them from ``EXAMPLES`` and never from the root directly;
-pins (``environments/``) stay the team's and are always read from the root.
+serve, plan or read the examples take them from ``EXAMPLES`` and never from the root directly.
+
+Scratch repositories (``copy_examples``) get the template's own chain, dev -> staging -> prod,
+with nothing pinned, whatever chain the team chose: they test promotion mechanics, which do not
+depend on the names. Tests of the team's own pins and stacks (tests/infra) ask for the root's
+pins with ``team_pins=True``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from pipelines.adopt import EXAMPLES_FIXTURES
+from pipelines.environment_chain import STANDARD_ENVIRONMENTS, Chain, write_fresh_environments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / EXAMPLES_FIXTURES  # where `mlops init --drop-examples` moves them
@@ -23,9 +28,13 @@ EXAMPLE_DATA = EXAMPLES / "data"
 EXAMPLES_DROPPED = EXAMPLES != REPO_ROOT
 
 
-def copy_examples(root: Path) -> Path:
-    """A repository at ``root`` with the examples' models/ and data/ and the root's pins."""
+def copy_examples(root: Path, *, team_pins: bool = False) -> Path:
+    """A repository at ``root`` with the examples' models/ and data/, and either fresh
+    dev/staging/prod pins or (``team_pins``) a copy of the root's own."""
     shutil.copytree(EXAMPLE_MODELS, root / "models")
     shutil.copytree(EXAMPLE_DATA, root / "data")
-    shutil.copytree(REPO_ROOT / "environments", root / "environments")
+    if team_pins:
+        shutil.copytree(REPO_ROOT / "environments", root / "environments")
+    else:
+        write_fresh_environments(root / "environments", Chain(STANDARD_ENVIRONMENTS))
     return root

@@ -224,7 +224,7 @@ def make_repo(
     """A copy of the example models and data, the pins and the monitoring files, with
     ``targets`` overriding models' deployment targets and ``pins`` giving, per environment,
     each model's version history (oldest first, last one pinned)."""
-    copy_examples(root)
+    copy_examples(root, team_pins=True)
     if (REPO_ROOT / "monitoring").is_dir():
         shutil.copytree(
             REPO_ROOT / "monitoring",

@@ -177,6 +177,11 @@ def test_the_adopted_repository_passes_its_quick_checks(
     suites = run_tests(
         clone,
         *("tests/code", "tests/data", "tests/infra", "tests/workflows/test_workflow_triggers.py"),
+        # Suites that promote in scratch copies and plan against the team's own pins files.
+        "tests/e2e/test_status.py::test_environments_are_listed_in_the_order_versions_travel_"
+        "through_them",
+        "tests/workflows/test_workflow_hostile_inputs.py::test_deleting_a_pinned_model_fails_"
+        "the_plan",
         timeout=300,
     )
 
