@@ -108,7 +108,12 @@ class MicroBatcher:
             predictions = np.asarray(self._predict(data))
             if len(predictions) != rows:
                 raise RuntimeError(f"the model returned {len(predictions)} rows for {rows}")
-            self._observe_later(data, predictions)
+            if self._observe is not None:
+                # On the loop too, once this response is written: handing the work to the
+                # predict thread would make it compete for the GIL with the next request.
+                asyncio.get_running_loop().call_soon(
+                    self._observe_safely, self._observe, data, predictions
+                )
             return predictions
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(data, rows, future))
