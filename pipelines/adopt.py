@@ -37,6 +37,7 @@ from pipelines.environment_chain import (
     ENVIRONMENT_PATTERN,
     MAX_ENVIRONMENTS,
     STANDARD_ENVIRONMENTS,
+    YAML_KEYWORDS,
     Chain,
     spoken_list,
 )
@@ -53,8 +54,12 @@ PROJECT_PATTERN = r"^[a-z][a-z0-9-]{0,48}[a-z0-9]$"
 # The project name is also the Pulumi project, whose config namespace must not be a provider's.
 RESERVED_PROJECT_NAMES = ("aws", "kubernetes", "pulumi")
 ACCOUNT_PATTERN = r"^[0-9]{12}$"
-# Commercial, GovCloud and China partitions: us-east-1, eu-west-1, us-gov-west-1, cn-north-1 ...
+# The shape of a region in any partition: us-east-1, eu-west-1, us-gov-west-1, cn-north-1 ...
 REGION_PATTERN = r"^(?:us|eu|ap|sa|ca|me|af|il|mx|cn)(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]$"
+# The shape above recognises every partition's regions so that the error can say why one is
+# refused: the stacks' IAM policies and principals are written as arn:aws:... (infra/components)
+# and the serving image as <account>.dkr.ecr.<region>.amazonaws.com, the commercial partition's.
+OTHER_PARTITION_REGION = r"^(?:cn-|[a-z]+-(?:gov|iso[a-z]?)-)"
 # GitHub: owner up to 39 letters, digits and inner hyphens; repository name letters, digits,
 # '.', '-', '_' (and not '.' or '..', checked in the validator: the schema regex has no lookahead).
 REPOSITORY_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?/[A-Za-z0-9._-]{1,100}$"
@@ -107,6 +112,16 @@ class Answers(BaseModel):
             raise ValueError(f"a GitHub repository is owner/name (got {value!r})")
         return value
 
+    @field_validator("aws_region")
+    @classmethod
+    def _commercial_partition(cls, value: str) -> str:
+        if re.match(OTHER_PARTITION_REGION, value):
+            raise ValueError(
+                "a region outside the commercial AWS partition (GovCloud, China, ISO); the "
+                "stacks name arn:aws:... resources, so only its regions, like eu-west-1, work"
+            )
+        return value
+
     @field_validator("project_name")
     @classmethod
     def _not_a_provider_namespace(cls, value: str) -> str:
@@ -114,6 +129,9 @@ class Answers(BaseModel):
             raise ValueError(
                 f"{value!r} is a Pulumi provider's config namespace; choose another project name"
             )
+        # Pulumi.yaml's `name: true` would be a boolean, not a project name.
+        if value in YAML_KEYWORDS:
+            raise ValueError("reads as a boolean or null in YAML; choose another project name")
         return value
 
     @field_validator("environments")
@@ -130,6 +148,12 @@ class Answers(BaseModel):
             raise ValueError(
                 "an environment name is 1 to 20 lower case letters, digits and inner '-', "
                 f"starting with a letter (got {', '.join(repr(b) for b in bad)})"
+            )
+        keywords = [name for name in value if name in YAML_KEYWORDS]
+        if keywords:
+            raise ValueError(
+                "an environment name must not read as a boolean or null in YAML "
+                f"(got {', '.join(repr(k) for k in keywords)})"
             )
         repeated = sorted({name for name in value if value.count(name) > 1})
         if repeated:
@@ -406,11 +430,17 @@ class Changes:
     writes: dict[Path, str] = field(default_factory=dict)
     deletes: list[Path] = field(default_factory=list)
     moves: dict[Path, Path] = field(default_factory=dict)
+    # What a removed pins file had pinned: said next to its removal, which is easy to miss.
+    lost_pins: dict[Path, str] = field(default_factory=dict)
 
     def describe(self, root: Path) -> list[str]:
         return (
             [f"write {p.relative_to(root)}" for p in sorted(self.writes)]
-            + [f"remove {p.relative_to(root)}" for p in sorted(self.deletes)]
+            + [
+                f"remove {p.relative_to(root)}"
+                + (f" (and its pins: {self.lost_pins[p]})" if p in self.lost_pins else "")
+                for p in sorted(self.deletes)
+            ]
             + [
                 f"move {p.relative_to(root)} to {self.moves[p].relative_to(root)}"
                 for p in sorted(self.moves)
@@ -458,6 +488,8 @@ def plan_adoption(root: Path, answers: Answers) -> Changes:
     from pipelines.adopt_environments import plan_environments
 
     _check_checkout(root)
+    if answers.keep_examples:
+        _check_examples_not_dropped(root)
     contents: dict[Path, str] = {}
     originals: dict[Path, str] = {}
     changes = Changes()
@@ -469,7 +501,9 @@ def plan_adoption(root: Path, answers: Answers) -> Changes:
         unpin=() if answers.keep_examples else EXAMPLE_MODELS,
         contents=contents,
         originals=originals,
+        template_commit=answers.template.commit if answers.template else None,
     )
+    changes.lost_pins = _pinned_in(changes.deletes)
     for rule in [*_rewrites(answers, _pulumi_project(root)), *_workflow_rewrites(root)]:
         path = root / rule.path
         if path not in contents:
@@ -495,6 +529,41 @@ def plan_adoption(root: Path, answers: Answers) -> Changes:
             contents.setdefault(readme, originals[readme] or _readme(kind))
     changes.writes = {p: text for p, text in contents.items() if text != originals[p]}
     return changes
+
+
+def _pinned_in(paths: list[Path]) -> dict[Path, str]:
+    """``penguins v3, seattle_weather v1`` for each pins file among ``paths`` that pins any."""
+    from pipelines.pins import load_environment
+
+    pinned = {}
+    for path in paths:
+        if path.parent.name != "environments":
+            continue
+        try:
+            models = load_environment(path.parent, path.stem).models
+        except DefinitionError:
+            continue  # a broken file is removed all the same; there is nothing to list
+        if models:
+            pinned[path] = ", ".join(f"{m} v{pin.version}" for m, pin in sorted(models.items()))
+    return pinned
+
+
+def _check_examples_not_dropped(root: Path) -> None:
+    """Keeping the examples after dropping them would record keep_examples: true while they
+    stay test fixtures, and `mlops template update` would then merge their changes into
+    models/ and data/, where they no longer are. Adoption does not move them back."""
+    fixtures = root / EXAMPLES_FIXTURES / "models"
+    dropped = [
+        m for m in EXAMPLE_MODELS if (fixtures / m).is_dir() and not (root / "models" / m).exists()
+    ]
+    if dropped:
+        raise DefinitionError(
+            f"{', '.join(dropped)} were dropped to {EXAMPLES_FIXTURES}/ by an earlier "
+            "`mlops init --drop-examples`, and adoption does not bring them back; keep "
+            "--drop-examples, or start again from a fresh clone of the template",
+            file=root / ANSWERS_FILE,
+            field="keep_examples",
+        )
 
 
 def _forget_examples_in_workflows(

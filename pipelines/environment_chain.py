@@ -25,6 +25,10 @@ from typing import Any, Literal
 # names such as the endpoint <model>-<env> (63 characters at most on SageMaker).
 ENVIRONMENT_PATTERN = r"^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$"
 MAX_ENVIRONMENTS = 6
+# Names the pattern allows that YAML reads as a boolean or null (YAML 1.1, as PyYAML reads the
+# answers file; `true`, `false` and `null` in 1.2 too, as GitHub reads the workflows). Adoption
+# writes names unquoted in flow lists such as `stack: [dev, on]`, so these would stop being names.
+YAML_KEYWORDS = ("y", "n", "yes", "no", "on", "off", "true", "false", "null")
 STANDARD_ENVIRONMENTS = ("dev", "staging", "prod")
 
 Role = Literal["scratch", "first", "middle", "production"]

@@ -91,6 +91,7 @@ def test_running_init_again_changes_nothing(clone: Path) -> None:
         ({"aws_account_id": "21098765432x"}, "aws_account_id", "exactly 12 digits"),
         ({"aws_region": "europe-west"}, "aws_region", "looks like eu-west-1"),
         ({"aws_region": "EU-WEST-1"}, "aws_region", "looks like eu-west-1"),
+        ({"aws_region": "us-gov-west-1"}, "aws_region", "commercial AWS partition"),
         ({"github_repository": "ml-platform"}, "github_repository", "owner/name"),
         ({"github_repository": "acme/ml platform"}, "github_repository", "owner/name"),
         ({"github_repository": "acme/.."}, "github_repository", "owner/name"),
@@ -101,12 +102,16 @@ def test_running_init_again_changes_nothing(clone: Path) -> None:
         ({"environments": "dev,,prod"}, "environments", "lower case letters"),
         ({"environments": "dev,prod,dev"}, "environments", "each environment once"),
         ({"environments": "a,b,c,d,e,f,g"}, "environments", "1 to 6 environment names"),
+        # Unquoted in the answers file and the workflows' lists, these would be booleans or null.
+        ({"environments": "dev,on,null"}, "environments", "boolean or null in YAML"),
+        ({"project_name": "true"}, "project_name", "boolean or null in YAML"),
     ],
     ids=[
         "account-11-digits",
         "account-letter",
         "region-shape",
         "region-upper-case",
+        "region-govcloud",
         "repository-no-owner",
         "repository-space",
         "repository-dot-dot",
@@ -117,6 +122,8 @@ def test_running_init_again_changes_nothing(clone: Path) -> None:
         "environment-empty",
         "environment-repeated",
         "environments-too-many",
+        "environment-a-yaml-keyword",
+        "project-name-a-yaml-keyword",
     ],
 )
 def test_a_bad_answer_is_rejected_naming_its_field_and_nothing_is_written(
@@ -208,6 +215,19 @@ def test_dropping_the_examples_drops_their_pins(clone: Path) -> None:
     assert "write environments/prod.yaml" in result.stdout
     assert yaml.safe_load(prod.read_text())["models"] == {}
     assert mlops(clone, "check").exit_code == 0
+
+
+def test_keeping_the_examples_after_dropping_them_is_refused(clone: Path) -> None:
+    """Else keep_examples: true is recorded while the examples stay fixtures in tests/examples."""
+    dropped = mlops(clone, "init", *flags(), "--drop-examples")
+    assert dropped.exit_code == 0, dropped.output
+    before = snapshot(clone)
+
+    result = mlops(clone, "init", "--keep-examples")
+
+    assert result.exit_code == 2, result.output
+    assert "keep_examples" in result.stderr and "--drop-examples" in result.stderr, result.stderr
+    assert snapshot(clone) == before
 
 
 def test_without_the_examples_the_first_model_starts_from_a_csv(clone: Path) -> None:
@@ -332,14 +352,18 @@ def test_changing_the_environments_again_moves_the_chain_and_keeps_the_pins(clon
     record |= {"promoted_at": "2026-11-25T10:00:00+00:00", "promoted_by": "tests"}
     data["models"] = {"penguins": {"version": "3", "model_uri": "models:/penguins/3", **record}}
     pins.write_text(yaml.safe_dump(data, sort_keys=False))
+    scratch = clone / "environments/qa.yaml"  # a version tried in the scratch environment
+    scratch_pins = yaml.safe_load(scratch.read_text()) | {"models": data["models"]}
+    scratch.write_text(yaml.safe_dump(scratch_pins, sort_keys=False))
 
     result = mlops(clone, "init", "--environments", "staging,live")
 
     assert result.exit_code == 0, result.output
     assert (
         "remove Pulumi.qa.yaml" in result.stdout
-        and "remove environments/production.yaml" in result.stdout
+        and "remove environments/production.yaml\n" in result.stdout
     )
+    assert "remove environments/qa.yaml (and its pins: penguins v3)" in result.stdout
     assert sorted(p.stem for p in (clone / "environments").glob("*.yaml")) == ["live", "staging"]
     live = yaml.safe_load((clone / "environments/live.yaml").read_text())
     assert (live["promote_from"], live["champion"]) == ("staging", True)
@@ -355,3 +379,29 @@ def test_changing_the_environments_again_moves_the_chain_and_keeps_the_pins(clon
     again = mlops(clone, "init")
     assert again.exit_code == 0 and "already adopted" in again.stderr, again.output
     assert snapshot(clone) == before
+
+
+def test_growing_a_chain_of_production_alone_starts_from_the_templates_stacks(
+    clone: Path,
+) -> None:
+    """With production as the only stack file left, a new scratch or staging stack must not
+    copy it (protected, approval-only, owner of the account's shared resources): it starts from
+    the template's own, read from the commit the repository was adopted from."""
+    alone = mlops(clone, "init", *flags(environments="live"), "--keep-examples")
+    assert alone.exit_code == 0, alone.output
+    git(clone, "add", "--all")
+    git(clone, "commit", "--quiet", "-m", "adopted with production alone")
+
+    grown = mlops(clone, "init", "--environments", "dev,qa,live")
+
+    assert grown.exit_code == 0, grown.output
+    for name, budget in (("dev", 100), ("qa", 300)):
+        stack = yaml.safe_load((clone / f"Pulumi.{name}.yaml").read_text())["config"]
+        assert stack["fraud-ml:deployEnvironments"] == [name]
+        assert stack["fraud-ml:deployBranches"] == ["main"], name
+        assert stack["fraud-ml:protectResources"] is False, name
+        assert stack["fraud-ml:ownsAccountResources"] is False, name
+        assert stack["fraud-ml:budgetMonthlyUsd"] == budget, name
+        assert stack["aws:region"] == NON_DEFAULT["--aws-region"]
+    assert "Production" not in (clone / "Pulumi.qa.yaml").read_text()
+    assert mlops(clone, "init").stdout == "", "a rerun changes nothing"
