@@ -76,11 +76,20 @@ class Server:
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        loading = asyncio.create_task(self._load(), name="load-model")
+        loading: asyncio.Task[None] | None = None
+        if self.settings.workers > 1:
+            # Workers share one socket and each takes connections once this startup returns:
+            # loading first keeps a worker that is still loading from taking requests (and
+            # answering 503) after another worker's /ping has already said the model is ready.
+            await self._load()
+        else:
+            # One worker answers /ping "loading" meanwhile, so the wait is visible.
+            loading = asyncio.create_task(self._load(), name="load-model")
         try:
             yield
         finally:
-            loading.cancel()
+            if loading is not None:
+                loading.cancel()
             if self.batcher is not None:
                 await self.batcher.close()
             if self.capture is not None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.datasets import ColumnSpec, ColumnType
-from serving.schema import Columns
+from serving.schema import Columns, estimator_frame
 
 log = logging.getLogger("serving.fast_path")
 
@@ -248,10 +248,13 @@ def _on_float32(
     predict: Callable[[np.ndarray], np.ndarray], estimator: Any
 ) -> Callable[[np.ndarray], np.ndarray]:
     def run(matrix: np.ndarray) -> np.ndarray:
-        if np.isnan(matrix).any():
-            # Missing values take the estimator's own route, errors included.
+        with np.errstate(over="ignore"):  # an overflow is handled just below
+            single = np.ascontiguousarray(matrix, dtype=np.float32)
+        if not np.isfinite(single).all():
+            # Missing values, and numbers beyond float32 (1e39 becomes inf, which the
+            # estimator refuses), take the estimator's own route, errors included.
             return np.asarray(estimator.predict(matrix))
-        return predict(np.ascontiguousarray(matrix, dtype=np.float32))
+        return predict(single)
 
     return run
 
@@ -334,8 +337,6 @@ def verified(
     example: Mapping[str, list[Any]] | None = None,
 ) -> ColumnPredict | None:
     """The fast predict if it gives exactly the estimator's answers on probe rows, else None."""
-    import pandas as pd
-
     if any(schema[c].type is ColumnType.DATETIME for c in columns):
         log.info("fast path off: a date-time column")
         return None
@@ -345,7 +346,7 @@ def verified(
         log.info("fast path off: %s", exc)
         return None
     probes = probe_columns(columns, schema, example)
-    frame = pd.DataFrame(probes, copy=False)
+    frame = estimator_frame(probes)  # what the server's estimator route predicts on
     try:
         expected = np.asarray(estimator.predict(frame))
     except Exception as exc:  # probes the estimator itself refuses: no way to compare

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.datasets import ColumnSpec, ColumnType
 from serving.fast_path import ColumnPredict, verified
-from serving.schema import Columns
+from serving.schema import Columns, estimator_frame
 from serving.settings import SAGEMAKER_MODEL_DIR
 
 if TYPE_CHECKING:
@@ -68,9 +68,7 @@ class LoadedModel:
         """Predictions for checked column arrays (``InputSchema.parse_columns``)."""
         if self.fast is not None:
             return self.fast(data)
-        import pandas as pd
-
-        return self.estimator.predict(pd.DataFrame(data, copy=False))
+        return self.estimator.predict(estimator_frame(data))
 
     @property
     def classes(self) -> list[str]:

@@ -36,6 +36,7 @@ JSON_SHAPES = ("dataframe_split", "dataframe_records", "instances")
 # One array per input column, all the same length: what the server predicts on.
 Columns = Mapping[str, np.ndarray]
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NUMBER = (int, float)
 _NONE = type(None)
 
@@ -95,7 +96,7 @@ class InputSchema:
 
     def parse(self, body: bytes, content_type: str | None) -> pd.DataFrame:
         """One checked DataFrame, columns in the model's order; raises RequestError."""
-        return pd.DataFrame(self.parse_columns(body, content_type), copy=False)
+        return estimator_frame(self.parse_columns(body, content_type))
 
     def parse_columns(self, body: bytes, content_type: str | None) -> Columns:
         """The checked column arrays, in the model's order; raises RequestError.
@@ -273,6 +274,17 @@ class InputSchema:
             raise RequestError(
                 f"column {name!r}: row {i}: {arr[i]} is not a finite number", column=name, row=i
             )
+        # Tree models compute in float32, where a larger number becomes infinity and is refused
+        # by the estimator: say so here, as a 400 naming the value, not as a 500 from predict.
+        huge = np.abs(arr) > _FLOAT32_MAX
+        if huge.any():
+            i = int(np.argmax(huge))
+            raise RequestError(
+                f"column {name!r}: row {i}: {arr[i]:g} is beyond {_FLOAT32_MAX:.3g}, the largest "
+                "number a model takes",
+                column=name,
+                row=i,
+            )
         if spec.min is not None and (low := arr < spec.min).any():
             i = int(np.argmax(low))
             raise RequestError(
@@ -366,6 +378,25 @@ class InputSchema:
                     f"column {name!r}: not a date and time: {exc}", column=name
                 ) from None
         return np.array(items, dtype=object)
+
+
+def estimator_frame(data: Columns) -> pd.DataFrame:
+    """The checked columns as the DataFrame the estimator was trained on.
+
+    Training (``pipelines.validate``) hands scikit-learn a text column's gaps as NaN; requests
+    carry None. ``SimpleImputer`` counts only NaN as missing in an object column, and pandas
+    turns None into NaN only in a column that also holds text: a column of nothing but None (a
+    one-row request with a gap) was not imputed but encoded as an unknown category, unlike
+    training and ``serving.fast_path``. Every predict through the estimator goes through here.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name, values in data.items():
+        if values.dtype == object:
+            missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+            if missing.any():
+                values = np.where(missing, np.nan, values)
+        out[name] = values
+    return pd.DataFrame(out, copy=False)
 
 
 def _parse_float(name: str, row: int, value: str) -> float:

@@ -19,6 +19,7 @@ from pipelines.datasets import ColumnSpec, Dataset, DatasetDefinition
 from pipelines.definitions import Model, ModelDefinition
 from pipelines.estimators import build_pipeline
 from serving import fast_path
+from serving.schema import InputSchema, estimator_frame
 
 pytestmark = pytest.mark.serving
 
@@ -60,8 +61,14 @@ def target(frame: pd.DataFrame, task: str) -> np.ndarray:
     return np.where(score > 12, "high", np.where(score > 8, "mid", "low"))
 
 
-def model(task: str, estimator: str, params: dict[str, Any], **preprocessing: Any) -> Model:
-    columns = {**COLUMNS, "y": ColumnSpec(type="float" if task == "regression" else "string")}
+def model(
+    task: str,
+    estimator: str,
+    params: dict[str, Any],
+    features: dict[str, ColumnSpec] = COLUMNS,
+    **preprocessing: Any,
+) -> Model:
+    columns = {**features, "y": ColumnSpec(type="float" if task == "regression" else "string")}
     dataset = DatasetDefinition(
         name="synthetic", source="rows.csv", fingerprint="sha256:" + "0" * 64, columns=columns
     )
@@ -73,7 +80,7 @@ def model(task: str, estimator: str, params: dict[str, Any], **preprocessing: An
             "dataset": "synthetic",
             "task": task,
             "target": "y",
-            "features": FEATURES,
+            "features": list(features),
             "estimator": {"path": estimator, "params": params},
             "preprocessing": preprocessing,
         }
@@ -217,3 +224,51 @@ def test_the_example_models_get_the_fast_path_and_their_own_answers(name):
     assert fast is not None
     columns = {c: rows[c].to_numpy() for c in features}
     np.testing.assert_array_equal(fast(columns), pipeline.predict(rows[features]))
+
+
+def as_trained(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows as ``pipelines.validate`` hands them to fit: text and bool as objects, gaps as NaN."""
+    out = frame.copy()
+    for column in ("kind", "note", "flag"):
+        out[column] = pd.Series(
+            [np.nan if v is None or v != v else v for v in frame[column]], dtype=object
+        )
+    return out
+
+
+def test_a_column_of_nothing_but_gaps_is_imputed_as_in_training():
+    # A one-row request with a gap has a column of nothing but None. scikit-learn's imputer
+    # does not count None as missing there, so the estimator route once encoded it as an
+    # unknown category while training (NaN) and the fast path imputed it: two answers.
+    train = as_trained(synthetic_rows(600, seed=1, gaps=True))
+    train.loc[train.index[:200], "kind"] = "b"  # "b", the most frequent, is what is imputed
+    labels = target(train.fillna({"kind": "b"}), "classification")
+    tree = "sklearn.tree.DecisionTreeClassifier"
+    pipeline = build_pipeline(model("classification", tree, {}, impute=True))
+    pipeline.fit(train[FEATURES], labels)
+    fast = fast_path.verified(pipeline, FEATURES, COLUMNS)
+    assert fast is not None
+    rows = synthetic_rows(200, seed=2, gaps=False)
+    as_b = rows.to_dict("records")
+    gaps = [{**row, "kind": None} for row in as_b]
+    body = pd.DataFrame(gaps).to_json(orient="split", index=False).encode()
+    data = InputSchema(FEATURES, COLUMNS).parse_columns(
+        b'{"dataframe_split": ' + body + b"}", "application/json"
+    )
+    imputed = pipeline.predict(as_trained(rows.assign(kind="b"))[FEATURES])
+    np.testing.assert_array_equal(pipeline.predict(estimator_frame(data)), imputed)
+    np.testing.assert_array_equal(fast(data), imputed)
+
+
+def test_a_number_beyond_float32_is_refused_as_the_estimator_refuses_it():
+    # Trees compare in float32: 1e39 becomes inf, which the estimator refuses.
+    pipeline, _ = trained("classification", "sklearn.ensemble.RandomForestClassifier", FOREST)
+    fast = fast_path.verified(pipeline, FEATURES, COLUMNS)
+    assert fast is not None
+    rows = synthetic_rows(3, seed=3, gaps=False)
+    rows["length"] = [1.0, 1e39, 2.0]
+    with pytest.raises(ValueError, match="float32") as own:
+        pipeline.predict(rows[FEATURES])
+    with pytest.raises(ValueError, match="float32") as fast_error:
+        fast(as_columns(rows))
+    assert str(fast_error.value) == str(own.value)

@@ -102,12 +102,15 @@ def test_image_healthcheck_passes_only_while_the_server_answers_ping(
 def test_metrics_of_several_workers_add_up_whichever_worker_answers_the_scrape(
     start: Any, stop: Any
 ) -> None:
-    """With two workers, /metrics is the sum over both, not the view of one process."""
-    server = start(MLOPS_SERVE_WORKERS="2")
+    """With several workers, /metrics is the sum over all, not the view of one process."""
+    server = start(MLOPS_SERVE_WORKERS="3")
     sent = 40
     row = {"dataframe_split": {"columns": COLUMNS, "data": [[39.1, 18.7, 181.0, 3750.0, "Dream"]]}}
     for _ in range(sent):
-        requests.post(f"{server.url}/invocations", json=row, timeout=10)
+        # Sent as soon as one worker's /ping said ready: a worker still loading its model
+        # must not take any of them (it once answered 503).
+        answer = requests.post(f"{server.url}/invocations", json=row, timeout=10)
+        assert answer.status_code == 200, answer.text
     totals = set()
     for _ in range(6):  # each scrape may land on either worker
         text = requests.get(f"{server.url}/metrics", timeout=10).text

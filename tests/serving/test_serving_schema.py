@@ -61,6 +61,7 @@ def test_an_int_column_without_nulls_is_integer() -> None:
         ([True, 2, "a", "x", True], "length", "expected a number"),
         ([None, 2, "a", "x", True], "length", "required"),
         ([1.5, 2.5, "a", "x", True], "count", "expected an integer"),
+        ([1e39, 2, "a", "x", True], "length", "the largest number a model takes"),
         ([1.5, 2, "c", "x", True], "kind", "not one of the categories"),
         ([1.5, 2, 3, "x", True], "kind", "expected a string"),
         ([1.5, 2, "a", 7, True], "note", "expected a string"),
