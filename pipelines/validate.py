@@ -253,7 +253,9 @@ def _check_column(
         bad = present & typed.isna()
         if bad.any():
             problems.append(_violation(column, "type", bad, values, "expected true/false values"))
-        typed = typed.astype("object")
+        # Gaps as NaN, not pandas' NA: scikit-learn's imputer cannot compare NA, and the server
+        # hands the estimator a bool gap as NaN too (serving.schema.estimator_frame).
+        typed = typed.astype("object").where(typed.notna(), np.nan)
     elif spec.type is ColumnType.DATETIME:
         typed = pd.to_datetime(values, errors="coerce", format="mixed")
         bad = present & typed.isna()

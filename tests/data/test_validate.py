@@ -485,3 +485,24 @@ def test_unreadable_s3_source_is_a_data_error_naming_the_source(repo, s3, uri):
     assert error.exit_code == 2
     assert (error.file, error.field) == (str(_dataset_yaml(repo)), "source")
     assert uri in error.message
+
+
+def test_gaps_in_a_nullable_bool_column_are_nan_so_an_imputing_model_trains(repo):
+    # pandas' NA made scikit-learn's imputer fail ("boolean value of NA is ambiguous").
+    from pipelines.estimators import build_pipeline
+
+    year = "  year: {type: int, min: 2007, max: 2030}\n"
+    _edit_schema(repo, year, "  year: {type: bool, nullable: true}\n")
+
+    def change(frame: pd.DataFrame) -> None:
+        frame["year"] = (["true", "false", ""] * len(frame))[: len(frame)]
+
+    _edit(repo, change)
+    model = load_model(repo / "models", repo / "data", "penguins", {
+        "features": ["bill_length_mm", "island", "year"], "preprocessing.impute": True,
+    })  # fmt: skip
+    typed, report = validate_for_model(model)
+    assert report.ok, report.render()
+    gaps = typed["year"][typed["year"].isna()]
+    assert len(gaps) and all(v is not pd.NA for v in gaps)
+    build_pipeline(model).fit(typed[model.definition.features], typed["species"])
