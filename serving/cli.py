@@ -40,7 +40,7 @@ def run(
     from pydantic import ValidationError
 
     from serving import logs
-    from serving.model import ModelLoadError, resolve
+    from serving.model import ModelLoadError, load, resolve
     from serving.settings import ServeSettings
 
     try:
@@ -56,6 +56,14 @@ def run(
     except ModelLoadError as exc:
         log.error("cannot find the model", extra={"error": str(exc)})
         return 2
+    if settings.workers > 1:
+        # A worker that cannot load the model exits and uvicorn starts it again, forever: with
+        # several workers, try the load once here so that a broken model stops the server.
+        try:
+            load(path, fast_path=False)
+        except ModelLoadError as exc:
+            log.error("cannot load the model; stopping", extra={"error": str(exc)})
+            return 2
     # Workers are separate processes that read their settings from the environment.
     os.environ["MLOPS_SERVE_MODEL_URI"] = str(path)
     os.environ["MLOPS_SERVE_WORKERS"] = str(settings.workers)

@@ -163,3 +163,24 @@ def test_the_fast_path_is_on_by_default_and_answers_as_the_estimator_does(
         logged[setting] = loaded[0]["fast_path"]
     assert logged == {"true": True, "false": False}
     assert answers["true"] == answers["false"]
+
+
+def test_a_model_that_cannot_load_stops_a_multi_worker_server_with_exit_2(
+    trained: Any, tmp_path: Any
+) -> None:
+    import shutil
+
+    broken = tmp_path / "model"
+    shutil.copytree(trained.model_dir, broken)
+    for pickled in broken.glob("*.pkl"):
+        pickled.write_bytes(b"not a pickle")
+    env = {"PATH": "/usr/bin:/bin", "MLOPS_SERVE_WORKERS": "2", "MLOPS_SERVE_PORT": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "serving", "serve", "--model-uri", str(broken)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "cannot load the model" in result.stderr
