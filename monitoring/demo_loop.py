@@ -159,10 +159,10 @@ def run_drift_demo(
     console = Console(highlight=False)
     started = time.perf_counter()
     workspace = settings.state_dir / "demo-drift"
-    examples_root(settings.root)  # before anything is removed: no examples, no demo
+    examples = examples_root(settings.root)  # before anything is removed: no examples, no demo
     if not keep:
         shutil.rmtree(workspace, ignore_errors=True)
-    repo = demo_repository(settings, workspace / "repo")
+    repo = demo_repository(examples, workspace / "repo")
     demo = Settings(root=repo, home=workspace / "state", tracking_uri=None)
     client = connect(demo)
     console.print(Rule("Drift demo: serve, capture, detect, retrain, gate"))

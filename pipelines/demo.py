@@ -52,11 +52,11 @@ def examples_root(root: Path) -> Path:
     )
 
 
-def demo_repository(settings: Settings, repo: Path) -> Path:
-    """The demos' scratch repository at ``repo``: the examples and the standard environments."""
+def demo_repository(source: Path, repo: Path) -> Path:
+    """A scratch repository at ``repo``: the examples under ``source`` (``examples_root``) and
+    the standard environments with nothing pinned. The demos and the test suites use it."""
     from pipelines.environment_chain import STANDARD_ENVIRONMENTS, Chain, write_fresh_environments
 
-    source = examples_root(settings.root)
     for folder in ("models", "data"):
         shutil.copytree(source / folder, repo / folder, dirs_exist_ok=True)
     write_fresh_environments(repo / "environments", Chain(STANDARD_ENVIRONMENTS))
@@ -70,10 +70,10 @@ def run_demo(settings: Settings, *, keep: bool = False) -> None:
     console = Console()
     started = time.perf_counter()
     workspace = settings.state_dir / "demo"
-    examples_root(settings.root)  # before anything is removed: no examples, no demo
+    examples = examples_root(settings.root)  # before anything is removed: no examples, no demo
     if not keep:
         shutil.rmtree(workspace, ignore_errors=True)
-    repo = demo_repository(settings, workspace / "repo")
+    repo = demo_repository(examples, workspace / "repo")
     demo_settings = Settings(root=repo, home=workspace / "state", tracking_uri=None)
     console.print(Rule("MLOps template demo"))
     console.print(f"workspace: {repo}\nregistry:  {demo_settings.resolved_tracking_uri()}")

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from pipelines.adopt import EXAMPLES_FIXTURES
-from pipelines.environment_chain import STANDARD_ENVIRONMENTS, Chain, write_fresh_environments
+from pipelines.demo import demo_repository
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / EXAMPLES_FIXTURES  # where `mlops init --drop-examples` moves them
@@ -31,10 +31,8 @@ EXAMPLES_DROPPED = EXAMPLES != REPO_ROOT
 def copy_examples(root: Path, *, team_pins: bool = False) -> Path:
     """A repository at ``root`` with the examples' models/ and data/, and either fresh
     dev/staging/prod pins or (``team_pins``) a copy of the root's own."""
-    shutil.copytree(EXAMPLE_MODELS, root / "models")
-    shutil.copytree(EXAMPLE_DATA, root / "data")
+    demo_repository(EXAMPLES, root)
     if team_pins:
+        shutil.rmtree(root / "environments")
         shutil.copytree(REPO_ROOT / "environments", root / "environments")
-    else:
-        write_fresh_environments(root / "environments", Chain(STANDARD_ENVIRONMENTS))
     return root
