@@ -109,7 +109,7 @@ def worker_ours(folder: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from monitoring.drift import Counts, detect_columns
-    from pipelines.definitions import Drift
+    from pipelines.core.definitions import Drift
 
     reference = pq.ParquetFile(folder / "reference.parquet")
     current = pq.ParquetFile(folder / "current.parquet")

@@ -1,7 +1,7 @@
 """What git says should run in one environment: every model, its pinned version, how to ship it.
 
-``models/*/model.yaml`` (through ``pipelines.definitions.load_model``) says how each model is
-deployed; ``environments/<env>.yaml`` (through ``pipelines.pins``) says which version runs. A
+``models/*/model.yaml`` (through ``pipelines.core.definitions.load_model``) says how each model is
+deployed; ``environments/<env>.yaml`` (through ``pipelines.core.pins``) says which version runs. A
 model with no pin yet, or whose target is ``local``, still gets its registry and monitoring but
 no cloud endpoint, so adding a model never breaks ``pulumi up``. No Pulumi import here: the plan
 is plain data that tests and the CLI can compute without a runtime.
@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.conventions import slug_collisions
-from pipelines.definitions import (
+from pipelines.core.conventions import slug_collisions
+from pipelines.core.definitions import (
     AllAtOnce,
     Canary,
     Deployment,
@@ -22,8 +22,8 @@ from pipelines.definitions import (
     discover_models,
     load_model,
 )
-from pipelines.errors import DefinitionError
-from pipelines.pins import Environment, environment_path, load_environment
+from pipelines.core.errors import DefinitionError
+from pipelines.core.pins import Environment, environment_path, load_environment
 
 _ROLLOUT_ENTRY = re.compile(r"^(?P<model>[a-z][a-z0-9_-]*)@(?P<version>[0-9]+)(=(?P<weight>\d+))?$")
 

@@ -29,9 +29,9 @@ from infra.components.monitoring import (
 from infra.components.registries import Registries, RegistriesArgs
 from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndpointArgs
 from infra.model_plan import ModelPlan, plan, rollout_steps
-from pipelines.conventions import SHARED, endpoint_name, slug, tags
-from pipelines.errors import DefinitionError
-from pipelines.pins import load_environment
+from pipelines.core.conventions import SHARED, endpoint_name, slug, tags
+from pipelines.core.errors import DefinitionError
+from pipelines.core.pins import load_environment
 
 # The endpoint's p99 alarm fires at this multiple of the model's offline latency gate.
 LATENCY_ALARM_FACTOR = 2.0

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipelines.errors import DataError
+from pipelines.core.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pipelines.datasets import ColumnSpec
+    from pipelines.core.datasets import ColumnSpec
 
 EVENT_ID = "_event_id"
 ROW = "_row"
@@ -294,7 +294,7 @@ def read_current(
     return Current(frame, records, where, skipped, examples)
 
 
-def _boolean(value: Any, true: set[str], false: set[str]) -> Any:
+def _boolean(value: Any, true: frozenset[str], false: frozenset[str]) -> Any:
     """True/False for the spellings the dataset validation accepts; other values as they are."""
     if isinstance(value, bool) or value is None:
         return value
@@ -317,13 +317,11 @@ def _typed(values: list[Any], spec: ColumnSpec | None) -> Any:
     """
     import pandas as pd
 
-    from pipelines.datasets import ColumnType
+    from pipelines.core.datasets import BOOL_FALSE, BOOL_TRUE, ColumnType
 
     if spec is not None and spec.type.is_numeric:
         numbers = [None if isinstance(v, bool) else v for v in values]
         return pd.to_numeric(pd.Series(numbers, dtype=object), errors="coerce").astype("float64")
     if spec is not None and spec.type is ColumnType.BOOL:
-        from pipelines.validate import _FALSE, _TRUE  # the spellings validation accepts
-
-        return pd.Series([_boolean(v, _TRUE, _FALSE) for v in values], dtype=object)
+        return pd.Series([_boolean(v, BOOL_TRUE, BOOL_FALSE) for v in values], dtype=object)
     return pd.Series(values, dtype=object).where(lambda s: s.notna() & (s != ""), None)

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import MlopsError
-from pipelines.settings import Settings
+from pipelines.core.errors import MlopsError
+from pipelines.core.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,7 +131,7 @@ def wait_for_captures(location: Path, records: int, timeout: float = 15.0) -> No
 
 def shifted(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """The same birds, grown: each shifted column clipped to the dataset's declared range."""
-    from pipelines.datasets import load_dataset_by_name
+    from pipelines.core.datasets import load_dataset_by_name
 
     columns = load_dataset_by_name(settings.data_dir, MODEL).definition.columns
     out = frame.copy()
@@ -152,9 +152,10 @@ def run_drift_demo(
     from monitoring.monitor import run_monitor
     from monitoring.retrain import dispatch
     from monitoring.settings import MonitorSettings
-    from pipelines.datasets import load_dataset_by_name, update_fingerprint
-    from pipelines.demo import _run, demo_repository, examples_root
-    from pipelines.registry import connect
+    from pipelines.core.datasets import load_dataset_by_name, update_fingerprint
+    from pipelines.core.examples import demo_repository, examples_root
+    from pipelines.core.registry import connect
+    from pipelines.stages.demo import run_and_show
 
     console = Console(highlight=False)
     started = time.perf_counter()
@@ -169,7 +170,7 @@ def run_drift_demo(
     console.print(f"workspace: {repo}\nregistry:  {demo.resolved_tracking_uri()}")
 
     console.print(Rule("1. Train, gate and promote the champion"))
-    outcome = _run(console, client, demo, MODEL, dict(overrides or {}), ["staging", "prod"])
+    outcome = run_and_show(console, client, demo, MODEL, dict(overrides or {}), ["staging", "prod"])
     if outcome.version is None:
         raise MlopsError(f"the first {MODEL} model was rejected: {outcome.rejected}")
 
@@ -214,7 +215,9 @@ def run_drift_demo(
     console.print(
         f"{dataset.path.name}: {len(data)} -> {len(fresh)} rows; {old[:19]} -> {new[:19]}"
     )
-    retrained = _run(console, client, demo, MODEL, dict(overrides or {}), ["staging", "prod"])
+    retrained = run_and_show(
+        console, client, demo, MODEL, dict(overrides or {}), ["staging", "prod"]
+    )
     promoted = retrained.version is not None
 
     console.print(Rule("7. The shifted window against the new champion"))

@@ -14,24 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitoring.current import EVENT_ID, PREDICTION, ROW, TIME, Current, read_current
-from monitoring.drift import (
-    DriftResult,
-    Kind,
-    check_definition,
-    compare,
-    definition_kinds,
-    detect,
-    profile,
-)
+from monitoring.drift import DriftResult, compare, detect, profile
 from monitoring.reference import Reference, load_reference
-from pipelines.errors import DataError
+from pipelines.core.drift_rules import Kind, check_definition, definition_kinds
+from pipelines.core.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
 
-    from pipelines.definitions import Model
-    from pipelines.settings import Settings
+    from pipelines.core.definitions import Model
+    from pipelines.core.settings import Settings
 
 
 @dataclass
@@ -170,7 +163,7 @@ def _prediction_drift(reference: Reference, current: Current, model: Model) -> t
     kind: Kind = "categorical" if definition.task.value == "classification" else "numeric"
     ref_values = reference.frame[definition.target]
     if reference.model_uri:
-        from pipelines.candidate import load_sklearn_model
+        from pipelines.core.registry import load_sklearn_model
 
         estimator = load_sklearn_model(reference.model_uri)
         ref_values = estimator.predict(reference.frame[list(definition.features)])
@@ -245,9 +238,9 @@ def _concept_drift(
     """
     import numpy as np
 
-    from pipelines.definitions import higher_is_better
-    from pipelines.evaluate import Predictions, metric_value
-    from pipelines.metric_catalog import DEFAULT_PRIMARY
+    from pipelines.core.definitions import higher_is_better
+    from pipelines.core.metric_catalog import DEFAULT_PRIMARY
+    from pipelines.core.scoring import Predictions, metric_value
 
     definition = model.definition
     target = definition.target

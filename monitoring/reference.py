@@ -1,10 +1,11 @@
 """The training reference: the rows the monitored model version was actually trained on.
 
 A version's run records the data fingerprint it was trained from and the row positions of its
-split (``split.json``, see ``pipelines.candidate``). When the dataset still has that fingerprint,
-the reference is exactly those training rows. When there is no registered version, or the data
-has changed since, the reference falls back to the training split of the dataset as it is now,
-and says so, because a reference that silently differs from training would hide drift.
+split (``split.json``, see ``pipelines.stages.train``). When the dataset still has that
+fingerprint, the reference is exactly those training rows. When there is no registered version,
+or the data has changed since, the reference falls back to the training split of the dataset as
+it is now, and says so, because a reference that silently differs from training would hide
+drift.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import MlopsError
+from pipelines.core.errors import MlopsError
+from pipelines.core.tags import DATA_FINGERPRINT_TAG, MODEL_URI_TAG, OVERRIDES_TAG, SPLIT_ARTIFACT
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
 
-    from pipelines.definitions import Model
-    from pipelines.settings import Settings
+    from pipelines.core.definitions import Model
+    from pipelines.core.settings import Settings
 
 
 @dataclass
@@ -38,8 +40,8 @@ def monitored_version(
     client: MlflowClient | None, settings: Settings, name: str, env: str | None, version: str | None
 ) -> tuple[str | None, str]:
     """The version to monitor and why: explicit, pinned in ``env``, or the champion."""
-    from pipelines.pins import load_environment, pinned
-    from pipelines.registry import CHAMPION, version_by_alias
+    from pipelines.core.pins import load_environment, pinned
+    from pipelines.core.registry import CHAMPION, version_by_alias
 
     if version:
         return version, f"version {version} (--version)"
@@ -66,11 +68,10 @@ def load_reference(
     version: str | None = None,
 ) -> Reference:
     """The reference of the monitored version, or of the dataset's split when there is none."""
-    from pipelines.candidate import MODEL_URI_TAG, OVERRIDES_TAG, SPLIT_ARTIFACT
-    from pipelines.definitions import load_model
-    from pipelines.registry import registry_errors
-    from pipelines.split import split_indices
-    from pipelines.validate import validate_for_model
+    from pipelines.core.definitions import load_model
+    from pipelines.core.registry import registry_errors
+    from pipelines.stages.split import split_indices
+    from pipelines.stages.validate import validate_for_model
 
     chosen, why = monitored_version(client, settings, name, env, version)
     if chosen is None or client is None:
@@ -94,7 +95,7 @@ def load_reference(
         "model_uri": f"models:/{name}/{chosen}" if tags.get(MODEL_URI_TAG) else None,
         "metrics": metrics,
     }
-    trained_on = tags.get("mlops.fingerprint.data")
+    trained_on = tags.get(DATA_FINGERPRINT_TAG)
     if trained_on != now:
         train, _ = split_indices(model.definition, frame)
         source = (

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from monitoring.drift import FeatureDrift
+    from monitoring.drift import FeatureDriftResult
     from monitoring.monitor import MonitorResult
 
 JSON_FILE = "drift.json"
@@ -63,7 +63,7 @@ def _plot(name: str, kind: str, reference: Any, current: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _row(f: FeatureDrift, image: str) -> str:
+def _row(f: FeatureDriftResult, image: str) -> str:
     verdict = "DRIFT" if f.drifted else "ok"
     rule = "<" if f.p_value else ">="
     score = "n/a" if f.score != f.score else f"{f.score:.4g}"

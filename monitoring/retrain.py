@@ -13,13 +13,13 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import MlopsError
+from pipelines.core.conventions import RETRAIN_EVENT_TYPE
+from pipelines.core.errors import MlopsError
 
 if TYPE_CHECKING:
     from monitoring.monitor import MonitorResult
     from monitoring.settings import MonitorSettings
 
-EVENT_TYPE = "drift-detected"
 # GitHub accepts at most 10 top-level keys in client_payload.
 MAX_PAYLOAD_KEYS = 10
 
@@ -47,7 +47,7 @@ def payload(result: MonitorResult, environment: str | None) -> dict[str, Any]:
         "detected_at": result.at.isoformat(),
     }
     assert len(body) <= MAX_PAYLOAD_KEYS
-    return {"event_type": EVENT_TYPE, "client_payload": body}
+    return {"event_type": RETRAIN_EVENT_TYPE, "client_payload": body}
 
 
 def dispatch(

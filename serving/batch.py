@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.errors import MlopsError
+from pipelines.core.errors import MlopsError
 from serving.model import ModelLoadError, load, resolve
 from serving.responses import encode
 from serving.schema import CSV, JSON, InputSchema, RequestError

@@ -3,7 +3,7 @@
 scikit-learn spends most of a one-row predict on bookkeeping, not arithmetic: the
 ColumnTransformer goes through pandas and validates at every step (about 2 ms here), and a
 forest dispatches each of its trees through joblib (about 2 ms for 100 trees), while the trees
-themselves need about 0.3 ms. For the shapes ``pipelines.estimators.build_pipeline`` produces,
+themselves need about 0.3 ms. For the shapes ``pipelines.core.estimators.build_pipeline`` produces,
 this module does the same arithmetic directly on the request's column arrays, with the fitted
 objects' own learned values and each tree's compiled ``tree_.predict``, in scikit-learn's order,
 so the answers are the same numbers, not nearly the same ones.
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.datasets import ColumnSpec, ColumnType
+from pipelines.core.datasets import ColumnSpec, ColumnType
 from serving.schema import Columns, estimator_frame
 
 log = logging.getLogger("serving.fast_path")

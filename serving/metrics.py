@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from pipelines.datasets import ColumnSpec, ColumnType
+from pipelines.core.datasets import ColumnSpec, ColumnType
 
 if TYPE_CHECKING:
     from serving.schema import Columns

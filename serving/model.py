@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.datasets import ColumnSpec, ColumnType
+from pipelines.core.datasets import ColumnSpec, ColumnType
 from serving.fast_path import ColumnPredict, verified
 from serving.schema import Columns, estimator_frame
 from serving.settings import SAGEMAKER_MODEL_DIR
@@ -94,9 +94,9 @@ def resolve(uri: str | None, download_to: Path | None = None) -> Path:
 
 
 def _download(uri: str, download_to: Path | None) -> Path:
-    from pipelines.errors import MlopsError
-    from pipelines.registry import connect
-    from pipelines.settings import Settings
+    from pipelines.core.errors import MlopsError
+    from pipelines.core.registry import connect
+    from pipelines.core.settings import Settings
 
     try:
         connect(Settings())
@@ -121,7 +121,7 @@ def load(path: Path, fast_path: bool = True) -> LoadedModel:
     import mlflow.sklearn
     from mlflow.models import Model
 
-    from pipelines import model_metadata
+    from pipelines.core import model_metadata
 
     for noisy in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

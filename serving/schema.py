@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from pipelines.datasets import ColumnSpec, ColumnType
+from pipelines.core.datasets import ColumnSpec, ColumnType
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -383,11 +383,12 @@ class InputSchema:
 def estimator_frame(data: Columns) -> pd.DataFrame:
     """The checked columns as the DataFrame the estimator was trained on.
 
-    Training (``pipelines.validate``) hands scikit-learn a text column's gaps as NaN; requests
-    carry None. ``SimpleImputer`` counts only NaN as missing in an object column, and pandas
-    turns None into NaN only in a column that also holds text: a column of nothing but None (a
-    one-row request with a gap) was not imputed but encoded as an unknown category, unlike
-    training and ``serving.fast_path``. Every predict through the estimator goes through here.
+    Training (``pipelines.stages.validate``) hands scikit-learn a text column's gaps as NaN;
+    requests carry None. ``SimpleImputer`` counts only NaN as missing in an object column,
+    and pandas turns None into NaN only in a column that also holds text: a column of
+    nothing but None (a one-row request with a gap) was not imputed but encoded as an
+    unknown category, unlike training and ``serving.fast_path``. Every predict through the
+    estimator goes through here.
     """
     out: dict[str, np.ndarray] = {}
     for name, values in data.items():

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from examples_root import copy_examples
 
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -47,7 +47,7 @@ def settings(repo: Path, tmp_path: Path) -> Settings:
 def client(settings: Settings) -> Iterator[MlflowClient]:
     import mlflow
 
-    from pipelines.registry import connect
+    from pipelines.core.registry import connect
 
     yield connect(settings)
     while mlflow.active_run():  # a failing test must not leave a run open for the next one

@@ -16,8 +16,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pipelines.adopt import EXAMPLES_FIXTURES
-from pipelines.demo import demo_repository
+from pipelines.core.examples import EXAMPLES_FIXTURES, demo_repository
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / EXAMPLES_FIXTURES  # where `mlops init --drop-examples` moves them

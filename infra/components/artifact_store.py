@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from pipelines.conventions import CAPTURES_PREFIX
+from pipelines.core.conventions import CAPTURES_PREFIX
 
 _EncryptionDefault = (
     aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgsDict

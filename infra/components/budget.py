@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from pipelines.conventions import TAG_ENVIRONMENT
+from pipelines.core.conventions import TAG_ENVIRONMENT
 
 
 @dataclass

@@ -21,7 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.registries import ROLE_PATH, role_with_policy
-from pipelines.conventions import MODELS_PREFIX
+from pipelines.core.conventions import MODELS_PREFIX
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"

@@ -2,11 +2,12 @@
 
 When a model's drift alarm (``Monitoring``) goes into ALARM, an EventBridge rule sends
 ``{"event_type": "drift-detected", "client_payload": {"model": ...}}`` (the event the retrain
-workflow listens for, ``monitoring.retrain.EVENT_TYPE``) through an API destination. The GitHub
-token comes from a secret stack config value and lives only in Secrets Manager, encrypted with
-the stack's key: in the secret this component creates and in the connection EventBridge keeps.
-A dispatch that still fails after EventBridge's retries (GitHub down, token revoked) lands in a
-dead-letter queue instead of vanishing, so a missed retraining is visible and can be replayed.
+workflow listens for, ``pipelines.core.conventions.RETRAIN_EVENT_TYPE``) through an API
+destination. The GitHub token comes from a secret stack config value and lives only in Secrets
+Manager, encrypted with the stack's key: in the secret this component creates and in the
+connection EventBridge keeps. A dispatch that still fails after EventBridge's retries (GitHub
+down, token revoked) lands in a dead-letter queue instead of vanishing, so a missed retraining
+is visible and can be replayed.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.registries import assume_role_policy, role_with_policy
-from monitoring.retrain import EVENT_TYPE
-from pipelines.conventions import slug
+from pipelines.core.conventions import RETRAIN_EVENT_TYPE, slug
 
 GITHUB_API = "https://api.github.com"
 
@@ -49,7 +49,7 @@ def alarm_event_pattern(alarm_arn: str) -> str:
 def dispatch_template(model: str, environment: str) -> str:
     """The body GitHub receives; ``<alarm>`` is filled in by EventBridge's input transformer."""
     body = {
-        "event_type": EVENT_TYPE,
+        "event_type": RETRAIN_EVENT_TYPE,
         "client_payload": {"model": model, "environment": environment, "alarm": "<alarm>"},
     }
     # EventBridge substitutes <alarm> inside the JSON string, quotes included.

@@ -24,8 +24,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components.registries import role_with_policy
-from pipelines.conventions import capture_prefix, model_data_key, slug
-from pipelines.definitions import Deployment
+from pipelines.core.conventions import capture_prefix, model_data_key, slug
+from pipelines.core.definitions import Deployment
 
 PORT = 8080
 MODEL_DIR = "/opt/ml/model"

@@ -22,7 +22,7 @@ import pulumi_kubernetes as k8s
 
 from infra.components.registries import assume_role_policy, role_with_policy
 from monitoring.dashboards.cloudwatch import cloudwatch_dashboard_body, metric_widget
-from pipelines.conventions import (
+from pipelines.core.conventions import (
     MONITORING_PREFIX,
     SHARED,
     baseline_prefix,

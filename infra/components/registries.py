@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipelines.conventions import package_group_name, slug
+from pipelines.core.conventions import package_group_name, slug
 
 # The image workflow (.github/workflows/image.yml) pushes here, once for every stack.
 IMAGE_REPOSITORY = "mlops-serving"

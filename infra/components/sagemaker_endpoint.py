@@ -16,8 +16,8 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.registries import assume_role_policy, role_with_policy
-from pipelines.conventions import capture_prefix, model_data_key
-from pipelines.definitions import AllAtOnce, Canary, Deployment
+from pipelines.core.conventions import capture_prefix, model_data_key
+from pipelines.core.definitions import AllAtOnce, Canary, Deployment
 
 VARIANT = "AllTraffic"  # the variant name the serving image and the capture layout assume
 CONTAINER_PORT = 8080

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from pipelines.conventions import REQUIRED_TAGS
+from pipelines.core.conventions import REQUIRED_TAGS
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 K8S_LABELS = ("mlops/model", "mlops/environment")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from examples_root import EXAMPLE_MODELS
 
-from pipelines.definitions import (
+from pipelines.core.definitions import (
     AllAtOnce,
     Canary,
     Linear,
@@ -18,8 +18,8 @@ from pipelines.definitions import (
     load_definition,
     load_model,
 )
-from pipelines.errors import DefinitionError, ExitCode
-from pipelines.schemas import all_schemas, write_schemas
+from pipelines.core.errors import DefinitionError, ExitCode
+from pipelines.core.schemas import all_schemas, write_schemas
 
 pytestmark = pytest.mark.code
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.definitions import load_model
-from pipelines.errors import DefinitionError
-from pipelines.estimators import build_estimator
+from pipelines.core.definitions import load_model
+from pipelines.core.errors import DefinitionError
+from pipelines.core.estimators import build_estimator
 
 pytestmark = pytest.mark.code
 
@@ -25,7 +25,7 @@ def test_the_projects_own_commands_are_out_of_reach(repo: Path) -> None:
     # A CLI command would write a model folder if it were called.
     params = {"name": "pwned", "dataset": "penguins", "task": "classification"}
     with pytest.raises(DefinitionError, match="outside the estimator packages") as caught:
-        _build(repo, "pipelines.cli.new_model", params)
+        _build(repo, "pipelines.cli.definitions.new_model", params)
     assert caught.value.field == "estimator.path"
     assert not (repo / "models" / "pwned").exists()
 
@@ -46,9 +46,9 @@ def test_a_module_outside_the_estimator_packages_is_not_even_imported(repo: Path
         f"""
         import sys
         from pathlib import Path
-        from pipelines.definitions import load_model
-        from pipelines.errors import DefinitionError
-        from pipelines.estimators import build_estimator
+        from pipelines.core.definitions import load_model
+        from pipelines.core.errors import DefinitionError
+        from pipelines.core.estimators import build_estimator
         repo = Path({str(repo)!r})
         overrides = {{"estimator.path": "this.x"}}
         model = load_model(repo / "models", repo / "data", "penguins", overrides)
@@ -76,7 +76,7 @@ def test_a_marked_factory_in_a_package_the_team_allows_builds_the_estimator(
         textwrap.dedent(
             """
             from sklearn.ensemble import RandomForestClassifier
-            from pipelines.estimators import estimator_factory
+            from pipelines.core.estimators import estimator_factory
 
             @estimator_factory
             def small_forest(trees):

@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.definitions import (
+from pipelines.core.definitions import (
     ChampionGate,
     FairnessGate,
     LatencyGate,
     SizeGate,
     load_definition,
 )
-from pipelines.errors import ExitCode, Rejected
-from pipelines.evaluate import Evaluation, Predictions, metric_value
-from pipelines.gates import (
+from pipelines.core.errors import ExitCode, Rejected
+from pipelines.core.scoring import Evaluation, Predictions, metric_value
+from pipelines.stages.gates import (
     GateReport,
     GateResult,
     champion_gate,
@@ -28,7 +28,7 @@ from pipelines.gates import (
     size_gate,
     threshold_gates,
 )
-from pipelines.stats import paired_bootstrap, resampled_metric
+from pipelines.stages.stats import paired_bootstrap, resampled_metric
 
 pytestmark = pytest.mark.code
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines.definitions import ModelDefinition, load_definition, load_model
-from pipelines.errors import DefinitionError, ExitCode, Rejected
-from pipelines.estimators import build_pipeline
-from pipelines.fingerprints import canonical_fingerprint, code_fingerprint
-from pipelines.pins import (
+from pipelines.core.definitions import ModelDefinition, load_definition, load_model
+from pipelines.core.errors import DefinitionError, ExitCode, Rejected
+from pipelines.core.estimators import build_pipeline
+from pipelines.core.fingerprints import canonical_fingerprint, code_fingerprint
+from pipelines.core.pins import (
     HISTORY_LIMIT,
     Environment,
     Pin,
@@ -26,7 +26,7 @@ from pipelines.pins import (
     step_back,
     with_pin,
 )
-from pipelines.split import split_indices
+from pipelines.stages.split import split_indices
 
 pytestmark = pytest.mark.code
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.definitions import load_model
-from pipelines.errors import DefinitionError
+from pipelines.core.definitions import load_model
+from pipelines.core.errors import DefinitionError
 
 pytestmark = pytest.mark.code
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.datasets import load_dataset
-from pipelines.errors import DataError
-from pipelines.validate import SHOWN_CHARACTERS, Violation
+from pipelines.core.datasets import load_dataset
+from pipelines.core.errors import DataError
+from pipelines.stages.validate import SHOWN_CHARACTERS, Violation
 
 pytestmark = pytest.mark.data
 

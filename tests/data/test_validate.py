@@ -9,10 +9,15 @@ import pandas as pd
 import pytest
 from examples_root import EXAMPLE_MODELS
 
-from pipelines.datasets import fingerprint_bytes, load_dataset, update_fingerprint
-from pipelines.definitions import Model, discover_models, load_model
-from pipelines.errors import DataError, ExitCode, Rejected
-from pipelines.validate import ValidationReport, Violation, validate_dataset, validate_for_model
+from pipelines.core.datasets import fingerprint_bytes, load_dataset, update_fingerprint
+from pipelines.core.definitions import Model, discover_models, load_model
+from pipelines.core.errors import DataError, ExitCode, Rejected
+from pipelines.stages.validate import (
+    ValidationReport,
+    Violation,
+    validate_dataset,
+    validate_for_model,
+)
 
 pytestmark = pytest.mark.data
 
@@ -489,7 +494,7 @@ def test_unreadable_s3_source_is_a_data_error_naming_the_source(repo, s3, uri):
 
 def test_gaps_in_a_nullable_bool_column_are_nan_so_an_imputing_model_trains(repo):
     # pandas' NA made scikit-learn's imputer fail ("boolean value of NA is ambiguous").
-    from pipelines.estimators import build_pipeline
+    from pipelines.core.estimators import build_pipeline
 
     year = "  year: {type: int, min: 2007, max: 2030}\n"
     _edit_schema(repo, year, "  year: {type: bool, nullable: true}\n")

@@ -18,8 +18,8 @@ import pytest
 from examples_root import copy_examples
 from typer.testing import CliRunner, Result
 
-from pipelines.cli import app
-from pipelines.settings import Settings
+from pipelines.cli.main import app
+from pipelines.core.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -60,7 +60,7 @@ class Workspace:
         return result
 
     def client(self) -> MlflowClient:
-        from pipelines.registry import connect
+        from pipelines.core.registry import connect
 
         return connect(self.settings)
 
@@ -72,7 +72,7 @@ class Workspace:
 
     def registry_state(self) -> dict[str, tuple[list[int], dict[str, str]]]:
         """Every registered model's versions and aliases."""
-        from pipelines.registry import aliases_of
+        from pipelines.core.registry import aliases_of
 
         client = self.client()
         state = {}
@@ -96,7 +96,7 @@ class Workspace:
         return Workspace(copy_repo(self.root, root), self.home)
 
     def pinned(self, environment: str, name: str) -> Any:
-        from pipelines.pins import load_environment, pinned
+        from pipelines.core.pins import load_environment, pinned
 
         return pinned(load_environment(self.root / "environments", environment), name)
 
@@ -129,7 +129,7 @@ def clear_pins(root: Path) -> None:
     A workspace's registry starts empty, so pins copied from the checkout would name versions
     it does not have.
     """
-    from pipelines.pins import environment_path, list_environments, load_environment, render
+    from pipelines.core.pins import environment_path, list_environments, load_environment, render
 
     environments = root / "environments"
     for name in list_environments(environments):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import promote as promote_module
-from pipelines import register as register_module
-from pipelines.errors import RegistryError
-from pipelines.promote import promote, rollback
-from pipelines.registry import aliases_of
-from pipelines.run import run_model
+from pipelines.core.errors import RegistryError
+from pipelines.core.registry import aliases_of
+from pipelines.stages import promote as promote_module
+from pipelines.stages import register as register_module
+from pipelines.stages.promote import promote, rollback
+from pipelines.stages.run import run_model
 
 pytestmark = pytest.mark.e2e
 

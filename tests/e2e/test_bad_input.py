@@ -54,7 +54,7 @@ def edit_penguins_csv(ws: Any, change: Callable[[Any], None]) -> Path:
     """Change the data and record its new fingerprint, so only the change itself is wrong."""
     import pandas as pd
 
-    from pipelines.datasets import load_dataset_by_name, update_fingerprint
+    from pipelines.core.datasets import load_dataset_by_name, update_fingerprint
 
     csv = ws.root / "data" / "penguins" / "penguins.csv"
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False)

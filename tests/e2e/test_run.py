@@ -18,7 +18,7 @@ import pytest
 import yaml
 from examples_root import EXAMPLE_MODELS
 
-from pipelines.definitions import discover_models
+from pipelines.core.definitions import discover_models
 
 pytestmark = pytest.mark.e2e
 
@@ -78,9 +78,9 @@ def test_registered_version_carries_lineage_metric_and_gate_tags(
     released: Released, name: str
 ) -> None:
     import pipelines
-    from pipelines.definitions import load_model
-    from pipelines.fingerprints import model_fingerprints
-    from pipelines.metric_catalog import metrics_for
+    from pipelines.core.definitions import load_model
+    from pipelines.core.fingerprints import model_fingerprints
+    from pipelines.core.metric_catalog import metrics_for
 
     ws = released.ws
     tags = ws.client().get_model_version(name, "1").tags
@@ -118,7 +118,7 @@ def test_registered_version_has_a_signature_of_the_features_and_an_input_example
     import mlflow.pyfunc
     from mlflow.models import get_model_info
 
-    from pipelines.definitions import load_model
+    from pipelines.core.definitions import load_model
 
     ws = released.ws
     ws.client()
@@ -201,8 +201,8 @@ def test_every_example_model_loads_back_from_the_registry_and_predicts(
     import mlflow.sklearn
     import numpy as np
 
-    from pipelines.definitions import load_model
-    from pipelines.validate import validate_for_model
+    from pipelines.core.definitions import load_model
+    from pipelines.stages.validate import validate_for_model
 
     ws = released.ws
     ws.client()
@@ -404,8 +404,8 @@ def test_register_refuses_with_exit_2_a_run_that_was_never_gated(workspace: Any)
 
 
 def test_new_model_scaffolds_a_definition_that_loads_and_passes_check(workspace: Any) -> None:
-    from pipelines.definitions import load_model
-    from pipelines.estimators import build_pipeline
+    from pipelines.core.definitions import load_model
+    from pipelines.core.estimators import build_pipeline
 
     ws = workspace
     result = ws.mlops(
@@ -482,7 +482,7 @@ def test_a_registry_used_earlier_in_the_process_does_not_capture_later_commands(
     """
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.cli.main import app
 
     monkeypatch.chdir(tmp_path)  # where MLflow would put artifacts of a misdirected run
     earlier = make_workspace("earlier")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.pins import in_promotion_order, list_environments, load_environment
-from pipelines.run import run_model
-from pipelines.settings import Settings
-from pipelines.status import model_status
+from pipelines.core.pins import in_promotion_order, list_environments, load_environment
+from pipelines.core.settings import Settings
+from pipelines.stages.run import run_model
+from pipelines.stages.status import model_status
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 def test_a_pin_unknown_to_this_registry_is_shown_with_the_pins_lineage(client, settings, tmp_path):
     run_model(client, settings, "penguins", promote_to=["staging"])
     elsewhere = Settings(root=settings.root, home=tmp_path / "other-state", tracking_uri=None)
-    from pipelines.registry import connect
+    from pipelines.core.registry import connect
 
     other = connect(elsewhere)
 

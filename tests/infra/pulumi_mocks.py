@@ -27,7 +27,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from infra.policy.rules import Resource  # noqa: E402
-from pipelines.pins import Environment, save_environment  # noqa: E402
+from pipelines.core.pins import Environment, save_environment  # noqa: E402
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -27,9 +27,8 @@ from infra.components.sagemaker_endpoint import (
     traffic_routing,
 )
 from infra.policy.rules import RESOURCE_RULES, buckets_are_private_and_encrypted
-from monitoring.retrain import EVENT_TYPE
-from pipelines.conventions import tags
-from pipelines.definitions import Deployment
+from pipelines.core.conventions import RETRAIN_EVENT_TYPE, tags
+from pipelines.core.definitions import Deployment
 from serving import metrics
 
 pytestmark = pytest.mark.infra
@@ -413,7 +412,7 @@ def test_drift_alarm_triggers_repository_dispatch(retrain: Run) -> None:
     template = target["inputTransformer"]["inputTemplate"]
     body = json.loads(template.replace("<alarm>", '"penguins-prod-drift"'))
     assert body == {
-        "event_type": EVENT_TYPE,
+        "event_type": RETRAIN_EVENT_TYPE,
         "client_payload": {
             "model": "penguins",
             "environment": "prod",

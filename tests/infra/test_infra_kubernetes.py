@@ -18,8 +18,8 @@ from infra.components.kubernetes_endpoint import (
     canary_replicas,
 )
 from infra.components.monitoring import Monitoring, MonitoringArgs, read_monitoring_files
-from pipelines.conventions import tags
-from pipelines.definitions import Deployment
+from pipelines.core.conventions import tags
+from pipelines.core.definitions import Deployment
 
 pytestmark = pytest.mark.infra
 

@@ -15,17 +15,17 @@ from examples_root import EXAMPLE_MODELS
 from pulumi_mocks import REPO_ROOT
 
 from infra.model_plan import canary_weight, plan, rollout_steps
-from pipelines import conventions
-from pipelines.definitions import Deployment, discover_models, load_definition
-from pipelines.errors import DefinitionError
-from pipelines.pins import list_environments
+from pipelines.core import conventions
+from pipelines.core.definitions import Deployment, discover_models, load_definition
+from pipelines.core.errors import DefinitionError
+from pipelines.core.pins import list_environments
 
 pytestmark = pytest.mark.infra
 
 
 def test_conventions_import_without_pulumi() -> None:
     """The packaging code imports the S3 layout without pulling in Pulumi."""
-    code = "import sys, pipelines.conventions; assert 'pulumi' not in sys.modules"
+    code = "import sys, pipelines.core.conventions; assert 'pulumi' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=60)
 
 

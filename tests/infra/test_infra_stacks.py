@@ -41,16 +41,16 @@ from infra.policy.rules import (
     oidc_trust_is_scoped,
     taggable,
 )
-from pipelines.conventions import (
+from pipelines.core.conventions import (
     REQUIRED_TAGS,
     endpoint_name,
     model_data_key,
     package_group_name,
     slug,
 )
-from pipelines.definitions import discover_models
-from pipelines.errors import DefinitionError
-from pipelines.pins import in_promotion_order, list_environments, load_environment
+from pipelines.core.definitions import discover_models
+from pipelines.core.errors import DefinitionError
+from pipelines.core.pins import in_promotion_order, list_environments, load_environment
 
 pytestmark = pytest.mark.infra
 

@@ -15,7 +15,7 @@ import pytest
 from examples_root import copy_examples
 from integration_stack import LocalStack, free_port
 
-from pipelines.local_stack import Stack
+from pipelines.aws.local_stack import Stack
 
 
 @pytest.fixture(scope="module")

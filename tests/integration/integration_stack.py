@@ -12,8 +12,8 @@ from typing import Any
 
 from typer.testing import CliRunner, Result
 
-from pipelines.cli import app
-from pipelines.local_stack import Stack
+from pipelines.aws.local_stack import Stack
+from pipelines.cli.main import app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GIT_SHA = "feedfacefeedfacefeedfacefeedfacefeedface"

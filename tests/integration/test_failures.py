@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from integration_stack import FAST_GATES, LocalStack, free_port
 
-from pipelines import sagemaker_flow
+from pipelines.aws import sagemaker_flow
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
@@ -172,7 +172,7 @@ def test_training_job_refuses_the_embedded_registry(local_stack: LocalStack) -> 
 
 
 def test_stack_refuses_a_taken_port_with_a_clear_message(local_stack: LocalStack) -> None:
-    from pipelines.local_stack import Stack, StackError
+    from pipelines.aws.local_stack import Stack, StackError
 
     taken = local_stack.stack.settings.mlflow_port  # this module's MLflow listens there
     other = Stack(local_stack.home.parent / "other", {"moto_port": taken})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from integration_stack import free_port
 
-from pipelines.local_stack import Stack, postgres_bindir
+from pipelines.aws.local_stack import Stack, postgres_bindir
 
 pytestmark = [
     pytest.mark.integration,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from botocore.stub import ANY, Stubber
 
-from pipelines import sagemaker_flow
-from pipelines.sagemaker_flow import AwsError, AwsSettings
+from pipelines.aws import sagemaker_flow
+from pipelines.aws.sagemaker_flow import AwsError, AwsSettings
 
 pytestmark = pytest.mark.integration
 

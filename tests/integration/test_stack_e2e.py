@@ -79,7 +79,7 @@ def test_sagemaker_training_job_runs_script_mode_and_passes_the_gates(
     )
     assert described["HyperParameters"]["sagemaker_program"] == "sagemaker_entry.py"
     source = _tar_names(local_stack, described["HyperParameters"]["sagemaker_submit_directory"])
-    assert {"sagemaker_entry.py", "requirements.txt", "pipelines/train.py"} <= set(source)
+    assert {"sagemaker_entry.py", "requirements.txt", "pipelines/stages/train.py"} <= set(source)
     # The job's model.tar.gz in S3 is the layout /opt/ml/model expects: MLmodel at the top.
     model_data = run.data.tags["mlops.sagemaker.model_data"]
     assert model_data.endswith(f"/{job}/output/model.tar.gz")

@@ -11,7 +11,7 @@ import time
 import pytest
 from integration_stack import LocalStack, free_port
 
-from pipelines.local_stack import Stack, StackError, _alive, _port_open
+from pipelines.aws.local_stack import Stack, StackError, _alive, _port_open
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
@@ -61,7 +61,7 @@ def test_bad_weights_are_refused_before_aws(
 def test_invalid_request_is_not_reported_as_unreachable() -> None:
     from botocore.exceptions import ParamValidationError
 
-    from pipelines.sagemaker_flow import AwsError, aws_errors
+    from pipelines.aws.sagemaker_flow import AwsError, aws_errors
 
     with pytest.raises(AwsError) as raised, aws_errors("shifting traffic"):
         raise ParamValidationError(report="Invalid value for DesiredWeight")

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from examples_root import EXAMPLE_DATA, EXAMPLE_MODELS
 
-from pipelines.definitions import Model, load_model
-from pipelines.estimators import build_pipeline
-from pipelines.split import split_indices
-from pipelines.validate import validate_for_model
+from pipelines.core.definitions import Model, load_model
+from pipelines.core.estimators import build_pipeline
+from pipelines.stages.split import split_indices
+from pipelines.stages.validate import validate_for_model
 
 pytestmark = pytest.mark.model
 

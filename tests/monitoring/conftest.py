@@ -17,11 +17,11 @@ import pytest
 from examples_root import EXAMPLE_DATA, copy_examples
 from monitoring_helpers import FEATURES, Champion, Writer
 
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
 
 
 def _clear_pins(root: Path) -> None:
-    from pipelines.pins import environment_path, list_environments, load_environment, render
+    from pipelines.core.pins import environment_path, list_environments, load_environment, render
 
     for name in list_environments(root / "environments"):
         environment = load_environment(root / "environments", name)
@@ -34,8 +34,8 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     """penguins trained, gated, registered and promoted to staging and prod (the champion)."""
     import mlflow
 
-    from pipelines.registry import connect
-    from pipelines.run import run_model
+    from pipelines.core.registry import connect
+    from pipelines.stages.run import run_model
 
     base = tmp_path_factory.mktemp("monitoring")
     root = copy_examples(base / "repo")
@@ -61,8 +61,8 @@ def seattle(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     """seattle_weather (a regression with a per-feature PSI override) as the champion."""
     import mlflow
 
-    from pipelines.registry import connect
-    from pipelines.run import run_model
+    from pipelines.core.registry import connect
+    from pipelines.stages.run import run_model
 
     base = tmp_path_factory.mktemp("monitoring-seattle")
     root = copy_examples(base / "repo")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island"]

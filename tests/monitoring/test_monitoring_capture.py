@@ -11,8 +11,8 @@ from examples_root import EXAMPLE_DATA
 from monitoring_helpers import FEATURES, Writer
 
 from monitoring.current import PREDICTION, read_current
-from pipelines.datasets import load_dataset_by_name
-from pipelines.errors import DataError
+from pipelines.core.datasets import load_dataset_by_name
+from pipelines.core.errors import DataError
 
 pytestmark = pytest.mark.monitoring
 

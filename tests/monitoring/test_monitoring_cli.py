@@ -10,7 +10,7 @@ import pytest
 from monitoring_helpers import Champion, Writer, grown
 from typer.testing import CliRunner, Result
 
-from pipelines.cli import app
+from pipelines.cli.main import app
 
 pytestmark = pytest.mark.monitoring
 

@@ -8,8 +8,8 @@ import pytest
 from examples_root import EXAMPLE_DATA, copy_examples
 
 from monitoring.demo_loop import run_drift_demo
-from pipelines.pins import load_environment, pinned
-from pipelines.settings import Settings
+from pipelines.core.pins import load_environment, pinned
+from pipelines.core.settings import Settings
 
 pytestmark = pytest.mark.monitoring
 

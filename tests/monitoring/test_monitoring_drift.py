@@ -10,8 +10,9 @@ from scipy import stats
 from scipy.spatial import distance
 
 from monitoring import drift
-from pipelines.definitions import Drift
-from pipelines.errors import DefinitionError
+from pipelines.core import drift_rules
+from pipelines.core.drift_rules import Drift
+from pipelines.core.errors import DefinitionError
 
 pytestmark = pytest.mark.monitoring
 
@@ -108,7 +109,9 @@ def test_z_test_by_hand() -> None:
         ("numeric", 800, 4, "chi2"),
     ],
 )
-def test_auto_chooses_as_evidently(kind: drift.Kind, rows: int, distinct: int, method: str) -> None:
+def test_auto_chooses_as_evidently(
+    kind: drift_rules.Kind, rows: int, distinct: int, method: str
+) -> None:
     """Over 1000 reference rows: distances; else p-value tests; few values: frequencies."""
     assert drift.auto_method(kind, rows, distinct) == method
 
@@ -158,10 +161,10 @@ def test_a_method_that_cannot_apply_names_the_field() -> None:
     """KS on a categorical feature, or an unknown feature, is a definition error."""
     settings = Drift.model_validate({"features": {"island": {"method": "ks"}}})
     with pytest.raises(DefinitionError, match=r"monitoring\.drift\.features\.island\.method"):
-        drift.check_methods(settings, {"island": "categorical"}, "model.yaml")
+        drift_rules.check_methods(settings, {"island": "categorical"}, "model.yaml")
     unknown = Drift.model_validate({"features": {"wingspan": {"method": "psi"}}})
     with pytest.raises(DefinitionError, match="wingspan"):
-        drift.check_methods(unknown, {"island": "categorical"}, "model.yaml")
+        drift_rules.check_methods(unknown, {"island": "categorical"}, "model.yaml")
 
 
 def test_missing_values_are_ignored(rng: np.random.Generator) -> None:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.monitoring
 
 @pytest.fixture
 def result(champion: Champion, penguins: pd.DataFrame, write_captures: Writer) -> MonitorResult:
-    from pipelines.registry import connect
+    from pipelines.core.registry import connect
 
     location = write_captures(grown(penguins.sample(150, random_state=5)))
     return run_monitor(

@@ -19,9 +19,9 @@ from monitoring_helpers import FEATURES, Champion, Writer, grown
 from typer.testing import CliRunner, Result
 
 from monitoring.current import read_current
-from pipelines.cli import app
-from pipelines.datasets import ColumnSpec, load_dataset_by_name
-from pipelines.errors import DataError, DefinitionError
+from pipelines.cli.main import app
+from pipelines.core.datasets import ColumnSpec, load_dataset_by_name
+from pipelines.core.errors import DataError, DefinitionError
 from serving.capture import CaptureWriter, make_record
 
 pytestmark = pytest.mark.monitoring
@@ -178,8 +178,8 @@ def test_a_probability_metric_falls_back_to_a_label_metric(
     """primary_metric log_loss: the labels are scored with f1_macro, and the report says so."""
     from monitoring import monitor
     from monitoring.reference import load_reference
-    from pipelines.definitions import Model
-    from pipelines.registry import connect
+    from pipelines.core.definitions import Model
+    from pipelines.core.registry import connect
     from serving.capture import read_captures
 
     rows = penguins.sample(50, random_state=4)
@@ -244,7 +244,7 @@ def test_other_endpoints_under_the_destination_are_not_read(
 
 
 def _penguins_with(drift_settings: dict[str, object]) -> tuple[Any, Any]:
-    from pipelines.definitions import Drift, load_model
+    from pipelines.core.definitions import Drift, load_model
 
     model = load_model(EXAMPLE_MODELS, EXAMPLE_DATA, "penguins")
     monitoring = model.definition.monitoring.model_copy(
@@ -283,7 +283,7 @@ def test_check_definition_names_the_field(settings: dict[str, object], field: st
 
 def test_the_repositorys_models_pass_check_definition() -> None:
     from monitoring.drift import check_definition
-    from pipelines.definitions import load_model
+    from pipelines.core.definitions import load_model
 
     for name in ("penguins", "seattle_weather"):
         model = load_model(EXAMPLE_MODELS, EXAMPLE_DATA, name)

@@ -11,15 +11,15 @@ import pytest
 from monitoring_helpers import Champion
 
 from monitoring.reference import load_reference
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
 
 pytestmark = pytest.mark.monitoring
 
 
 def test_the_champions_exact_training_rows(champion: Champion) -> None:
     """With unchanged data, the reference is the rows listed in the run's split.json."""
-    from pipelines.candidate import SPLIT_ARTIFACT
-    from pipelines.registry import connect
+    from pipelines.core.registry import connect
+    from pipelines.stages.candidate import SPLIT_ARTIFACT
 
     client = connect(champion.settings)
     reference = load_reference(champion.settings, "penguins", client=client, env="prod")
@@ -33,7 +33,7 @@ def test_the_champions_exact_training_rows(champion: Champion) -> None:
 
 def test_no_registered_version_falls_back_to_the_dataset_split(settings: Settings) -> None:
     """An empty registry: the dataset's training split, and the source says why."""
-    from pipelines.registry import connect
+    from pipelines.core.registry import connect
 
     reference = load_reference(settings, "penguins", client=connect(settings))
     assert reference.version is None
@@ -43,8 +43,8 @@ def test_no_registered_version_falls_back_to_the_dataset_split(settings: Setting
 
 def test_changed_data_falls_back_and_says_so(champion: Champion, tmp_path: Path) -> None:
     """Data changed since the version was trained: the current split, naming both fingerprints."""
-    from pipelines.datasets import load_dataset_by_name, update_fingerprint
-    from pipelines.registry import connect
+    from pipelines.core.datasets import load_dataset_by_name, update_fingerprint
+    from pipelines.core.registry import connect
 
     root = tmp_path / "repo"
     for folder in ("models", "data", "environments"):

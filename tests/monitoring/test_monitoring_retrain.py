@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from monitoring.retrain import EVENT_TYPE, dispatch
+from monitoring.retrain import dispatch
 from monitoring.settings import MonitorSettings
-from pipelines.errors import MlopsError
+from pipelines.core.conventions import RETRAIN_EVENT_TYPE
+from pipelines.core.errors import MlopsError
 
 pytestmark = pytest.mark.monitoring
 
@@ -83,7 +84,7 @@ def test_dispatch_is_sent_with_the_token(
     [request] = received
     assert request["path"] == "/repos/acme/models/dispatches"
     assert request["auth"] == f"Bearer {TOKEN}"
-    assert request["body"]["event_type"] == EVENT_TYPE
+    assert request["body"]["event_type"] == RETRAIN_EVENT_TYPE
     payload = request["body"]["client_payload"]
     assert payload["model"] == "penguins" and payload["environment"] == "prod"
     assert payload["drifted_features"] == ["bill_length_mm"] and len(payload) <= 10

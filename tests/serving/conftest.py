@@ -21,7 +21,7 @@ import pytest
 import requests
 from examples_root import copy_examples
 
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
 
 STARTUP_SECONDS = 60
 
@@ -68,8 +68,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """One penguins model through every stage into a scratch registry."""
     import mlflow
 
-    from pipelines.registry import connect
-    from pipelines.run import run_model
+    from pipelines.core.registry import connect
+    from pipelines.stages.run import run_model
 
     base = tmp_path_factory.mktemp("serving")
     root = copy_examples(base / "repo")

@@ -1,6 +1,6 @@
 """The fast path gives exactly the estimator's predictions, or it is not used.
 
-Pipelines come from the real builder (``pipelines.estimators.build_pipeline``) for every
+Pipelines come from the real builder (``pipelines.core.estimators.build_pipeline``) for every
 preprocessing choice a model definition can make, trained on synthetic rows with gaps,
 then compared row for row with the pipeline's own ``predict`` on rows it has not seen.
 """
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.datasets import ColumnSpec, Dataset, DatasetDefinition
-from pipelines.definitions import Model, ModelDefinition
-from pipelines.estimators import build_pipeline
+from pipelines.core.datasets import ColumnSpec, Dataset, DatasetDefinition
+from pipelines.core.definitions import Model, ModelDefinition
+from pipelines.core.estimators import build_pipeline
 from serving import fast_path
 from serving.schema import InputSchema, estimator_frame
 
@@ -211,8 +211,8 @@ def test_probe_rows_cover_categories_gaps_and_ranges():
 def test_the_example_models_get_the_fast_path_and_their_own_answers(name):
     from examples_root import EXAMPLE_DATA, EXAMPLE_MODELS
 
-    from pipelines.datasets import load_dataset_by_name
-    from pipelines.definitions import load_model
+    from pipelines.core.datasets import load_dataset_by_name
+    from pipelines.core.definitions import load_model
 
     example = load_model(EXAMPLE_MODELS, EXAMPLE_DATA, name)
     dataset = load_dataset_by_name(EXAMPLE_DATA, example.definition.dataset)
@@ -227,7 +227,8 @@ def test_the_example_models_get_the_fast_path_and_their_own_answers(name):
 
 
 def as_trained(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows as ``pipelines.validate`` hands them to fit: text and bool as objects, gaps as NaN."""
+    """Rows as ``pipelines.stages.validate`` hands them to fit: text and bool as objects, gaps as
+    NaN."""
     out = frame.copy()
     for column in ("kind", "note", "flag"):
         out[column] = pd.Series(

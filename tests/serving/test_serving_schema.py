@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipelines.datasets import ColumnSpec, ColumnType
+from pipelines.core.datasets import ColumnSpec, ColumnType
 from serving.schema import InputSchema, RequestError, UnsupportedMediaType
 
 pytestmark = pytest.mark.serving

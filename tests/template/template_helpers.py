@@ -42,9 +42,13 @@ NON_DEFAULT = {
     "--github-repository": "acme/ml-platform",
     "--serving-target": "kubernetes",
 }
-# Run the CLI of the checkout at cwd (its own pipelines package), with the template commands
-# registered even before pipelines/cli.py imports cli_template itself.
-CLI = "from pipelines.cli import main; from pipelines import cli_template; main()"
+# Run the CLI of the checkout at cwd (its own pipelines package), in either layout: the
+# subpackages' pipelines/cli/main.py, or a template version from before them (pipelines/cli.py).
+CLI = (
+    "try:\n    from pipelines.cli.main import main\n"
+    "except ImportError:\n    from pipelines.cli import main\n"
+    "main()"
+)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -73,9 +77,9 @@ def make_template(path: Path) -> Path:
 def restore_examples(path: Path) -> None:
     """Undo what ``mlops init --drop-examples`` did to the examples in the copy at ``path``:
     back in models/ and data/, in the dispatch choices and with their retraining crons."""
-    from pipelines.definitions import discover_models
-    from pipelines.plan import retraining_schedules
-    from pipelines.scaffold import DISPATCH_WORKFLOWS, set_model_choices
+    from pipelines.core.definitions import discover_models
+    from pipelines.gitops.plan import retraining_schedules
+    from pipelines.template.scaffold import DISPATCH_WORKFLOWS, set_model_choices
 
     fixtures = path / FIXTURES.relative_to(REPO_ROOT)
     examples = discover_models(fixtures / "models")
@@ -104,8 +108,8 @@ def restore_examples(path: Path) -> None:
 def restore_standard_environments(path: Path) -> None:
     """Adopt the copy at ``path`` back to dev, staging and prod if this repository chose other
     environments (each stack file starts from the one of the same role, as adoption does)."""
-    from pipelines.adopt import ANSWERS_FILE, adopt, read_answers, validate_answers
-    from pipelines.environment_chain import STANDARD_ENVIRONMENTS
+    from pipelines.core.environment_chain import STANDARD_ENVIRONMENTS
+    from pipelines.template.adopt import ANSWERS_FILE, adopt, read_answers, validate_answers
 
     recorded = read_answers(REPO_ROOT)
     if not recorded or recorded.get("environments") == list(STANDARD_ENVIRONMENTS):

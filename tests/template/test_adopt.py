@@ -37,12 +37,14 @@ def test_adoption_sets_every_answer_and_drops_the_declined_examples(
     assert "fraud-ml" in project["description"]
     assert 'name = "fraud-ml"' in (clone / "pyproject.toml").read_text()
     assert (clone / "README.md").read_text().startswith("# fraud-ml\n")
-    assert "target: kubernetes" in (clone / "pipelines/templates/model.yaml.tmpl").read_text()
+    assert (
+        "target: kubernetes" in (clone / "pipelines/template/templates/model.yaml.tmpl").read_text()
+    )
     workflows = {p.name: p.read_text() for p in (clone / ".github/workflows").glob("*.yml")}
     assert any("aws-region: eu-west-1" in text for text in workflows.values())
     # No placeholder of the template survives in what the team deploys or runs.
     shipped = [clone / "Pulumi.yaml", *clone.glob("Pulumi.*.yaml"), *clone.glob(".github/**/*")]
-    shipped += [clone / "pipelines/sagemaker_flow.py", clone / "docs/workflows.md"]
+    shipped += [clone / "pipelines/aws/sagemaker_flow.py", clone / "docs/workflows.md"]
     for path in (p for p in shipped if p.is_file()):
         text = path.read_text()
         for placeholder in ("us-east-1", "123456789012", "example-org/mlops-template"):

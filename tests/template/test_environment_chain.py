@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.environment_chain import (
+from pipelines.core.environment_chain import (
     STANDARD_ENVIRONMENTS,
     Chain,
     is_generated_description,
     receiving_environment,
     write_fresh_environments,
 )
-from pipelines.pins import load_environment
+from pipelines.core.pins import load_environment
 
 pytestmark = pytest.mark.code
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.errors import DefinitionError, MlopsError
-from pipelines.scaffold import new_dataset, new_model
+from pipelines.core.errors import DefinitionError, MlopsError
+from pipelines.template.scaffold import new_dataset, new_model
 
 pytestmark = pytest.mark.code
 
@@ -45,8 +45,8 @@ def commented_keys(text: str) -> list[str]:
 def test_new_model_from_csv_writes_the_dataset_and_the_model_with_every_field_explained(
     scratch: tuple[Path, Path, Path],
 ) -> None:
-    from pipelines.definitions import load_model
-    from pipelines.validate import validate_dataset
+    from pipelines.core.definitions import load_model
+    from pipelines.stages.validate import validate_dataset
 
     models, data, csv = scratch
 
@@ -89,7 +89,7 @@ def test_every_key_of_the_model_template_is_a_schema_field(
     scratch: tuple[Path, Path, Path],
 ) -> None:
     """The comments explain real fields: the scaffold sets each top-level field explicitly."""
-    from pipelines.definitions import ModelDefinition
+    from pipelines.core.definitions import ModelDefinition
 
     models, data, csv = scratch
     path = new_model(

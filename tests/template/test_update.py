@@ -58,7 +58,7 @@ def release_version_b(template: Path) -> str:
         prod.read_text().replace("captureRetentionDays: 180", "captureRetentionDays: 365")
     )
     # B's adoption code changed too: B must be rendered with B's code, not the team's copy of A's.
-    adopt = template / "pipelines/adopt.py"
+    adopt = template / "pipelines/template/adopt.py"
     text = adopt.read_text()
     assert text.count("# The answers this repository gave") == 1
     adopt.write_text(
@@ -107,7 +107,7 @@ def test_update_merges_the_new_version_rendered_with_the_answers(
         ".mlops-template.yaml",
         "Pulumi.prod.yaml",
         "docs/upgrading.md",
-        "pipelines/adopt.py",
+        "pipelines/template/adopt.py",
     }
     assert git(team, "log", "-1", "--format=%s").strip() == "adopt the template, tune penguins"
 
@@ -214,7 +214,7 @@ def test_without_the_examples_a_template_change_to_them_updates_the_test_fixture
 def without_the_pulumi_rename(template: Path) -> str:
     """A version of the template from before `mlops init` renamed the Pulumi project (and the
     stack files' config namespace) after the project: adoption code without that rule."""
-    adopt = template / "pipelines/adopt.py"
+    adopt = template / "pipelines/template/adopt.py"
     text = adopt.read_text()
     rule = "    rules += _pulumi_project_rewrites(answers, project_was)\n"
     assert text.count(rule) == 1
@@ -237,8 +237,10 @@ def test_an_update_that_renames_the_pulumi_project_keeps_the_teams_stack_setting
     without_the_pulumi_rename(own_template)
     team = adopted_and_committed(own_template, tmp_path)
     assert yaml.safe_load((team / "Pulumi.yaml").read_text())["name"] == "mlops"
-    adopt = own_template / "pipelines/adopt.py"  # version B: the rename, and a stack change
-    git(own_template, "checkout", "--quiet", "HEAD~1", "--", "pipelines/adopt.py")
+    adopt = (
+        own_template / "pipelines/template/adopt.py"
+    )  # version B: the rename, and a stack change
+    git(own_template, "checkout", "--quiet", "HEAD~1", "--", "pipelines/template/adopt.py")
     git(own_template, "commit", "--quiet", "-m", "template version B: the Pulumi rename")
     release_version_b(own_template)
     assert "_pulumi_project_rewrites(answers, project_was)\n" in adopt.read_text()

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from workflow_helpers import BIN, Copy, LocalServer, git, mlops
 
-from pipelines.plan import plan_change
-from pipelines.pr_report import MARKER, ModelResult, compose, render_model
+from pipelines.gitops.plan import plan_change
+from pipelines.gitops.pr_report import MARKER, ModelResult, compose, render_model
 
 pytestmark = pytest.mark.workflows
 

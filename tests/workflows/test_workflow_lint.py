@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from workflow_helpers import REPO_ROOT
 
-from pipelines.pr_report import MARKER, compose
+from pipelines.gitops.pr_report import MARKER, compose
 
 pytestmark = pytest.mark.workflows
 BIN = Path(sys.executable).parent
@@ -68,7 +68,7 @@ def test_report_body_starts_with_the_marker_and_folds_previews(tmp_path: Path) -
 def test_comment_is_created_once_then_edited() -> None:
     from workflow_helpers import FakeGitHub
 
-    from pipelines.pr_comment import GitHub
+    from pipelines.gitops.pr_comment import GitHub
 
     others = [{"id": i, "body": "chatter", "user": {"login": "someone"}} for i in range(150)]
     fake = FakeGitHub(others)
@@ -83,7 +83,7 @@ def test_comment_is_created_once_then_edited() -> None:
 
 
 def test_report_compares_with_the_champion_and_shows_every_gate() -> None:
-    from pipelines.pr_report import ModelResult, render_model
+    from pipelines.gitops.pr_report import ModelResult, render_model
 
     gates = [
         {

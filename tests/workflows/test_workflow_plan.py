@@ -7,8 +7,8 @@ import json
 import pytest
 from workflow_helpers import Copy, mlops
 
-from pipelines.datasets import load_dataset_by_name, update_fingerprint
-from pipelines.plan import matches, plan_change, plan_selected, retraining_schedules
+from pipelines.core.datasets import load_dataset_by_name, update_fingerprint
+from pipelines.gitops.plan import matches, plan_change, plan_selected, retraining_schedules
 
 pytestmark = pytest.mark.workflows
 
@@ -106,7 +106,7 @@ def test_infra_and_pins_changes_need_a_preview_not_training(copy: Copy) -> None:
 
 
 def test_path_classes() -> None:
-    from pipelines.plan import IMAGE_PATTERNS, INFRA_PATTERNS
+    from pipelines.gitops.plan import IMAGE_PATTERNS, INFRA_PATTERNS
 
     assert matches("infra/components/artifact_store.py", INFRA_PATTERNS)
     assert matches("Pulumi.prod.yaml", INFRA_PATTERNS)

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from workflow_helpers import REPO_ROOT, Copy, load_workflows, pinned_actions
 
-from pipelines.datasets import load_dataset_by_name, update_fingerprint
-from pipelines.definitions import discover_models
-from pipelines.plan import plan_change, retraining_schedules
+from pipelines.core.datasets import load_dataset_by_name, update_fingerprint
+from pipelines.core.definitions import discover_models
+from pipelines.gitops.plan import plan_change, retraining_schedules
 
 pytestmark = pytest.mark.workflows
 
@@ -166,7 +166,7 @@ def test_retraining_crons_cover_every_models_schedule() -> None:
 
 
 def test_dispatch_choices_list_every_model() -> None:
-    from pipelines.definitions import discover_models
+    from pipelines.core.definitions import discover_models
 
     models = discover_models(REPO_ROOT / "models")
     for name in ("retrain.yml", "promote-manual.yml"):
@@ -178,9 +178,11 @@ def test_dispatch_choices_list_every_model() -> None:
 
 
 def test_drift_dispatch_is_the_event_the_monitor_sends() -> None:
-    from monitoring.retrain import EVENT_TYPE
+    from pipelines.core.conventions import RETRAIN_EVENT_TYPE
 
-    assert load_workflows()["retrain.yml"]["on"]["repository_dispatch"]["types"] == [EVENT_TYPE]
+    assert load_workflows()["retrain.yml"]["on"]["repository_dispatch"]["types"] == [
+        RETRAIN_EVENT_TYPE
+    ]
     select = load_workflows()["retrain.yml"]["jobs"]["select"]["steps"][-1]
     assert "github.event.client_payload.model" in select["env"]["MODEL"]
 

@@ -1,0 +1,237 @@
+"""`mlops monitor`: drift of captured traffic against the training reference.
+
+Registered by ``pipelines.cli.main``; heavy imports stay inside the commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from pipelines.cli.common import (
+    connect_registry,
+    current_settings,
+    guarded,
+)
+from pipelines.core.errors import ExitCode, MlopsError
+
+commands = typer.Typer()
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 no drift; 3 drift (data or concept), even when exporting the metrics or "
+    "sending the retrain trigger failed afterwards (the reports are written first, the failure "
+    "is printed naming the exporter); 2 bad input or configuration, or nothing could be judged "
+    "(no valid capture record, unreadable labels), or no drift but an exporter failed (so that "
+    "a scheduled job does not pass while its metrics went nowhere). Never 1. Malformed capture "
+    "records are skipped and counted (console and drift.json), not fatal."
+)
+
+
+def _since(hours: float | None) -> datetime | None:
+    """The start of the window of the last ``hours`` hours; 0, negative or NaN is bad input."""
+    if hours is None:
+        return None
+    if not hours > 0:  # NaN fails this too
+        raise MlopsError(
+            f"{hours:g} is not a number of hours above 0 (omit the option to read every capture)",
+            field="--since-hours",
+        )
+    try:
+        return datetime.now(UTC) - timedelta(hours=hours)
+    except OverflowError:  # further back than datetime reaches: every capture
+        return None
+
+
+def _output_dir(path: Path) -> Path:
+    """Create the report folder before any work, so that a bad --output-dir fails fast."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MlopsError(
+            f"cannot create the report folder: {exc.strerror or exc}", file=path,
+            field="--output-dir",
+        ) from None  # fmt: skip
+    return path
+
+
+def _export(name: str, send: Callable[[], str | None], failures: list[str], console: Any) -> None:
+    """Run one exporter; a failure is printed and remembered, never a traceback."""
+    try:
+        done = send()
+    except Exception as exc:  # any exporter failure (URLError, botocore, ...) is reported
+        message = f"{name} export failed: {type(exc).__name__}: {exc}"
+        failures.append(message)
+        console.print(f"[bold red]error:[/] {escape(message)}")
+        return
+    if done:
+        console.print(done)
+
+
+@commands.command(epilog=EXIT_CODES_HELP)
+@guarded
+def monitor(
+    model: str = typer.Argument(
+        ..., help="Model name: the folder under models/.", show_default=False
+    ),
+    captures: str | None = typer.Option(
+        None,
+        "--captures",
+        help="Capture folder or s3:// prefix (default $MLOPS_MONITOR_CAPTURES): a destination "
+        "holding <endpoint>/ folders (only the model's endpoint is read) or one endpoint's folder.",
+    ),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="Endpoint folder to read under --captures (default: the model)."
+    ),
+    env: str | None = typer.Option(
+        None, "--env", help="Monitor the version pinned in this environment (default: champion)."
+    ),
+    version: str | None = typer.Option(None, "--version", help="Monitor this registered version."),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="CSV of ground truth (event_id[,row],<target>): concept drift."
+    ),
+    since_hours: float | None = typer.Option(
+        None, "--since-hours", help="Only captures of the last N hours (N > 0)."
+    ),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", help="Where drift.json, drift.html and drift.prom go."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
+    push: bool = typer.Option(
+        False, "--push", help="Push the metrics to $MLOPS_MONITOR_PUSHGATEWAY as well."
+    ),
+    cloudwatch: bool = typer.Option(
+        False, "--cloudwatch", help="Send the metrics to CloudWatch (boto3's credentials)."
+    ),
+    trigger: bool = typer.Option(
+        False,
+        "--trigger/--dry-run",
+        help="On drift, when the model retrains on drift: send the repository_dispatch "
+        "(needs GITHUB_TOKEN, GITHUB_REPOSITORY) or only print it (default).",
+    ),
+) -> None:
+    """Compare captured traffic with the training reference; exit 3 on drift, 0 without."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from monitoring.exporters import (
+        PROMETHEUS_FILE,
+        push_prometheus,
+        put_cloudwatch,
+        write_prometheus,
+    )
+    from monitoring.monitor import run_monitor
+    from monitoring.report import write_reports
+    from monitoring.retrain import dispatch
+    from monitoring.settings import MonitorSettings
+    from pipelines.core.definitions import load_model
+    from pipelines.core.drift_rules import check_definition
+
+    since = _since(since_hours)
+    settings, client = connect_registry()
+    loaded = load_model(settings.models_dir, settings.data_dir, model)  # unknown model: first
+    check_definition(loaded.definition, loaded.dataset, str(loaded.path))
+    monitor_settings = MonitorSettings()
+    gateway = monitor_settings.pushgateway
+    if push and not gateway:  # before any work, not after it
+        raise MlopsError("--push needs MLOPS_MONITOR_PUSHGATEWAY", field="--push")
+    location = captures or monitor_settings.captures
+    if not location:
+        raise MlopsError(
+            "no captures to read: pass --captures PATH|s3://... or set MLOPS_MONITOR_CAPTURES",
+            field="--captures",
+        )
+    out = _output_dir(output_dir or settings.reports_dir / "monitoring" / model)
+    result = run_monitor(
+        settings, model, location, client=client, env=env, version=version, labels=labels,
+        since=since, endpoint=endpoint,
+    )  # fmt: skip
+    try:
+        json_path, html_path = write_reports(result, out)
+        prom_path = write_prometheus(result, out / PROMETHEUS_FILE)
+    except OSError as exc:
+        raise MlopsError(
+            f"cannot write the reports: {exc}", file=out, field="--output-dir"
+        ) from None
+    console = Console(stderr=as_json, highlight=False)
+    failures: list[str] = []
+    if push and gateway:
+
+        def pushed() -> str:
+            push_prometheus(result, gateway)
+            return f"Pushgateway: metrics pushed to {gateway}"
+
+        _export(f"Pushgateway ({gateway})", pushed, failures, console)
+    if cloudwatch:
+        environment = env or monitor_settings.environment
+        _export(
+            "CloudWatch",
+            lambda: f"CloudWatch: {put_cloudwatch(result, environment)} metrics sent",
+            failures,
+            console,
+        )
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    table = Table(title=f"{model}: drift against {result.reference.source}")
+    for column in ("column", "test", "score", "drift when", "verdict"):
+        table.add_column(column)
+    rows = list(result.drift.features)
+    if result.drift.prediction is not None:
+        rows.append(result.drift.prediction)
+    for f in rows:
+        table.add_row(
+            f.feature, f.method, f"{f.score:.4g}", f"{'<' if f.p_value else '>='} {f.threshold:g}",
+            "[red]DRIFT[/]" if f.drifted else "[green]ok[/]",
+        )  # fmt: skip
+    console.print(table)
+    drift = result.drift
+    console.print(
+        f"{len(drift.drifted_features)}/{len(drift.features)} features drifted (share "
+        f"{drift.share:.2f}, threshold {drift.share_threshold:g}); {result.current.rows} rows "
+        f"in {result.current.records} requests; {result.seconds:.2f} s"
+    )
+    if result.current.skipped:
+        console.print(
+            f"[yellow]warning:[/] {result.current.skipped} malformed capture record(s) skipped; "
+            + escape("; ".join(result.current.skipped_examples[:3]))
+        )
+    if result.concept is not None:
+        c = result.concept
+        console.print(
+            f"concept: {c.metric} {c.current:.4g} on {c.rows} labelled rows vs {c.reference} "
+            f"at training ({'DEGRADED' if c.degraded else 'ok'})"
+        )
+        if c.note:
+            console.print(f"[yellow]note:[/] {escape(c.note)}")
+    console.print(f"reports: {json_path}, {html_path}, {prom_path}")
+    if not result.detected:
+        console.print("[green]no drift[/]")
+        if failures:
+            console.print(f"[bold red]error:[/] {len(failures)} metrics export(s) failed (above)")
+            raise typer.Exit(int(ExitCode.BAD_INPUT))
+        return
+    console.print("[bold red]drift detected[/]")
+    if result.reference.model.definition.retraining.on_drift:
+        try:
+            request = dispatch(result, monitor_settings, environment=env, dry_run=not trigger)
+            console.print(f"retrain trigger: {request.describe()}", markup=False)
+        except MlopsError as exc:  # drift was found: the exit code must still say so
+            console.print(f"[bold red]error:[/] retrain trigger: {escape(exc.render())}")
+    raise typer.Exit(int(ExitCode.DRIFT))
+
+
+@commands.command("demo-drift")
+@guarded
+def demo_drift(
+    keep: bool = typer.Option(False, "--keep", help="Reuse the scratch workspace if present."),
+) -> None:
+    """Serve the champion, send normal then shifted traffic, detect drift, retrain and gate."""
+    from monitoring.demo_loop import run_drift_demo
+
+    run_drift_demo(current_settings(), keep=keep)

@@ -1,0 +1,146 @@
+"""`mlops plan` and the pull-request report that .github/workflows call.
+
+Registered by ``pipelines.cli.main``; heavy imports stay inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from pipelines.cli.common import (
+    connect_registry,
+    current_settings,
+    guarded,
+)
+from pipelines.core.errors import MlopsError
+
+commands = typer.Typer()
+
+
+@commands.command()
+@guarded
+def plan(
+    base: str | None = typer.Option(
+        None, "--base", help="Git ref to compare with (a pull request's base); the usual mode."
+    ),
+    model: list[str] = typer.Option(
+        None, "--model", help="Retrain this model (a dispatch); repeatable; empty values ignored."
+    ),
+    schedule: str | None = typer.Option(
+        None, "--schedule", help="Retrain the models whose retraining.schedule is this cron."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (with the workflow matrix)."),
+    github_output: Path | None = typer.Option(
+        None, "--github-output", help="Also append matrix/models/any/infra/image to this file."
+    ),
+) -> None:
+    """Which models a change (or a schedule, or a dispatch) retrains, and why."""
+    from pipelines.gitops.plan import plan_change, plan_selected
+
+    settings = current_settings()
+    names = [m.strip() for m in model or [] if m.strip()]
+    if base and (names or schedule):
+        raise MlopsError("give --base, or --model/--schedule, not both", field="--base")
+    if base:
+        result = plan_change(settings.root, base)
+    elif names or (schedule and schedule.strip()):
+        result = plan_selected(settings.root, names, schedule)
+    else:
+        raise MlopsError("nothing to plan: give --base REF, --model NAME or --schedule CRON")
+    if github_output is not None:
+        with github_output.open("a", encoding="utf-8") as out:
+            out.write(result.github_output())
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    for entry in result.models:
+        mark = "retrain" if entry.affected else "skip"
+        typer.echo(f"{entry.model}: {mark}: {'; '.join(entry.reasons)}")
+    if result.base is not None:
+        typer.echo(f"infrastructure changed: {'yes' if result.infra else 'no'}")
+        typer.echo(f"serving image changed: {'yes' if result.image else 'no'}")
+
+
+@commands.command()
+@guarded
+def report(
+    models: list[str] = typer.Argument(None, help="Models whose latest run to report."),
+    output: Path = typer.Option(..., "--output", help="Markdown file to write."),
+    section: list[Path] = typer.Option(
+        None,
+        "--section",
+        help="A model section another job wrote with --part, or a folder: its *.section.md.",
+    ),
+    infra_preview: list[Path] = typer.Option(
+        None,
+        "--infra-preview",
+        help="A `pulumi preview` output file, or a folder: its *.txt; repeatable.",
+    ),
+    part: bool = typer.Option(
+        False, "--part", help="Write only the model sections, for a later report to --section."
+    ),
+) -> None:
+    """Compose the pull-request comment from what the MLflow runs recorded."""
+    from pipelines.gitops.pr_report import collect, compose, render_model
+
+    sections = []
+    if models:
+        settings, client = connect_registry()
+        sections = [render_model(collect(client, settings, name)) for name in models]
+    for path in _expand(section, "*.section.md", "--section"):
+        sections.append(path.read_text(encoding="utf-8"))
+    previews = _expand(infra_preview, "*.txt", "--infra-preview")
+    text = "\n".join(sections) if part else compose(sections, previews)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    typer.echo(str(output))
+
+
+def _expand(paths: list[Path] | None, pattern: str, option: str) -> list[Path]:
+    """Files as given, folders as the files under them that match ``pattern`` (downloaded
+    artifacts land one folder per job)."""
+    found: list[Path] = []
+    for path in paths or []:
+        if path.is_dir():
+            found += sorted(path.rglob(pattern))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise MlopsError("no such file or folder", file=path, field=option)
+    return found
+
+
+@commands.command()
+@guarded
+def comment(
+    pr: int = typer.Option(..., "--pr", help="Pull request number."),
+    body: Path = typer.Option(..., "--body", help="The report written by `mlops report`."),
+    repository: str = typer.Option(
+        ..., "--repository", envvar="GITHUB_REPOSITORY", help="owner/name."
+    ),
+    api_url: str = typer.Option(
+        "https://api.github.com", "--api-url", envvar="GITHUB_API_URL", help="GitHub's REST API."
+    ),
+    author: str = typer.Option(
+        "github-actions[bot]", "--author", help="Account whose earlier report is edited."
+    ),
+) -> None:
+    """Post the report on a pull request, editing this workflow's earlier report if any.
+
+    The token is read from GH_TOKEN or GITHUB_TOKEN and never printed.
+    """
+    import os
+
+    from pipelines.gitops.pr_comment import GitHub
+
+    token = os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")
+    if not token:
+        raise MlopsError("set GH_TOKEN (the job's github.token) to post the report")
+    if not body.is_file():
+        raise MlopsError("no such file", file=body, field="--body")
+    text = body.read_text(encoding="utf-8")
+    verb, comment_id = GitHub(api_url, repository, token).post_report(pr, text, author)
+    typer.echo(f"{verb} comment {comment_id} on #{pr}")
