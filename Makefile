@@ -31,10 +31,11 @@ demo: $(STAMP) ## Run both example models through every stage on the embedded de
 	$(BIN)/mlops demo
 
 .PHONY: lint
-lint: $(STAMP) $(EXTRA_LINT) ## ruff (lint and format check), mypy, and the definition and schema checks
+lint: $(STAMP) $(EXTRA_LINT) ## ruff (lint and format check), mypy, import layers (lint-imports), the definition and schema checks
 	$(BIN)/ruff check pipelines serving monitoring tests benchmarks tools
 	$(BIN)/ruff format --check pipelines serving monitoring tests benchmarks tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint serving/Dockerfile
 	$(BIN)/mlops check
 	$(BIN)/mlops schema --check

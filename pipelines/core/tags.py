@@ -65,3 +65,8 @@ EVALUATION_ARTIFACT = "evaluation.json"
 GATES_ARTIFACT = "gates.json"
 CARD_FILE = "model_card.md"
 CARD_ARTIFACT_DIR = "card"  # the model card's plots
+VALIDATION_ARTIFACT = "validation.json"  # the data validation report
+MODEL_ARTIFACT = "model"  # the logged MLflow model
+# The definition files the run was trained from, as they were.
+MODEL_DEFINITION_ARTIFACT = "definition/model.yaml"
+DATASET_DEFINITION_ARTIFACT = "definition/dataset.yaml"

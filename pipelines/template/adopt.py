@@ -502,7 +502,7 @@ def plan_adoption(root: Path, answers: Answers) -> Changes:
     )
     changes.lost_pins = _pinned_in(changes.deletes)
     for rule in [*_rewrites(answers, _pulumi_project(root)), *_workflow_rewrites(root)]:
-        path = root / rule.path
+        path = _in_layout_of(root, rule.path)
         if path not in contents:
             if not path.is_file():
                 if rule.required:
@@ -591,6 +591,22 @@ def _previous_chain(root: Path) -> Chain:
     if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
         return Chain(tuple(names))
     return Chain(STANDARD_ENVIRONMENTS)
+
+
+# Where files adoption rewrites lived before pipelines/ had subpackages. ``mlops template
+# update`` renders the old template version with this code too, so it must find them there.
+_FLAT_LAYOUT = {
+    "pipelines/template/templates/model.yaml.tmpl": "pipelines/templates/model.yaml.tmpl",
+    "pipelines/aws/sagemaker_flow.py": "pipelines/sagemaker_flow.py",
+}
+
+
+def _in_layout_of(root: Path, path: str) -> Path:
+    """``root / path``, or where the flat layout kept that file if ``root`` has that layout."""
+    flat = _FLAT_LAYOUT.get(path)
+    if flat and not (root / path).is_file() and (root / flat).is_file():
+        return root / flat
+    return root / path
 
 
 def _pulumi_project(root: Path) -> str:

@@ -94,7 +94,11 @@ def _write_model(
         features = [
             c for c, spec in columns.items() if c != target and spec.type.value != "datetime"
         ]
-    template = files("pipelines").joinpath("templates/model.yaml.tmpl").read_text(encoding="utf-8")
+    template = (
+        files("pipelines.template")
+        .joinpath("templates/model.yaml.tmpl")
+        .read_text(encoding="utf-8")
+    )
     # JSON strings are valid YAML scalars, so user text with ':' or '#' stays one value.
     text = template.format(
         name=name,
@@ -190,7 +194,9 @@ def new_dataset(data_dir: Path, name: str, csv: Path, description: str = "") -> 
     data = csv.read_bytes()
     columns, rows = infer_columns(data, csv)
     template = (
-        files("pipelines").joinpath("templates/dataset.yaml.tmpl").read_text(encoding="utf-8")
+        files("pipelines.template")
+        .joinpath("templates/dataset.yaml.tmpl")
+        .read_text(encoding="utf-8")
     )
     source = f"{name}.csv"
     text = template.format(

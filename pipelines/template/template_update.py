@@ -164,7 +164,7 @@ def update(
     git(repo, "fetch", "--quiet", "--no-tags", source, ref)
     new = git(repo, "rev-parse", "FETCH_HEAD^{commit}").strip()
     old = answers.template.commit
-    if not _has(repo, old):
+    if not has_commit(repo, old):
         git(repo, "fetch", "--quiet", "--no-tags", source, old)
     if old == new:
         return UpdateResult(old, new, [])
@@ -202,7 +202,8 @@ def _tree(repo: Path, commit: str) -> str:
     return git(repo, "rev-parse", f"{commit}^{{tree}}").strip()
 
 
-def _has(repo: Path, commit: str) -> bool:
+def has_commit(repo: Path, commit: str) -> bool:
+    """Whether the git database of ``repo`` holds ``commit``."""
     probe = subprocess.run(
         ["git", "-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"],
         capture_output=True,

@@ -88,7 +88,7 @@ def test_registration_that_fails_after_creating_the_version_deletes_it(
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )[0]
-    client.delete_tag(candidate_run.info.run_id, register_module.REGISTERED_TAG)
+    client.delete_tag(candidate_run.info.run_id, "mlops.registered_version")
 
     def refuse_alias(*_args: object, **_kwargs: object) -> None:
         raise RegistryError("alias service down")

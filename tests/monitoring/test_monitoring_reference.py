@@ -19,7 +19,7 @@ pytestmark = pytest.mark.monitoring
 def test_the_champions_exact_training_rows(champion: Champion) -> None:
     """With unchanged data, the reference is the rows listed in the run's split.json."""
     from pipelines.core.registry import connect
-    from pipelines.stages.candidate import SPLIT_ARTIFACT
+    from pipelines.core.tags import SPLIT_ARTIFACT
 
     client = connect(champion.settings)
     reference = load_reference(champion.settings, "penguins", client=client, env="prod")

@@ -64,13 +64,37 @@ def git(repo: Path, *args: str) -> str:
 
 def make_template(path: Path) -> Path:
     """A git repository holding this working tree as its one commit (version A)."""
-    shutil.copytree(REPO_ROOT, path, ignore=NOT_SHIPPED, symlinks=True)
+    git(path.parent, "init", "--quiet", "--initial-branch=main", str(path))
+    return release_working_tree(path, "template version A")
+
+
+def release_working_tree(path: Path, message: str) -> Path:
+    """Commit this working tree, in the template's shape, as the next version of ``path``."""
+    for child in path.iterdir():
+        if child.name != ".git":
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    shutil.copytree(REPO_ROOT, path, ignore=NOT_SHIPPED, symlinks=True, dirs_exist_ok=True)
     if EXAMPLES_DROPPED:
         restore_examples(path)
     restore_standard_environments(path)
+    git(path, "add", "--all", "--force")
+    git(path, "commit", "--quiet", "--allow-empty", "-m", message)
+    return path
+
+
+def extract_commit(repo: Path, commit: str, path: Path) -> Path:
+    """The files of ``commit`` of ``repo`` (its history) as a new repository's first commit."""
+    path.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", "--format=tar", commit],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(path)], input=archive.stdout, timeout=120, check=True)
     git(path, "init", "--quiet", "--initial-branch=main")
     git(path, "add", "--all", "--force")
-    git(path, "commit", "--quiet", "-m", "template version A")
+    git(path, "commit", "--quiet", "-m", f"template at {commit[:12]}")
     return path
 
 

@@ -9,9 +9,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from template_helpers import NOT_SHIPPED, flags, git, mlops, run_tests
+from template_helpers import (
+    NOT_SHIPPED,
+    REPO_ROOT,
+    extract_commit,
+    flags,
+    git,
+    mlops,
+    release_working_tree,
+    run_tests,
+)
+
+from pipelines.template.template_update import has_commit
 
 pytestmark = pytest.mark.code
+
+# The last template commit before pipelines/ became subpackages (a flat pipelines/ with cli.py).
+FLAT_LAYOUT = "dc8f7747e355b995ad48e964496a9f85dbe101f7"
 
 
 def adopted_and_committed(template: Path, tmp_path: Path, *more: str) -> Path:
@@ -279,3 +293,31 @@ def test_a_template_change_to_its_prod_stack_reaches_the_teams_production_stack(
     staging = yaml.safe_load((team / "Pulumi.staging.yaml").read_text())["config"]
     assert staging["fraud-ml:budgetMonthlyUsd"] == 250
     assert "Pulumi.production.yaml" in set(git(team, "diff", "--cached", "--name-only").split())
+
+
+def test_a_repository_adopted_before_the_subpackages_updates_to_them(tmp_path: Path) -> None:
+    """A team adopted the flat pipelines/ and runs its own (old) `mlops template update`."""
+    if not has_commit(REPO_ROOT, FLAT_LAYOUT):
+        pytest.skip(f"this checkout's history lacks the template commit {FLAT_LAYOUT[:12]}")
+    template = extract_commit(REPO_ROOT, FLAT_LAYOUT, tmp_path / "template")
+    assert (template / "pipelines/cli.py").is_file(), "version A has the flat layout"
+    team = adopted_and_committed(template, tmp_path)
+    assert not (team / "pipelines/cli").exists()
+    release_working_tree(template, "template version B: pipelines/ as subpackages")
+
+    result = mlops(team, "template", "update", timeout=300)
+
+    assert result.exit_code == 0, result.output
+    assert (team / "pipelines/cli/main.py").is_file()
+    assert (team / "pipelines/core/definitions.py").is_file()
+    assert not (team / "pipelines/cli.py").exists(), "the flat modules are gone"
+    assert not (team / "pipelines/definitions.py").exists()
+    assert "n_estimators: 150" in (team / "models/penguins/model.yaml").read_text()
+    assert (team / "docs/team-notes.md").is_file(), "the team's files are kept"
+    staging = yaml.safe_load((team / "Pulumi.staging.yaml").read_text())["config"]
+    assert staging["fraud-ml:budgetMonthlyUsd"] == 250, "the team's own setting is kept"
+    # The updated repository runs on the new layout: its CLI and its definition checks.
+    checked = mlops(team, "check")
+    assert checked.exit_code == 0 and "2 models" in checked.stderr, checked.output
+    cli = run_tests(team, "tests/code/cli/test_main.py")
+    assert cli.returncode == 0, cli.stdout[-3000:]

@@ -1,4 +1,4 @@
-"""The paired bootstrap and the gates a candidate must pass before it may be registered."""
+"""The gates (``pipelines.stages.gates``): pure judgements of predictions, explained."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from gate_helpers import ROWS, random_rows, truth, wrong_on
 
 from pipelines.core.definitions import (
     ChampionGate,
@@ -18,7 +19,7 @@ from pipelines.core.definitions import (
     load_definition,
 )
 from pipelines.core.errors import ExitCode, Rejected
-from pipelines.core.scoring import Evaluation, Predictions, metric_value
+from pipelines.core.scoring import Evaluation, Predictions
 from pipelines.stages.gates import (
     GateReport,
     GateResult,
@@ -28,29 +29,8 @@ from pipelines.stages.gates import (
     size_gate,
     threshold_gates,
 )
-from pipelines.stages.stats import paired_bootstrap, resampled_metric
 
 pytestmark = pytest.mark.code
-
-ROWS = 300
-CLASSES = np.array(["Adelie", "Chinstrap", "Gentoo"])
-
-
-def _truth(seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).choice(CLASSES, size=ROWS)
-
-
-def _wrong_on(y_true: np.ndarray, rows: np.ndarray) -> Predictions:
-    """Predictions that are right everywhere except on ``rows``."""
-    y_pred = y_true.copy()
-    for row in rows:
-        position = list(CLASSES).index(y_true[row])
-        y_pred[row] = CLASSES[(position + 1) % len(CLASSES)]
-    return Predictions(y_pred)
-
-
-def _random_rows(count: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).choice(ROWS, size=count, replace=False)
 
 
 def _gate(**spec) -> ChampionGate:
@@ -61,124 +41,12 @@ def _champion(spec: ChampionGate, metric: str, y_true, challenger, champion) -> 
     return champion_gate(spec, metric, y_true, challenger, champion, "v1")
 
 
-# --- paired bootstrap ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("metric", ["accuracy", "f1_macro", "balanced_accuracy"])
-def test_identical_predictions_give_a_zero_interval(metric):
-    y_true = _truth()
-    pred = _wrong_on(y_true, _random_rows(40, seed=1))
-
-    interval = paired_bootstrap(metric, y_true, pred, pred, resamples=200, confidence=0.95)
-
-    assert (interval.estimate, interval.low, interval.high) == (0.0, 0.0, 0.0)
-
-
-def test_bootstrap_is_reproducible_for_a_seed():
-    y_true = _truth()
-    a = _wrong_on(y_true, _random_rows(40, seed=1))
-    b = _wrong_on(y_true, _random_rows(50, seed=2))
-
-    first = paired_bootstrap("accuracy", y_true, a, b, resamples=300, confidence=0.9, seed=3)
-    again = paired_bootstrap("accuracy", y_true, a, b, resamples=300, confidence=0.9, seed=3)
-
-    assert first == again
-
-
-def test_interval_is_positive_when_the_challenger_is_better():
-    y_true = _truth()
-    champion_errors = _random_rows(100, seed=1)
-    better = _wrong_on(y_true, champion_errors[:10])
-    worse = _wrong_on(y_true, champion_errors)
-
-    interval = paired_bootstrap("accuracy", y_true, better, worse, resamples=500, confidence=0.95)
-
-    assert interval.estimate == pytest.approx(90 / ROWS)
-    assert 0 < interval.low <= interval.estimate <= interval.high
-
-
-@pytest.mark.parametrize("metric", ["rmse", "mae", "median_ae"])
-def test_lower_is_better_metrics_count_a_smaller_error_as_an_improvement(metric):
-    rng = np.random.default_rng(0)
-    y_true = rng.normal(20, 5, size=ROWS)
-    small = Predictions(y_true + rng.normal(0, 1, size=ROWS))
-    large = Predictions(y_true + rng.normal(0, 3, size=ROWS))
-
-    interval = paired_bootstrap(metric, y_true, small, large, resamples=500, confidence=0.95)
-    reverse = paired_bootstrap(metric, y_true, large, small, resamples=500, confidence=0.95)
-
-    assert interval.estimate > 0 and interval.low > 0
-    assert reverse.estimate < 0 and reverse.high < 0
-
-
-def test_metric_that_is_undefined_on_every_resample_gives_a_nan_interval():
-    y_true = np.full(ROWS, 5.0)  # r2 is undefined with a constant truth
-    pred = Predictions(y_true + 1)
-
-    interval = paired_bootstrap("r2", y_true, pred, pred, resamples=100, confidence=0.95)
-
-    assert math.isnan(interval.low) and math.isnan(interval.high)
-
-
-# --- the vectorised resampled metrics agree with metric_value ----------------------------
-
-
-def _classification_case(seed: int) -> tuple[np.ndarray, Predictions]:
-    rng = np.random.default_rng(seed)
-    # An imbalanced fourth class makes some resamples lack it in truth or predictions.
-    labels = np.array([*CLASSES, "Rare"])
-    y_true = rng.choice(labels, size=60, p=[0.4, 0.3, 0.27, 0.03])
-    y_pred = np.where(rng.random(60) < 0.3, rng.choice(labels, size=60), y_true)
-    return y_true, Predictions(y_pred)
-
-
-def _regression_case(seed: int) -> tuple[np.ndarray, Predictions]:
-    rng = np.random.default_rng(seed)
-    y_true = rng.normal(10, 4, size=60)
-    return y_true, Predictions(y_true + rng.normal(0, 2, size=60))
-
-
-@pytest.mark.parametrize(
-    ("metric", "case"),
-    [
-        ("accuracy", _classification_case),
-        ("f1_macro", _classification_case),
-        ("precision_macro", _classification_case),
-        ("recall_macro", _classification_case),
-        ("rmse", _regression_case),
-        ("mae", _regression_case),
-        ("median_ae", _regression_case),
-        ("r2", _regression_case),
-    ],
-)
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_resampled_metric_agrees_with_metric_value_on_each_resample(metric, case, seed):
-    y_true, pred = case(seed)
-    idx = np.random.default_rng(seed + 100).integers(0, len(y_true), size=(8, len(y_true)))
-
-    vectorised = resampled_metric(metric, y_true, pred, idx)
-    looped = [metric_value(metric, y_true[rows], pred.take(rows)) for rows in idx]
-
-    np.testing.assert_allclose(vectorised, looped, rtol=1e-12, atol=1e-12)
-
-
-def test_resampled_macro_metrics_skip_classes_absent_from_a_resample():
-    y_true = np.array(["a", "a", "b", "b", "c"])
-    pred = Predictions(np.array(["a", "b", "b", "b", "c"]))
-    idx = np.array([[0, 1, 2, 3, 0], [4, 4, 4, 4, 4]])
-
-    for metric in ("f1_macro", "precision_macro", "recall_macro"):
-        looped = [metric_value(metric, y_true[rows], pred.take(rows)) for rows in idx]
-        np.testing.assert_allclose(resampled_metric(metric, y_true, pred, idx), looped)
-    assert resampled_metric("recall_macro", y_true, pred, idx)[1] == 1.0
-
-
 # --- champion gate ------------------------------------------------------------------------
 
 
 def test_identical_challenger_passes_the_champion_gate():
-    y_true = _truth()
-    pred = _wrong_on(y_true, _random_rows(40, seed=1))
+    y_true = truth()
+    pred = wrong_on(y_true, random_rows(40, seed=1))
 
     result = _champion(_gate(), "accuracy", y_true, pred, pred)
 
@@ -187,10 +55,10 @@ def test_identical_challenger_passes_the_champion_gate():
 
 
 def test_clearly_worse_challenger_is_rejected_when_it_must_not_be_worse():
-    y_true = _truth()
-    errors = _random_rows(105, seed=1)
-    champion = _wrong_on(y_true, errors[:15])  # 5% errors
-    challenger = _wrong_on(y_true, errors)  # 35% errors: 30 points more
+    y_true = truth()
+    errors = random_rows(105, seed=1)
+    champion = wrong_on(y_true, errors[:15])  # 5% errors
+    challenger = wrong_on(y_true, errors)  # 35% errors: 30 points more
 
     result = _champion(_gate(require="not_worse"), "accuracy", y_true, challenger, champion)
 
@@ -202,9 +70,9 @@ def test_clearly_worse_challenger_is_rejected_when_it_must_not_be_worse():
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("metric", ["accuracy", "f1_macro"])
 def test_equally_good_challenger_with_errors_on_other_rows_is_not_rejected(seed, metric):
-    y_true = _truth(seed)
-    champion = _wrong_on(y_true, _random_rows(45, seed=2 * seed))
-    challenger = _wrong_on(y_true, _random_rows(45, seed=2 * seed + 1))
+    y_true = truth(seed)
+    champion = wrong_on(y_true, random_rows(45, seed=2 * seed))
+    challenger = wrong_on(y_true, random_rows(45, seed=2 * seed + 1))
 
     result = _champion(_gate(require="not_worse"), metric, y_true, challenger, champion)
 
@@ -212,10 +80,10 @@ def test_equally_good_challenger_with_errors_on_other_rows_is_not_rejected(seed,
 
 
 def test_margin_tolerates_a_challenger_worse_by_less_than_the_margin():
-    y_true = _truth()
-    errors = _random_rows(60, seed=1)
-    champion = _wrong_on(y_true, errors[:30])
-    challenger = _wrong_on(y_true, errors[:45])  # 5 points worse
+    y_true = truth()
+    errors = random_rows(60, seed=1)
+    champion = wrong_on(y_true, errors[:30])
+    challenger = wrong_on(y_true, errors[:45])  # 5 points worse
 
     strict = _champion(_gate(margin=0.0), "accuracy", y_true, challenger, champion)
     lenient = _champion(_gate(margin=0.1), "accuracy", y_true, challenger, champion)
@@ -225,8 +93,8 @@ def test_margin_tolerates_a_challenger_worse_by_less_than_the_margin():
 
 
 def test_equal_challenger_is_rejected_when_it_must_be_better():
-    y_true = _truth()
-    pred = _wrong_on(y_true, _random_rows(40, seed=1))
+    y_true = truth()
+    pred = wrong_on(y_true, random_rows(40, seed=1))
 
     result = _champion(_gate(require="better"), "accuracy", y_true, pred, pred)
 
@@ -235,9 +103,9 @@ def test_equal_challenger_is_rejected_when_it_must_be_better():
 
 
 def test_equally_good_challenger_on_other_rows_is_rejected_when_it_must_be_better():
-    y_true = _truth()
-    champion = _wrong_on(y_true, _random_rows(45, seed=1))
-    challenger = _wrong_on(y_true, _random_rows(45, seed=2))
+    y_true = truth()
+    champion = wrong_on(y_true, random_rows(45, seed=1))
+    challenger = wrong_on(y_true, random_rows(45, seed=2))
 
     result = _champion(_gate(require="better"), "accuracy", y_true, challenger, champion)
 
@@ -245,10 +113,10 @@ def test_equally_good_challenger_on_other_rows_is_rejected_when_it_must_be_bette
 
 
 def test_clearly_better_challenger_passes_when_it_must_be_better():
-    y_true = _truth()
-    errors = _random_rows(105, seed=1)
-    champion = _wrong_on(y_true, errors)
-    challenger = _wrong_on(y_true, errors[:15])
+    y_true = truth()
+    errors = random_rows(105, seed=1)
+    champion = wrong_on(y_true, errors)
+    challenger = wrong_on(y_true, errors[:15])
 
     result = _champion(_gate(require="better"), "accuracy", y_true, challenger, champion)
 
@@ -272,8 +140,8 @@ def test_champion_gate_reads_lower_error_as_better(metric):
 
 
 def test_champion_gate_without_a_champion_is_skipped_and_passes():
-    y_true = _truth()
-    pred = _wrong_on(y_true, _random_rows(10, seed=1))
+    y_true = truth()
+    pred = wrong_on(y_true, random_rows(10, seed=1))
 
     result = champion_gate(_gate(), "accuracy", y_true, pred, None, None)
 
@@ -282,9 +150,9 @@ def test_champion_gate_without_a_champion_is_skipped_and_passes():
 
 
 def test_disabled_champion_gate_is_skipped_even_for_a_worse_challenger():
-    y_true = _truth()
-    champion = _wrong_on(y_true, _random_rows(5, seed=1))
-    challenger = _wrong_on(y_true, _random_rows(200, seed=2))
+    y_true = truth()
+    champion = wrong_on(y_true, random_rows(5, seed=1))
+    challenger = wrong_on(y_true, random_rows(200, seed=2))
 
     result = _champion(_gate(enabled=False), "accuracy", y_true, challenger, champion)
 

@@ -1,4 +1,5 @@
-"""A model definition names an estimator; it must never make the pipeline run other code."""
+"""Building a definition's pipeline (``pipelines.core.estimators``): its errors, and the trust
+rules that keep ``estimator.path`` from running any code but an estimator's."""
 
 from __future__ import annotations
 
@@ -6,14 +7,87 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipelines.core.definitions import load_model
 from pipelines.core.errors import DefinitionError
-from pipelines.core.estimators import build_estimator
+from pipelines.core.estimators import build_estimator, build_pipeline
 
 pytestmark = pytest.mark.code
+
+
+# --- estimators ---------------------------------------------------------------------------
+
+
+def _model(repo: Path, overrides: dict[str, Any]):
+    return load_model(repo / "models", repo / "data", "penguins", overrides)
+
+
+@pytest.mark.parametrize("name", ["penguins", "seattle_weather"])
+def test_example_models_build_a_pipeline(repo, name):
+    pipeline = build_pipeline(load_model(repo / "models", repo / "data", name))
+
+    assert [step for step, _ in pipeline.steps] == ["preprocess", "estimator"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"estimator.path": "no_such_package.Forest"}, "estimator.path"),
+        ({"estimator.path": "sklearn.ensemble.NoSuchForest"}, "estimator.path"),
+        ({"estimator.path": "os.system"}, "estimator.path"),
+        ({"estimator.path": "sklearn.ensemble.RandomForestRegressor"}, "estimator.path"),
+        ({"estimator.params.no_such_param": 1}, "estimator.params"),
+        ({"estimator.params.n_estimators": -5}, "estimator.params"),
+        ({"estimator.params.criterion": "chaos"}, "estimator.params"),
+    ],
+    ids=[
+        "unknown-module",
+        "unknown-class",
+        "not-an-estimator",
+        "regressor-for-classification",
+        "unknown-param",
+        "negative-param",
+        "bad-choice-param",
+    ],
+)
+def test_unbuildable_estimator_is_a_definition_error_naming_the_field(repo, overrides, field):
+    model = _model(repo, overrides)
+
+    with pytest.raises(DefinitionError) as info:
+        build_pipeline(model)
+
+    assert info.value.field == field
+    assert info.value.file == str(model.path)
+
+
+def test_classifier_for_a_regression_task_is_rejected(repo):
+    model = load_model(
+        repo / "models",
+        repo / "data",
+        "seattle_weather",
+        {"estimator": {"path": "sklearn.ensemble.RandomForestClassifier"}},
+    )
+
+    with pytest.raises(DefinitionError) as info:
+        build_pipeline(model)
+
+    assert info.value.field == "estimator.path"
+    assert "classifier but task is regression" in info.value.message
+
+
+def test_estimator_without_random_state_gets_the_split_seed(repo):
+    params = {"n_estimators": 5}
+    model = _model(repo, {"estimator.params": params, "split.seed": 123})
+
+    estimator = build_pipeline(model).named_steps["estimator"]
+
+    assert estimator.get_params()["random_state"] == 123
+
+
+# --- trust: estimator.path reaches only estimators ------------------------------------------
 
 
 def _build(repo: Path, path: str, params: dict[str, object] | None = None) -> object:

@@ -23,7 +23,7 @@ from pipelines.core.schemas import all_schemas, write_schemas
 
 pytestmark = pytest.mark.code
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = discover_models(EXAMPLE_MODELS)
 
 
