@@ -271,7 +271,7 @@ def _penguins_with(drift_settings: dict[str, object]) -> tuple[Any, Any]:
 def test_check_definition_names_the_field(settings: dict[str, object], field: str | None) -> None:
     """chi2 on a numeric feature and p-value thresholds outside (0, 1) are refused, naming
     models/penguins/model.yaml and the field; distances may exceed 1."""
-    from monitoring.drift import check_definition
+    from pipelines.core.drift_rules import check_definition
 
     definition, dataset = _penguins_with(settings)
     if field is None:
@@ -282,8 +282,8 @@ def test_check_definition_names_the_field(settings: dict[str, object], field: st
 
 
 def test_the_repositorys_models_pass_check_definition() -> None:
-    from monitoring.drift import check_definition
     from pipelines.core.definitions import load_model
+    from pipelines.core.drift_rules import check_definition
 
     for name in ("penguins", "seattle_weather"):
         model = load_model(EXAMPLE_MODELS, EXAMPLE_DATA, name)

@@ -74,7 +74,7 @@ def test_data_file_changed_without_its_fingerprint_is_still_planned(copy: Copy) 
 
 
 def test_training_code_change_retrains_every_model(copy: Copy) -> None:
-    train = copy.root / "pipelines" / "train.py"
+    train = copy.root / "pipelines" / "stages" / "train.py"
     train.write_text(train.read_text(encoding="utf-8") + "\n# a change\n", encoding="utf-8")
     copy.commit("code")
     result = plan_change(copy.root, copy.base)

@@ -93,8 +93,8 @@ def change(copy: Copy, kind: str) -> None:
         csv.write_text("".join(csv.read_text().splitlines(keepends=True)[:-1]))
         update_fingerprint(load_dataset_by_name(root / "data", "penguins"))
     elif kind == "pipeline code":
-        (root / "pipelines" / "train.py").write_text(
-            (root / "pipelines" / "train.py").read_text() + "\n# changed\n"
+        (root / "pipelines" / "stages" / "train.py").write_text(
+            (root / "pipelines" / "stages" / "train.py").read_text() + "\n# changed\n"
         )
     elif kind == "infra":
         (root / "infra").mkdir(exist_ok=True)
