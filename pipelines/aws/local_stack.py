@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.aws.sagemaker_flow import AwsSettings, download_model_data
 from pipelines.core.errors import MlopsError
 
 SERVICES = ("moto", "mlflow", "model", "prometheus")
@@ -54,7 +55,7 @@ class StackError(MlopsError):
     """A stack service cannot be started, or stopped, or its configuration is wrong."""
 
 
-class StackSettings(BaseSettings):
+class LocalStackSettings(BaseSettings):
     """Ports and options of the local stack, from ``MLOPS_STACK_*`` or the command line."""
 
     model_config = SettingsConfigDict(env_prefix="MLOPS_STACK_", extra="ignore")
@@ -102,7 +103,7 @@ class Stack:
         if self.settings_file.is_file():
             with contextlib.suppress(ValueError):
                 saved = json.loads(self.settings_file.read_text(encoding="utf-8"))
-        self.settings = StackSettings(**(saved | (overrides or {})))
+        self.settings = LocalStackSettings(**(saved | (overrides or {})))
 
     @property
     def settings_file(self) -> Path:
@@ -651,7 +652,6 @@ def serve_deployment(
     """Play the endpoint on the stack: extract the version's model.tar.gz into the stack's
     /opt/ml/model and restart the model server on it, capturing to S3 on moto as SageMaker
     would (same destination, endpoint and variant folders)."""
-    from pipelines.aws.sagemaker_flow import AwsSettings, download_model_data
 
     staging = stack.dir / "opt" / "ml" / "model.new"
     shutil.rmtree(staging, ignore_errors=True)

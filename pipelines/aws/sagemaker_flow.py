@@ -39,7 +39,8 @@ from pipelines.core.conventions import (
     model_data_key,
     package_group_name,
 )
-from pipelines.core.errors import MlopsError
+from pipelines.core.errors import MlopsError, RegistryError
+from pipelines.core.registry import CHALLENGER, aliases_of, get_run, registry_errors
 from pipelines.core.tags import (
     DATASET_TAG,
     FINGERPRINT_TAG,
@@ -49,6 +50,7 @@ from pipelines.core.tags import (
     SAGEMAKER_MODEL_DATA_TAG,
     model_package_tag,
 )
+from pipelines.stages.register import register
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -149,7 +151,9 @@ class Published:
 
 
 @dataclass(frozen=True)
-class Deployment:
+class EndpointDeployment:
+    """What `deploy` did: the endpoint, the config and model it now runs, created or updated."""
+
     endpoint: str
     endpoint_config: str
     model_name: str
@@ -220,8 +224,6 @@ def register_package(
     The package goes to the model's group in ``environment`` (``<model>-<environment>``, the
     group the environment's Pulumi stack owns).
     """
-    from pipelines.core.registry import CHALLENGER, aliases_of, get_run, registry_errors
-    from pipelines.stages.register import register
 
     s3, sagemaker = aws_client("s3", aws), aws_client("sagemaker", aws)
     check_reachable(s3, aws)
@@ -284,8 +286,6 @@ def _upload_model_data(
     client: MlflowClient, s3: Any, aws: AwsSettings, model: str, version: str, uploaded: list[str]
 ) -> str:
     import mlflow
-
-    from pipelines.core.registry import registry_errors
 
     key = model_data_key(model, version)
     with tempfile.TemporaryDirectory(prefix="mlops-package-") as tmp:
@@ -404,8 +404,6 @@ def _undo(
 
 
 def package_arn_of(client: MlflowClient, model: str, version: str, environment: str) -> str:
-    from pipelines.core.errors import RegistryError
-    from pipelines.core.registry import registry_errors
 
     with registry_errors():
         tags = client.get_model_version(model, version).tags
@@ -455,7 +453,7 @@ def deploy(
     instance_count: int = 1,
     canary_percent: int | None = None,
     progress: Progress = lambda _: None,
-) -> Deployment:
+) -> EndpointDeployment:
     """Create the model, a versioned endpoint config with data capture, and the endpoint.
 
     Refuses a version whose package is not Approved before creating anything. With
@@ -533,7 +531,7 @@ def deploy(
                     sagemaker.delete_model(ModelName=name)
         raise
     progress(f"{endpoint}: {'created' if current is None else 'updated'} with {config_name}")
-    return Deployment(endpoint, config_name, model_name, version, current is None)
+    return EndpointDeployment(endpoint, config_name, model_name, version, current is None)
 
 
 def _variant(

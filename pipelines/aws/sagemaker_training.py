@@ -35,8 +35,14 @@ from pipelines.aws.sagemaker_flow import (
     extract_model,
     package_model,
 )
+from pipelines.core.definitions import load_model
 from pipelines.core.errors import MlopsError
+from pipelines.core.fingerprints import git_commit
+from pipelines.core.registry import registry_errors
 from pipelines.core.tags import SAGEMAKER_MODEL_DATA_TAG, SAGEMAKER_TRAINING_JOB_TAG
+from pipelines.stages.candidate import load_candidate
+from pipelines.stages.run import evaluate_stage, gate_stage
+from pipelines.stages.train import runtime_requirements
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -87,8 +93,6 @@ def source_requirements() -> str:
     """requirements.txt for the image to install before running the entry point: the versions
     this machine trains with, so the job's model loads in the serving image."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from pipelines.stages.train import runtime_requirements
 
     pinned = runtime_requirements()
     for package in ("mlflow", "pydantic", "pydantic-settings", "PyYAML"):
@@ -171,11 +175,6 @@ def submit(
     progress: Progress = lambda _: None,
 ) -> TrainingResult:
     """Submit, wait, then evaluate and gate the run the job logged; raise if a gate fails."""
-    from pipelines.core.definitions import load_model
-    from pipelines.core.fingerprints import git_commit
-    from pipelines.core.registry import registry_errors
-    from pipelines.stages.candidate import load_candidate
-    from pipelines.stages.run import evaluate_stage, gate_stage
 
     overrides = overrides or {}
     if settings.is_embedded:

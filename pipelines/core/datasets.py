@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from pipelines.core.errors import DataError, DefinitionError
-from pipelines.core.yamlfile import Strict, load_yaml_model
+from pipelines.core.yamlfile import Strict, load_yaml_model, read_yaml, write_text_atomically
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 FINGERPRINT_PATTERN = r"^sha256:[0-9a-f]{64}$"
@@ -208,7 +208,6 @@ def add_fingerprint_line(path: Path) -> bool:
     Returns whether the file changed. A file that cannot be read as a mapping is left alone,
     so that loading it reports the real problem.
     """
-    from pipelines.core.yamlfile import read_yaml, write_text_atomically
 
     if not path.is_file():
         return False
@@ -227,7 +226,6 @@ def add_fingerprint_line(path: Path) -> bool:
 
 def update_fingerprint(dataset: Dataset) -> tuple[str, str]:
     """Rewrite the ``fingerprint:`` line of dataset.yaml in place, keeping comments and layout."""
-    from pipelines.core.yamlfile import write_text_atomically
 
     old = dataset.definition.fingerprint
     new = dataset.content_fingerprint()

@@ -14,11 +14,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.core.datasets import NAME_PATTERN, ColumnType, Dataset
+from pipelines.core.datasets import NAME_PATTERN, ColumnType, Dataset, load_dataset_by_name
 from pipelines.core.drift_rules import Drift, check_definition
 from pipelines.core.errors import DefinitionError
 from pipelines.core.metric_catalog import DEFAULT_PRIMARY, METRICS, metrics_for
-from pipelines.core.yamlfile import Strict
+from pipelines.core.yamlfile import Strict, read_yaml_mapping, validate_document
 
 MODEL_FILE = "model.yaml"
 IMPORT_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
@@ -312,7 +312,6 @@ def discover_models(models_dir: Path) -> list[str]:
 
 def load_definition(path: Path, overrides: dict[str, Any] | None = None) -> ModelDefinition:
     """Read and validate one model.yaml; ``overrides`` set dotted keys first (``--set``)."""
-    from pipelines.core.yamlfile import read_yaml_mapping, validate_document
 
     data = read_yaml_mapping(path)
     label = f"{path} (with --set)" if overrides else str(path)
@@ -332,7 +331,6 @@ def load_model(
     models_dir: Path, data_dir: Path, name: str, overrides: dict[str, Any] | None = None
 ) -> Model:
     """Load a model definition and its dataset, and check that the two agree."""
-    from pipelines.core.datasets import load_dataset_by_name
 
     path = model_path(models_dir, name)
     if not path.is_file():

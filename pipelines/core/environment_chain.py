@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pipelines.core.pins import Environment, list_environments, load_environment, save_environment
+
 # Lower-case DNS-label-like names: a GitHub environment, a Pulumi stack and part of resource
 # names such as the endpoint <model>-<env> (63 characters at most on SageMaker).
 ENVIRONMENT_PATTERN = r"^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$"
@@ -122,7 +124,6 @@ _OUR_DESCRIPTIONS = [
 
 def write_fresh_environments(environments_dir: Path, chain: Chain) -> None:
     """A pins file per environment of ``chain``, nothing pinned (the demos' scratch copies)."""
-    from pipelines.core.pins import Environment, save_environment
 
     environments_dir.mkdir(parents=True, exist_ok=True)
     for name in chain.names:
@@ -133,7 +134,6 @@ def write_fresh_environments(environments_dir: Path, chain: Chain) -> None:
 def receiving_environment(environments_dir: Path) -> str | None:
     """The environment main's gated versions go to, read back from the pins files: where
     production's ``promote_from`` chain starts (None without a production environment)."""
-    from pipelines.core.pins import list_environments, load_environment
 
     by_name = {
         n: load_environment(environments_dir, n) for n in list_environments(environments_dir)

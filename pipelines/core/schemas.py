@@ -8,6 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from pipelines.core.datasets import DatasetDefinition
+from pipelines.core.definitions import ModelDefinition
+from pipelines.core.pins import Environment
+
 
 def _schema(model: type[BaseModel], title: str) -> dict[str, Any]:
     schema = model.model_json_schema()
@@ -15,9 +19,6 @@ def _schema(model: type[BaseModel], title: str) -> dict[str, Any]:
 
 
 def all_schemas() -> dict[str, dict[str, Any]]:
-    from pipelines.core.datasets import DatasetDefinition
-    from pipelines.core.definitions import ModelDefinition
-    from pipelines.core.pins import Environment
 
     return {
         "model.schema.json": _schema(ModelDefinition, "models/<name>/model.yaml"),

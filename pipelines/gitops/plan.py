@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.core.definitions import discover_models, load_definition, load_model, model_path
 from pipelines.core.errors import DefinitionError, MlopsError
+from pipelines.core.fingerprints import canonical_fingerprint, code_fingerprint, model_fingerprints
+from pipelines.core.pins import environment_path, list_environments, load_environment
 
 if TYPE_CHECKING:
     from pipelines.core.definitions import Model
@@ -51,7 +54,9 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
 @dataclass(frozen=True)
-class ModelPlan:
+class ModelDecision:
+    """Whether a change retrains one model, and every reason why (or why not)."""
+
     model: str
     affected: bool
     reasons: list[str]
@@ -62,7 +67,7 @@ class Plan:
     """The decision for one change; ``matrix`` is what a workflow's ``strategy.matrix`` takes."""
 
     base: str | None
-    models: list[ModelPlan]
+    models: list[ModelDecision]
     changed_files: list[str] = field(default_factory=list)
     removed_models: list[str] = field(default_factory=list)
     infra: bool = False
@@ -163,7 +168,6 @@ class _Prints:
 
 
 def _prints(model: Model, code: str) -> _Prints:
-    from pipelines.core.fingerprints import canonical_fingerprint, model_fingerprints
 
     prints = model_fingerprints(model)
     # The code being planned is the checkout's, not necessarily the installed package's.
@@ -176,8 +180,6 @@ def _prints(model: Model, code: str) -> _Prints:
 
 def _load_all(root: Path) -> dict[str, _Prints | str]:
     """Fingerprints per model of one tree; a model that does not load maps to the reason."""
-    from pipelines.core.definitions import discover_models, load_model
-    from pipelines.core.fingerprints import code_fingerprint
 
     code = code_fingerprint(root / "pipelines")
     result: dict[str, _Prints | str] = {}
@@ -204,7 +206,6 @@ def _reasons(before: _Prints, after: _Prints, dataset: str) -> list[str]:
 
 def _check_pins(root: Path, models: set[str]) -> None:
     """Every pinned model must still have a definition, or ``pulumi up`` fails later."""
-    from pipelines.core.pins import environment_path, list_environments, load_environment
 
     environments = root / "environments"
     for env in list_environments(environments):
@@ -220,7 +221,6 @@ def _check_pins(root: Path, models: set[str]) -> None:
 
 def plan_change(root: Path, base: str) -> Plan:
     """Compare the checkout at ``root`` with ``base``: which models changed, and why."""
-    from pipelines.core.definitions import discover_models, load_model
 
     commit, files = changed_files(root, base)
     head: dict[str, Model] = {}
@@ -231,7 +231,6 @@ def plan_change(root: Path, base: str) -> Plan:
     with tempfile.TemporaryDirectory(prefix="mlops-plan-") as tmp:
         _extract(root, commit, Path(tmp))
         before = _load_all(Path(tmp))
-    from pipelines.core.fingerprints import code_fingerprint
 
     code = code_fingerprint(root / "pipelines")
     plans = []
@@ -261,7 +260,7 @@ def plan_change(root: Path, base: str) -> Plan:
         data_reason = any(r.startswith("data changed") for r in reasons)
         if relative in files and previous is not None and not data_reason:
             reasons.append(f"data file {relative} changed but its declared fingerprint did not")
-        plans.append(ModelPlan(name, bool(reasons), reasons + notes or ["unchanged"]))
+        plans.append(ModelDecision(name, bool(reasons), reasons + notes or ["unchanged"]))
     return Plan(
         base=commit,
         models=plans,
@@ -277,28 +276,26 @@ def plan_selected(root: Path, models: list[str], schedule: str | None) -> Plan:
 
     Names come from event payloads, so each is checked against models/ before any job starts.
     """
-    from pipelines.core.definitions import discover_models, load_model
 
     known = discover_models(root / "models")
-    plans: dict[str, ModelPlan] = {}
+    plans: dict[str, ModelDecision] = {}
     for name in models:
         if name not in known:
             raise DefinitionError(
                 f"unknown model {name!r}; known models: {', '.join(known) or 'none'}",
                 field="--model",
             )
-        plans[name] = ModelPlan(name, True, ["requested"])
+        plans[name] = ModelDecision(name, True, ["requested"])
     if schedule:
         for name in known:
             definition = load_model(root / "models", root / "data", name).definition
             if definition.retraining.schedule == schedule.strip() and name not in plans:
-                plans[name] = ModelPlan(name, True, [f"retraining.schedule {schedule.strip()}"])
+                plans[name] = ModelDecision(name, True, [f"retraining.schedule {schedule.strip()}"])
     return Plan(base=None, models=[plans[n] for n in sorted(plans)])
 
 
 def retraining_schedules(root: Path) -> dict[str, str]:
     """model -> cron of every model that declares scheduled retraining."""
-    from pipelines.core.definitions import discover_models, load_definition, model_path
 
     schedules = {}
     for name in discover_models(root / "models"):

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.core.definitions import load_definition, model_path
 from pipelines.core.errors import MlopsError
+from pipelines.core.registry import CHAMPION, get_run, registry_errors, version_by_alias
+from pipelines.core.scoring import format_value
 from pipelines.core.tags import (
     GATE_STAGE_TAG,
     GATES_ARTIFACT,
@@ -24,6 +27,7 @@ from pipelines.core.tags import (
     PRIMARY_METRIC_TAG,
     STAGE_DONE,
 )
+from pipelines.stages.run import report_dir
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -54,9 +58,6 @@ class ModelResult:
 def collect(client: MlflowClient, settings: Settings, model: str) -> ModelResult:
     """What the latest run of ``model`` recorded, and its champion's metrics for comparison."""
     import mlflow
-
-    from pipelines.core.registry import CHAMPION, get_run, registry_errors, version_by_alias
-    from pipelines.stages.run import report_dir
 
     run = get_run(client, model, None, settings)
     tags = run.data.tags
@@ -92,7 +93,6 @@ def collect(client: MlflowClient, settings: Settings, model: str) -> ModelResult
 
 
 def _primary(settings: Settings, model: str) -> str | None:
-    from pipelines.core.definitions import load_definition, model_path
 
     try:
         return load_definition(model_path(settings.models_dir, model)).metric
@@ -101,7 +101,6 @@ def _primary(settings: Settings, model: str) -> str | None:
 
 
 def _fmt(value: float | None) -> str:
-    from pipelines.core.scoring import format_value
 
     return format_value(value)
 

@@ -12,8 +12,10 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipelines.core.definitions import load_model
 from pipelines.core.errors import DefinitionError, RegistryError
-from pipelines.core.registry import load_sklearn_model
+from pipelines.core.fingerprints import model_fingerprints
+from pipelines.core.registry import get_run, load_sklearn_model, registry_errors
 from pipelines.core.tags import (
     DATA_FINGERPRINT_TAG,
     DEFINITION_FINGERPRINT_TAG,
@@ -22,6 +24,7 @@ from pipelines.core.tags import (
     OVERRIDES_TAG,
     SPLIT_ARTIFACT,
 )
+from pipelines.stages.validate import validate_for_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,11 +75,6 @@ def load_candidate(
 ) -> Candidate:
     """Rebuild the candidate trained in ``run_id`` (default: the model's latest training run)."""
     import numpy as np
-
-    from pipelines.core.definitions import load_model
-    from pipelines.core.fingerprints import model_fingerprints
-    from pipelines.core.registry import get_run, registry_errors
-    from pipelines.stages.validate import validate_for_model
 
     run = get_run(client, name, run_id, settings)
     tags = run.data.tags

@@ -18,7 +18,12 @@ from rich.rule import Rule
 from rich.table import Table
 
 from pipelines.core.examples import demo_repository, examples_root
+from pipelines.core.registry import aliases_of, connect
 from pipelines.core.settings import Settings
+from pipelines.stages.console import print_gates
+from pipelines.stages.promote import promote, rollback
+from pipelines.stages.run import run_model
+from pipelines.stages.status import model_status
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -36,8 +41,6 @@ SECOND: tuple[str, dict[str, object]] = (
 
 
 def run_demo(settings: Settings, *, keep: bool = False) -> None:
-    from pipelines.core.registry import connect
-    from pipelines.stages.promote import promote, rollback
 
     console = Console()
     started = time.perf_counter()
@@ -105,8 +108,6 @@ def run_and_show(
     overrides: dict[str, object],
     environments: list[str],
 ) -> Outcome:
-    from pipelines.stages.console import print_gates
-    from pipelines.stages.run import run_model
 
     outcome = run_model(
         client,
@@ -135,14 +136,12 @@ def _add_timings(timings: dict[str, float], outcome: Outcome) -> None:
 
 
 def _registry_state(client: MlflowClient, name: str) -> tuple[list[str], dict[str, str]]:
-    from pipelines.core.registry import aliases_of
 
     versions = sorted(v.version for v in client.search_model_versions(f"name = '{name}'"))
     return [str(v) for v in versions], aliases_of(client, name)
 
 
 def _print_status(console: Console, client: MlflowClient, settings: Settings) -> None:
-    from pipelines.stages.status import model_status
 
     table = Table(title="registry and pins")
     for column in (

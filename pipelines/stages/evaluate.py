@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.core.registry import registry_errors
 from pipelines.core.scoring import Evaluation, Predictions, compute_metrics, json_safe, predict
 from pipelines.core.tags import (
     CARD_ARTIFACT_DIR,
@@ -14,6 +15,7 @@ from pipelines.core.tags import (
     EVALUATION_ARTIFACT,
     STAGE_DONE,
 )
+from pipelines.stages.plots import write_plots
 
 if TYPE_CHECKING:
     from pipelines.stages.candidate import Candidate
@@ -47,9 +49,6 @@ def evaluate_predictions(candidate: Candidate, pred: Predictions) -> Evaluation:
 def evaluate(candidate: Candidate, report_dir: Path) -> tuple[Evaluation, Predictions]:
     """Score the candidate on its held-out rows; log metrics and plots to its run and report."""
     import mlflow
-
-    from pipelines.core.registry import registry_errors
-    from pipelines.stages.plots import write_plots
 
     task = candidate.model.definition.task.value
     pred = predict(candidate.fitted(), candidate.x_test, task)

@@ -10,6 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.core.registry import (
+    CHAMPION,
+    load_sklearn_model,
+    registry_errors,
+    version_by_alias,
+)
+from pipelines.core.scoring import predict
 from pipelines.core.tags import (
     CHAMPION_VERSION_TAG,
     GATE_STAGE_TAG,
@@ -41,14 +48,6 @@ def champion_predictions(
     """The current champion scored on the candidate's held-out rows, or why there is none."""
     from mlflow.models import get_model_info
 
-    from pipelines.core.registry import (
-        CHAMPION,
-        load_sklearn_model,
-        registry_errors,
-        version_by_alias,
-    )
-    from pipelines.core.scoring import predict
-
     champion = version_by_alias(client, candidate.name, CHAMPION)
     if champion is None:
         return None, None, "no champion yet: this candidate would be the first"
@@ -78,8 +77,6 @@ def run_gates(
 ) -> GateReport:
     """Run every gate the definition declares, in a fixed order."""
     import mlflow
-
-    from pipelines.core.registry import registry_errors
 
     definition = candidate.model.definition
     gates = definition.gates
@@ -113,8 +110,6 @@ def run_gates(
 def record(candidate: Candidate, report: GateReport) -> None:
     """Log the verdicts to the candidate's run; ``register`` refuses a run without a pass."""
     import mlflow
-
-    from pipelines.core.registry import registry_errors
 
     with registry_errors(), mlflow.start_run(run_id=candidate.run_id):
         mlflow.log_dict(report.as_dict(), GATES_ARTIFACT)

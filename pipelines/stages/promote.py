@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pipelines.core.definitions import load_model
 from pipelines.core.errors import PromotionError
 from pipelines.core.pins import (
     Environment,
@@ -151,7 +152,6 @@ def promote(
     environment: str,
     version: str | None = None,
 ) -> Move:
-    from pipelines.core.definitions import load_model
 
     load_model(settings.models_dir, settings.data_dir, name)  # the model must still be defined
     env = load_environment(settings.environments_dir, environment)

@@ -15,8 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.core.definitions import load_model
 from pipelines.core.errors import Rejected
+from pipelines.core.registry import registry_errors
+from pipelines.core.scoring import json_safe
 from pipelines.core.tags import CARD_ARTIFACT_DIR, CARD_FILE
+from pipelines.stages.card import render_card
+from pipelines.stages.evaluate import evaluate
+from pipelines.stages.gating import record, run_gates
+from pipelines.stages.promote import promote
+from pipelines.stages.register import register
+from pipelines.stages.train import train
+from pipelines.stages.validate import validate_for_model
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -59,7 +69,6 @@ def report_dir(settings: Settings, model: str) -> Path:
 
 
 def evaluate_stage(candidate: Candidate, settings: Settings) -> tuple[Evaluation, Predictions]:
-    from pipelines.stages.evaluate import evaluate
 
     out = report_dir(settings, candidate.name)
     shutil.rmtree(out, ignore_errors=True)  # the report describes one candidate, never a mix
@@ -75,11 +84,6 @@ def gate_stage(
 ) -> GateReport:
     """Run the gates, record them on the run, and write the model card and verdicts."""
     import mlflow
-
-    from pipelines.core.registry import registry_errors
-    from pipelines.core.scoring import json_safe
-    from pipelines.stages.card import render_card
-    from pipelines.stages.gating import record, run_gates
 
     report = run_gates(client, candidate, evaluation, pred)
     record(candidate, report)
@@ -112,11 +116,6 @@ def run_model(
     progress: Progress = lambda _: None,
 ) -> Outcome:
     """Run every stage; a rejection is recorded in the outcome instead of raised."""
-    from pipelines.core.definitions import load_model
-    from pipelines.stages.promote import promote
-    from pipelines.stages.register import register
-    from pipelines.stages.train import train
-    from pipelines.stages.validate import validate_for_model
 
     model = load_model(settings.models_dir, settings.data_dir, name, overrides)
     outcome = Outcome(name, primary_metric=model.definition.metric)

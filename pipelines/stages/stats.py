@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipelines.core.definitions import higher_is_better
+from pipelines.core.scoring import metric_value
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,8 +36,6 @@ def resampled_metric(
 ) -> np.ndarray:
     """The metric on each row of ``idx`` (one bootstrap resample of row positions per row)."""
     import numpy as np
-
-    from pipelines.core.scoring import metric_value
 
     y_pred = pred.y_pred
     if name == "accuracy":
@@ -87,8 +86,6 @@ def paired_bootstrap(
     seed: int = 0,
 ) -> Interval:
     import numpy as np
-
-    from pipelines.core.scoring import metric_value
 
     sign = 1.0 if higher_is_better(metric) else -1.0
     estimate = sign * (

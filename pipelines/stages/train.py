@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from pipelines import __version__
 from pipelines.core import model_metadata
 from pipelines.core.errors import DefinitionError
+from pipelines.core.estimators import build_pipeline
+from pipelines.core.fingerprints import git_commit, model_fingerprints
 from pipelines.core.registry import experiment_id, registry_errors
 from pipelines.core.tags import (
     DATASET_DEFINITION_ARTIFACT,
@@ -33,6 +35,8 @@ from pipelines.core.tags import (
     VALIDATION_ARTIFACT,
 )
 from pipelines.stages.candidate import Candidate
+from pipelines.stages.split import split_indices
+from pipelines.stages.validate import validate_for_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,10 +86,6 @@ def prepare(
     model: Model, validated: tuple[pd.DataFrame, ValidationReport] | None = None
 ) -> TrainingSet:
     """Validate the data (refusing a dataset that fails), build the pipeline and split the rows."""
-    from pipelines.core.estimators import build_pipeline
-    from pipelines.core.fingerprints import model_fingerprints
-    from pipelines.stages.split import split_indices
-    from pipelines.stages.validate import validate_for_model
 
     frame, report = validated or validate_for_model(model)
     report.raise_if_failed(str(model.dataset.path))
@@ -155,8 +155,6 @@ def train(
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
-
-    from pipelines.core.fingerprints import git_commit
 
     training = prepare(model, validated)
     definition = model.definition

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipelines.core.definitions import discover_models
 from pipelines.core.environment_chain import (
     ENVIRONMENT_PATTERN,
     MAX_ENVIRONMENTS,
@@ -43,6 +44,10 @@ from pipelines.core.environment_chain import (
 )
 from pipelines.core.errors import DefinitionError
 from pipelines.core.examples import EXAMPLE_DATASETS, EXAMPLE_MODELS, EXAMPLES_FIXTURES
+from pipelines.core.pins import load_environment
+from pipelines.core.yamlfile import read_yaml_mapping
+from pipelines.template.adopt_environments import plan_environments
+from pipelines.template.scaffold import DISPATCH_WORKFLOWS, set_model_choices
 
 ANSWERS_FILE = ".mlops-template.yaml"
 
@@ -192,7 +197,6 @@ def _explain(error: Any) -> str:
 
 def read_answers(root: Path) -> dict[str, Any] | None:
     """The recorded answers as raw data, or None when the checkout was never adopted."""
-    from pipelines.core.yamlfile import read_yaml_mapping
 
     path = root / ANSWERS_FILE
     return dict(read_yaml_mapping(path)) if path.is_file() else None
@@ -482,7 +486,6 @@ def _readme(kind: str) -> str:
 
 def plan_adoption(root: Path, answers: Answers) -> Changes:
     """Every file adoption would write or remove; raises before any change on bad input."""
-    from pipelines.template.adopt_environments import plan_environments
 
     _check_checkout(root)
     if answers.keep_examples:
@@ -530,7 +533,6 @@ def plan_adoption(root: Path, answers: Answers) -> Changes:
 
 def _pinned_in(paths: list[Path]) -> dict[Path, str]:
     """``penguins v3, seattle_weather v1`` for each pins file among ``paths`` that pins any."""
-    from pipelines.core.pins import load_environment
 
     pinned = {}
     for path in paths:
@@ -567,8 +569,6 @@ def _forget_examples_in_workflows(
     root: Path, contents: dict[Path, str], originals: dict[Path, str]
 ) -> None:
     """Dispatch choices list only the remaining models; the examples' retraining crons go."""
-    from pipelines.core.definitions import discover_models
-    from pipelines.template.scaffold import DISPATCH_WORKFLOWS, set_model_choices
 
     remaining = [m for m in discover_models(root / "models") if m not in EXAMPLE_MODELS]
     examples = "|".join(EXAMPLE_MODELS)

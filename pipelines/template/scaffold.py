@@ -13,8 +13,17 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
-from pipelines.core.datasets import DATASET_FILE, NAME_PATTERN
+from pipelines.core.datasets import (
+    DATASET_FILE,
+    NAME_PATTERN,
+    fingerprint_bytes,
+    load_dataset,
+    load_dataset_by_name,
+)
+from pipelines.core.definitions import discover_models, load_model, model_path
 from pipelines.core.errors import DefinitionError
+from pipelines.core.metric_catalog import DEFAULT_PRIMARY
+from pipelines.stages.validate import validate_dataset
 
 DEFAULT_ESTIMATORS = {
     "classification": "sklearn.ensemble.RandomForestClassifier",
@@ -40,7 +49,6 @@ def new_model(
     With ``from_csv`` the dataset is scaffolded first (it must not exist yet). On any error
     nothing is left behind, so the command can simply be run again.
     """
-    from pipelines.core.definitions import model_path
 
     if not re.fullmatch(NAME_PATTERN, name):
         raise DefinitionError(
@@ -80,9 +88,6 @@ def _write_model(
     owner: str,
     description: str,
 ) -> Path:
-    from pipelines.core.datasets import load_dataset_by_name
-    from pipelines.core.definitions import discover_models, load_model
-    from pipelines.core.metric_catalog import DEFAULT_PRIMARY
 
     columns = load_dataset_by_name(data_dir, dataset).definition.columns
     if target not in columns:
@@ -175,8 +180,6 @@ def new_dataset(data_dir: Path, name: str, csv: Path, description: str = "") -> 
     The definition is validated against the very data it was inferred from; on any error the
     folder is removed again.
     """
-    from pipelines.core.datasets import fingerprint_bytes, load_dataset
-    from pipelines.stages.validate import validate_dataset
 
     if not re.fullmatch(NAME_PATTERN, name):
         raise DefinitionError(
