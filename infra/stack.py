@@ -27,6 +27,7 @@ from infra.components.monitoring import (
     read_monitoring_files,
 )
 from infra.components.registries import Registries, RegistriesArgs
+from infra.components.roles import WorkloadBoundary
 from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndpointArgs
 from infra.model_plan import ModelPlan, plan, rollout_steps
 from pipelines.core.conventions import SHARED, endpoint_name, slug, tags
@@ -72,10 +73,14 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
     """Declare every resource of the stack; returns the stack outputs."""
     env = settings.stack
     environment = load_environment(repo_root / "environments", env)
-    if environment.requires_approval and settings.deploy_branches:
+    if settings.deploy_branches:
+        # A branch subject lets any job on that branch deploy, with no environment rules or
+        # reviewers in between: deploy trust is the stack's GitHub environments only.
+        approval = " and requires approval" if environment.requires_approval else ""
         raise DefinitionError(
-            f"environment {env!r} requires approval, so only its GitHub environment may deploy; "
-            f"remove deployBranches ({', '.join(settings.deploy_branches)}) from Pulumi.{env}.yaml",
+            f"Pulumi.{env}.yaml: deployBranches ({', '.join(settings.deploy_branches)}) is no "
+            f"longer allowed: the deploy role of {env!r}{approval} trusts only its GitHub "
+            "environments (deployEnvironments); remove the key",
             field="deployBranches",
         )
     plans = plan(repo_root, env, settings.rollouts)
@@ -83,6 +88,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
     model_tags = {p.name: tags(p.name, env, p.definition.owner) for p in plans}
     protect = settings.protect_resources
 
+    boundary = WorkloadBoundary(f"mlops-{slug(env)}-boundary", env, shared_tags)
     store = ArtifactStore(
         f"mlops-{slug(env)}",
         ArtifactStoreArgs(
@@ -106,6 +112,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             protect=protect,
             repository_name=settings.image_repository,
             create_repository=settings.owns_account_resources,
+            boundary_arn=boundary.arn,
         ),
     )
 
@@ -166,6 +173,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 capture_percent=p.definition.monitoring.capture_percent,
                 scaled_down=settings.scaled_down,
                 scaled_down_instance_type=settings.scaled_down_instance_type,
+                boundary_arn=boundary.arn,
             ),
         )
         ModelMonitor(
@@ -181,6 +189,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 key_arn=store.key_arn,
                 tags=model_tags[p.name],
                 instance_type=settings.model_monitor_instance_type,
+                boundary_arn=boundary.arn,
             ),
         )
         endpoints[p.name] = endpoint.endpoint_name
@@ -211,6 +220,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 oidc_provider_arn=settings.eks_oidc_provider_arn or None,
                 oidc_issuer=settings.eks_oidc_issuer or None,
                 region=settings.region or None,
+                boundary_arn=boundary.arn,
             ),
         )
         endpoints[p.name] = pulumi.Output.concat(name, "/", k8s_endpoint.service_name)
@@ -226,6 +236,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 drift_alarm_arns={p.name: monitoring.drift_alarms[p.name].arn for p in retrain},
                 key_arn=store.key_arn,
                 tags=shared_tags,
+                boundary_arn=boundary.arn,
             ),
         )
     elif retrain:
@@ -243,10 +254,10 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             key_arn=store.key_arn,
             repository_arn=registries.repository_arn,
             deploy_environments=settings.deploy_environments or [env],
-            deploy_branches=settings.deploy_branches,
             publish_branches=settings.publish_branches,
             create_provider=settings.owns_account_resources,
             tracking_server_arn=registries.tracking_uri,
+            image_repository=settings.image_repository,
         ),
     )
     Budget(

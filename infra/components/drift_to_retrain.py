@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.registries import assume_role_policy, role_with_policy
+from infra.components.roles import assume_role_policy, workload_role
 from pipelines.core.conventions import RETRAIN_EVENT_TYPE, slug
 
 GITHUB_API = "https://api.github.com"
@@ -32,6 +32,7 @@ class DriftToRetrainArgs:
     drift_alarm_arns: dict[str, pulumi.Input[str]]  # model -> its drift alarm ARN
     key_arn: pulumi.Input[str]
     tags: dict[str, str]
+    boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
 
 
 def alarm_event_pattern(alarm_arn: str) -> str:
@@ -151,9 +152,11 @@ class DriftToRetrain(pulumi.ComponentResource):
             invocation_rate_limit_per_second=1,
             opts=child,
         )
-        role = role_with_policy(
+        role = workload_role(
             f"{name}-role",
             f"{name}-role-policy",
+            environment=args.environment,
+            boundary=args.boundary_arn,
             trust=assume_role_policy("events.amazonaws.com"),
             policy=destination.arn.apply(invoke_policy),
             tags=args.tags,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.registries import role_with_policy
+from infra.components.roles import workload_role
 from pipelines.core.conventions import capture_prefix, model_data_key, slug
 from pipelines.core.definitions import Deployment
 
@@ -66,6 +66,7 @@ class KubernetesEndpointArgs:
     oidc_provider_arn: str | None = None  # EKS: IAM roles for service accounts
     oidc_issuer: str | None = None  # e.g. oidc.eks.eu-west-1.amazonaws.com/id/ABC
     region: str | None = None
+    boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
 
 
 def canary_replicas(stable: int, weight: int) -> int:
@@ -171,9 +172,11 @@ class KubernetesEndpoint(pulumi.ComponentResource):
 
         account_annotations = dict(annotations)
         if args.oidc_provider_arn and args.oidc_issuer:
-            role = role_with_policy(
+            role = workload_role(
                 f"{name}-pod-role",
                 f"{name}-pod-policy",
+                environment=args.environment,
+                boundary=args.boundary_arn,
                 trust=irsa_trust_policy(args.oidc_provider_arn, args.oidc_issuer, ns_name, app),
                 policy=pulumi.Output.all(args.bucket_arn, args.key_arn).apply(
                     lambda a: pod_policy(a[0], a[1], args.model, args.environment)

@@ -20,7 +20,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.components.registries import assume_role_policy, role_with_policy
+from infra.components.roles import assume_role_policy, workload_role
 from monitoring.dashboards.cloudwatch import cloudwatch_dashboard_body, metric_widget
 from pipelines.core.conventions import (
     MONITORING_PREFIX,
@@ -387,6 +387,7 @@ class ModelMonitorArgs:
     key_arn: pulumi.Input[str]
     tags: dict[str, str]
     instance_type: str = "ml.m5.large"
+    boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
 
 
 def sagemaker_schedule(cron: str) -> str:
@@ -442,9 +443,11 @@ class ModelMonitor(pulumi.ComponentResource):
             repository_name="sagemaker-model-monitor-analyzer",
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
-        role = role_with_policy(
+        role = workload_role(
             f"{name}-role",
             f"{name}-role-policy",
+            environment=args.environment,
+            boundary=args.boundary_arn,
             trust=assume_role_policy("sagemaker.amazonaws.com"),
             policy=pulumi.Output.all(args.bucket_arn, args.key_arn).apply(
                 lambda a: model_monitor_policy(a[0], a[1], args.model, args.environment)

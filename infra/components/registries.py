@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.roles import assume_role_policy, workload_role
 from pipelines.core.conventions import package_group_name, slug
 
 # The image workflow (.github/workflows/image.yml) pushes here, once for every stack.
@@ -37,6 +37,7 @@ class RegistriesArgs:
     # The repository is per account: one stack owns it, the others look it up by name.
     repository_name: str = IMAGE_REPOSITORY
     create_repository: bool = True
+    boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
 
 
 def ecr_lifecycle_policy(keep: int) -> str:
@@ -96,42 +97,6 @@ def mlflow_role_policy(bucket_arn: str, key_arn: str) -> str:
     )
 
 
-def assume_role_policy(service: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": service},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-    )
-
-
-ROLE_PATH = "/mlops/"  # every role the platform creates, so CI may manage only these
-
-
-def role_with_policy(
-    role_name: str,
-    policy_name: str,
-    *,
-    trust: pulumi.Input[str],
-    policy: pulumi.Input[str],
-    tags: dict[str, str],
-    opts: pulumi.ResourceOptions,
-    **role_args: Any,
-) -> aws.iam.Role:
-    """An IAM role under ``ROLE_PATH`` with its one inline least-privilege policy."""
-    role = aws.iam.Role(
-        role_name, path=ROLE_PATH, assume_role_policy=trust, tags=tags, opts=opts, **role_args
-    )
-    aws.iam.RolePolicy(policy_name, role=role.id, policy=policy, opts=opts)
-    return role
-
-
 class Registries(pulumi.ComponentResource):
     """The serving image repository, a model package group per model, the tracking server."""
 
@@ -184,9 +149,11 @@ class Registries(pulumi.ComponentResource):
         self.tracking_server = None
         self.tracking_uri: pulumi.Output[str] | None = None
         if args.mlflow:
-            role = role_with_policy(
+            role = workload_role(
                 f"{name}-mlflow-role",
                 f"{name}-mlflow-policy",
+                environment=args.environment,
+                boundary=args.boundary_arn,
                 trust=assume_role_policy("sagemaker.amazonaws.com"),
                 policy=pulumi.Output.all(args.bucket_arn, args.key_arn).apply(
                     lambda a: mlflow_role_policy(a[0], a[1])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.registries import assume_role_policy, role_with_policy
+from infra.components.roles import assume_role_policy, workload_role
 from pipelines.core.conventions import capture_prefix, model_data_key
 from pipelines.core.definitions import AllAtOnce, Canary, Deployment
 
@@ -45,6 +45,7 @@ class SagemakerEndpointArgs:
     scaled_down: bool = False
     scaled_down_instance_type: str = "ml.t2.medium"
     extra_environment: dict[str, str] = field(default_factory=dict)
+    boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
 
 
 def traffic_routing(
@@ -142,9 +143,11 @@ class SagemakerEndpoint(pulumi.ComponentResource):
         if args.scaled_down:
             instance_type, count, minimum, maximum = args.scaled_down_instance_type, 1, 1, 1
 
-        role = role_with_policy(
+        role = workload_role(
             f"{name}-role",
             f"{name}-role-policy",
+            environment=args.environment,
+            boundary=args.boundary_arn,
             trust=assume_role_policy("sagemaker.amazonaws.com"),
             policy=pulumi.Output.all(args.bucket_arn, args.key_arn, args.repository_arn).apply(
                 lambda a: execution_role_policy(

@@ -121,6 +121,38 @@ def no_admin_statements(resource_type: str, props: Mapping[str, Any]) -> list[st
     return problems
 
 
+def no_service_wildcards(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """No IAM policy allows a whole service (``s3:*``): name the actions the program needs."""
+    documents = (
+        [props.get(POLICY_DOCUMENT_PROPS[resource_type])]
+        if resource_type in POLICY_DOCUMENT_PROPS
+        else []
+    )
+    return [
+        f"statement {statement.get('Sid', '(no Sid)')} allows every action of {action[:-2]}"
+        for document in documents
+        for statement in _statements(document)
+        if statement.get("Effect") == "Allow"
+        for action in _as_list(statement.get("Action"))
+        if isinstance(action, str) and action.endswith(":*")
+    ]
+
+
+# Roles on this path are the administrator's (CI roles); every other role the program
+# creates is a workload role and must carry the stack's permissions boundary.
+CI_ROLE_PATH_ROOT = "/mlops-ci/"
+
+
+def workload_roles_carry_a_boundary(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Without its boundary, a workload role is refused by IAM for the deploy role (and, made
+    by an administrator, would be a role whose inline policy alone decides what it may do)."""
+    if resource_type != ROLE or str(props.get("path") or "/").startswith(CI_ROLE_PATH_ROOT):
+        return []
+    if props.get("permissionsBoundary"):
+        return []
+    return ["role has no permissions boundary (create it with infra.components.roles)"]
+
+
 def oidc_trust_is_scoped(repository: str | None = None) -> Rule:
     """Roles trusted by GitHub's OIDC provider name the audience and exact subjects of one repo."""
 
@@ -226,6 +258,8 @@ RESOURCE_RULES: dict[str, Rule] = {
     "endpoint-captures-data": endpoint_captures_data,
     "endpoint-rolls-back": endpoint_rolls_back,
     "no-admin-iam-statements": no_admin_statements,
+    "no-service-wildcards": no_service_wildcards,
+    "workload-roles-carry-a-boundary": workload_roles_carry_a_boundary,
     "github-oidc-trust-scoped": oidc_trust_is_scoped(),
     "resources-tagged": tagged,
     "encrypted-at-rest": encrypted_at_rest,

@@ -122,11 +122,11 @@ class Mocks(pulumi.runtime.Mocks):
             state.setdefault("name", physical)
             resource_id = f"{physical}-id"
             if service:
-                state.setdefault(
-                    "arn", f"arn:aws:{service}:{REGION}:{ACCOUNT}:{kind.lower()}/{state['name']}"
-                )
+                state.setdefault("arn", _arn(args.typ, service, kind, state, physical))
         if args.typ == "aws:ecr/repository:Repository":
             state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{state['name']}"
+        if args.typ == "aws:sqs/queue:Queue":
+            state["url"] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{state['name']}"
         if args.typ == "aws:kms/key:Key":
             state["keyId"] = resource_id
         if args.typ == "aws:sagemaker/modelPackageGroup:ModelPackageGroup":
@@ -156,6 +156,67 @@ class Mocks(pulumi.runtime.Mocks):
             arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"
             return {"arn": arn, "url": host, "id": arn}
         raise AssertionError(f"the program called an unexpected function: {args.token}")
+
+
+# ARNs in the formats AWS gives them (Service Authorization Reference), so that the IAM tests
+# evaluate policies against the ARNs a real deploy touches. ``{n}`` is the resource's name.
+_ARN_FORMATS = {
+    "aws:iam/role:Role": "arn:aws:iam::{a}:role{path}{n}",
+    "aws:iam/policy:Policy": "arn:aws:iam::{a}:policy{path}{n}",
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": "arn:aws:iam::{a}:oidc-provider/{url}",
+    "aws:kms/key:Key": "arn:aws:kms:{r}:{a}:key/{id}",
+    "aws:kms/alias:Alias": "arn:aws:kms:{r}:{a}:{n}",
+    "aws:ecr/repository:Repository": "arn:aws:ecr:{r}:{a}:repository/{n}",
+    "aws:sagemaker/model:Model": "arn:aws:sagemaker:{r}:{a}:model/{lower}",
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration": (
+        "arn:aws:sagemaker:{r}:{a}:endpoint-config/{lower}"
+    ),
+    "aws:sagemaker/endpoint:Endpoint": "arn:aws:sagemaker:{r}:{a}:endpoint/{lower}",
+    "aws:sagemaker/modelPackageGroup:ModelPackageGroup": (
+        "arn:aws:sagemaker:{r}:{a}:model-package-group/{lower}"
+    ),
+    "aws:sagemaker/monitoringSchedule:MonitoringSchedule": (
+        "arn:aws:sagemaker:{r}:{a}:monitoring-schedule/{lower}"
+    ),
+    "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition": (
+        "arn:aws:sagemaker:{r}:{a}:data-quality-job-definition/{lower}"
+    ),
+    "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": (
+        "arn:aws:sagemaker:{r}:{a}:mlflow-tracking-server/{n}"
+    ),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": "arn:aws:cloudwatch:{r}:{a}:alarm:{n}",
+    "aws:cloudwatch/dashboard:Dashboard": "arn:aws:cloudwatch::{a}:dashboard/{n}",
+    "aws:cloudwatch/eventRule:EventRule": "arn:aws:events:{r}:{a}:rule/{n}",
+    "aws:cloudwatch/eventConnection:EventConnection": "arn:aws:events:{r}:{a}:connection/{n}/{id}",
+    "aws:cloudwatch/eventApiDestination:EventApiDestination": (
+        "arn:aws:events:{r}:{a}:api-destination/{n}/{id}"
+    ),
+    "aws:sns/topic:Topic": "arn:aws:sns:{r}:{a}:{n}",
+    "aws:sqs/queue:Queue": "arn:aws:sqs:{r}:{a}:{n}",
+    "aws:secretsmanager/secret:Secret": "arn:aws:secretsmanager:{r}:{a}:secret:{n}-AbCdEf",
+    "aws:budgets/budget:Budget": "arn:aws:budgets::{a}:budget/{n}",
+    "aws:appautoscaling/target:Target": (
+        "arn:aws:application-autoscaling:{r}:{a}:scalable-target/{id}"
+    ),
+}
+
+
+def _arn(type_token: str, service: str, kind: str, state: dict[str, Any], physical: str) -> str:
+    # Resources named by a field of their own keep that name; the others get Pulumi's auto-name.
+    given = (state.get(key) for key in ("dashboardName", "trackingServerName", "name"))
+    name = str(next((value for value in given if value), physical))
+    form = _ARN_FORMATS.get(type_token, "arn:aws:{service}:{r}:{a}:{kind}/{n}")
+    return form.format(
+        a=ACCOUNT,
+        r=REGION,
+        n=name,
+        lower=name.lower(),
+        id=physical.rsplit("-", 1)[-1],
+        path=state.get("path") or "/",
+        url=str(state.get("url", "")).removeprefix("https://"),
+        service=service,
+        kind=kind.lower(),
+    )
 
 
 def run_program(

@@ -38,6 +38,7 @@ SHARED_TAGS = tags("shared", "dev", OWNER)
 MODEL_TAGS = tags("seattle_weather", "dev", OWNER)
 BUCKET_ARN = "arn:aws:s3:::mlops-dev-bucket"
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/k"
+BOUNDARY_ARN = "arn:aws:iam::123456789012:policy/mlops-ci/dev/mlops-dev-workload-boundary"
 
 
 def no_rule_violations(run: Run) -> list[str]:
@@ -110,6 +111,7 @@ def registries() -> Run:
         bucket_arn=BUCKET_ARN,
         key_arn=KEY_ARN,
         models={"seattle_weather": MODEL_TAGS, "penguins": tags("penguins", "dev", OWNER)},
+        boundary_arn=BOUNDARY_ARN,
     )
     return run_program(lambda: Registries("mlops-dev-registries", args))
 
@@ -159,6 +161,7 @@ def sagemaker_args(deployment: dict[str, Any], **overrides: Any) -> SagemakerEnd
         "key_arn": KEY_ARN,
         "rollback_alarm_names": ["a-latency", "a-5xx"],
         "tags": MODEL_TAGS,
+        "boundary_arn": BOUNDARY_ARN,
     }
     values.update(overrides)
     return SagemakerEndpointArgs(**values)
@@ -305,6 +308,7 @@ def monitoring() -> Run:
                 bucket_arn=BUCKET_ARN,
                 key_arn=KEY_ARN,
                 tags=MODEL_TAGS,
+                boundary_arn=BOUNDARY_ARN,
             ),
         )
 
@@ -389,6 +393,7 @@ def retrain() -> Run:
         drift_alarm_arns={"penguins": "arn:aws:cloudwatch:us-east-1:1:alarm:penguins-prod-drift"},
         key_arn=KEY_ARN,
         tags=tags("shared", "prod", OWNER),
+        boundary_arn=BOUNDARY_ARN,
     )
     return run_program(lambda: DriftToRetrain("mlops-prod-retrain", args), stack="prod")
 
@@ -485,21 +490,27 @@ def test_each_ci_role_trusts_exact_subjects_of_this_repository(ci: Run) -> None:
     assert no_rule_violations(ci) == []
 
 
-def test_deploy_role_manages_only_the_platforms_roles(ci: Run) -> None:
+def test_ci_roles_live_on_the_ci_path_out_of_the_deploy_roles_reach(ci: Run) -> None:
     deploy = next(
         r for r in ci.of("aws:iam/rolePolicy:RolePolicy") if r.name.endswith("deploy-policy")
     )
     statements = {s["Sid"]: s for s in policy_document(deploy.inputs["policy"])["Statement"]}
-    assert (
-        statements["ManageOnlyThePlatformRoles"]["Resource"]
-        == "arn:aws:iam::123456789012:role/mlops/*"
-    )
+    roles = statements["WorkloadRolesOnlyWithTheBoundary"]
+    assert roles["Resource"] == "arn:aws:iam::123456789012:role/mlops/prod/*"
+    assert roles["Condition"] == {
+        "StringEquals": {
+            "iam:PermissionsBoundary": (
+                "arn:aws:iam::123456789012:policy/mlops-ci/prod/mlops-prod-workload-boundary"
+            )
+        }
+    }
+    assert statements["NeverChangeCiAccess"]["Effect"] == "Deny"
     assert statements["NoLongLivedCredentials"]["Effect"] == "Deny"
     assert "iam:CreateAccessKey" in statements["NoLongLivedCredentials"]["Action"]
-    assert all(r.inputs.get("path") == "/mlops/" for r in ci.of("aws:iam/role:Role"))
+    assert all(r.inputs.get("path") == "/mlops-ci/prod/" for r in ci.of("aws:iam/role:Role"))
 
 
-def test_a_role_needs_a_subject_and_a_shared_provider_is_looked_up() -> None:
+def test_a_role_needs_a_subject_and_a_shared_provider_is_named_by_arn() -> None:
     with pytest.raises(ValueError, match="at least one"):
         trust_policy("arn:provider", subjects("o/r"))
     args = CiAccessArgs(
@@ -509,13 +520,14 @@ def test_a_role_needs_a_subject_and_a_shared_provider_is_looked_up() -> None:
         bucket_arn=BUCKET_ARN,
         key_arn=KEY_ARN,
         repository_arn="arn:ecr",
-        deploy_branches=["main"],
+        deploy_environments=["dev"],
         create_provider=False,
     )
     run = run_program(lambda: CiAccess("c", args))
     assert not run.of("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
-    looked_up = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
-    assert all(looked_up in r.inputs["assumeRolePolicy"] for r in run.of("aws:iam/role:Role"))
+    # The ARN is built, not looked up: a lookup by URL needs iam:ListOpenIDConnectProviders.
+    provider = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    assert all(provider in r.inputs["assumeRolePolicy"] for r in run.of("aws:iam/role:Role"))
 
 
 # --- budget --------------------------------------------------------------------------------
@@ -553,6 +565,7 @@ def test_a_stack_that_does_not_own_the_image_repository_looks_it_up() -> None:
         bucket_arn=BUCKET_ARN,
         key_arn=KEY_ARN,
         create_repository=False,
+        boundary_arn=BOUNDARY_ARN,
     )
 
     def program() -> Any:

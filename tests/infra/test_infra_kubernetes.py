@@ -18,6 +18,7 @@ from infra.components.kubernetes_endpoint import (
     canary_replicas,
 )
 from infra.components.monitoring import Monitoring, MonitoringArgs, read_monitoring_files
+from infra.components.roles import boundary_arn
 from pipelines.core.conventions import tags
 from pipelines.core.definitions import Deployment
 
@@ -61,6 +62,7 @@ def endpoint_args(**overrides: Any) -> KubernetesEndpointArgs:
         "oidc_provider_arn": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}",
         "oidc_issuer": ISSUER,
         "region": "us-east-1",
+        "boundary_arn": boundary_arn("123456789012", "prod"),
     }
     values.update(overrides)
     return KubernetesEndpointArgs(**values)

@@ -101,6 +101,32 @@ def test_admin_statements_are_rejected(statement: dict[str, Any], bad: bool) -> 
 
 
 @pytest.mark.parametrize(
+    ("action", "bad"), [("s3:*", True), ("sagemaker:*", True), ("s3:GetObject", False)]
+)
+def test_whole_service_grants_are_rejected(action: str, bad: bool) -> None:
+    statement = {"Effect": "Allow", "Action": [action], "Resource": "arn:aws:s3:::mlops-dev-x"}
+    document = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    problems = rules.no_service_wildcards("aws:iam/rolePolicy:RolePolicy", {"policy": document})
+    assert bool(problems) is bad
+
+
+@pytest.mark.parametrize(
+    ("path", "boundary", "bad"),
+    [
+        ("/mlops/dev/", "arn:aws:iam::1:policy/mlops-ci/dev/b", False),
+        ("/mlops/dev/", None, True),
+        ("/", None, True),
+        ("/mlops-ci/dev/", None, False),  # CI roles are the administrator's
+    ],
+)
+def test_workload_roles_without_the_boundary_are_rejected(
+    path: str, boundary: str | None, bad: bool
+) -> None:
+    props = {"path": path, "permissionsBoundary": boundary, "assumeRolePolicy": "{}"}
+    assert bool(rules.workload_roles_carry_a_boundary(rules.ROLE, props)) is bad
+
+
+@pytest.mark.parametrize(
     ("subjects", "like", "audience", "bad"),
     [
         ([f"repo:{REPO}:environment:prod"], False, "sts.amazonaws.com", False),

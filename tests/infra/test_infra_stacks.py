@@ -164,12 +164,10 @@ def test_stacks_differ_in_size_protection_and_approval(pinned: dict[str, Run]) -
     for stack in NON_PRODUCTION:
         assert variants[stack]["instanceType"] == "ml.t2.medium", f"{stack} is scaled down"
         assert scaling[stack]["maxCapacity"] == 1, stack
-        assert f"repo:{REPOSITORY}:ref:refs/heads/main" in deploy_subjects[stack], stack
     assert variants[PRODUCTION]["instanceType"] == "ml.m5.large", "production: model.yaml's size"
     assert scaling[PRODUCTION]["maxCapacity"] == 2
-    assert deploy_subjects[PRODUCTION] == [f"repo:{REPOSITORY}:environment:{PRODUCTION}"], (
-        "production deploys only from its GitHub environment, which has required reviewers"
-    )
+    for stack in STACKS:  # every stack deploys only from its GitHub environment, never a branch
+        assert deploy_subjects[stack] == [f"repo:{REPOSITORY}:environment:{stack}"], stack
 
 
 def test_prod_protects_stateful_resources_from_deletion(as_is: dict[str, Run]) -> None:
@@ -440,7 +438,11 @@ def test_every_kubernetes_object_of_every_stack_is_schema_valid(pinned: dict[str
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
 
 
-def test_an_environment_that_requires_approval_refuses_branch_deploys(pinned_repo: Path) -> None:
-    with pytest.raises(DefinitionError, match="requires approval") as error:
-        run_main(PRODUCTION, pinned_repo, deployBranches=["main"])
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_stack_lets_a_branch_deploy_outside_its_environment(
+    stack: str, pinned_repo: Path
+) -> None:
+    with pytest.raises(DefinitionError, match="trusts only its GitHub environments") as error:
+        run_main(stack, pinned_repo, deployBranches=["main"])
     assert error.value.field == "deployBranches"
+    assert f"Pulumi.{stack}.yaml" in str(error.value)
