@@ -82,6 +82,24 @@ def release_working_tree(path: Path, message: str) -> Path:
     return path
 
 
+def release_commit(path: Path, commit: str, message: str) -> Path:
+    """Commit this repository's ``commit`` (its files as they were) as the next version of
+    ``path``: a release of the past, for updates between two fixed template versions."""
+    for child in path.iterdir():
+        if child.name != ".git":
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", commit],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(path)], input=archive.stdout, timeout=120, check=True)
+    git(path, "add", "--all", "--force")
+    git(path, "commit", "--quiet", "--allow-empty", "-m", message)
+    return path
+
+
 def extract_commit(repo: Path, commit: str, path: Path) -> Path:
     """The files of ``commit`` of ``repo`` (its history) as a new repository's first commit."""
     path.mkdir(parents=True)

@@ -16,7 +16,7 @@ from template_helpers import (
     flags,
     git,
     mlops,
-    release_working_tree,
+    release_commit,
     run_tests,
 )
 
@@ -26,6 +26,8 @@ pytestmark = pytest.mark.code
 
 # The last template commit before pipelines/ became subpackages (a flat pipelines/ with cli.py).
 FLAT_LAYOUT = "dc8f7747e355b995ad48e964496a9f85dbe101f7"
+# The last commit of the move to subpackages (architecture issue), released as version B.
+SUBPACKAGES = "269d5b86faa3d383d00369178cbc0cafd1def0b3"
 
 
 def adopted_and_committed(template: Path, tmp_path: Path, *more: str) -> Path:
@@ -297,13 +299,15 @@ def test_a_template_change_to_its_prod_stack_reaches_the_teams_production_stack(
 
 def test_a_repository_adopted_before_the_subpackages_updates_to_them(tmp_path: Path) -> None:
     """A team adopted the flat pipelines/ and runs its own (old) `mlops template update`."""
-    if not has_commit(REPO_ROOT, FLAT_LAYOUT):
-        pytest.skip(f"this checkout's history lacks the template commit {FLAT_LAYOUT[:12]}")
+    if not (has_commit(REPO_ROOT, FLAT_LAYOUT) and has_commit(REPO_ROOT, SUBPACKAGES)):
+        pytest.skip(f"this checkout's history lacks template commit {FLAT_LAYOUT[:12]}")
     template = extract_commit(REPO_ROOT, FLAT_LAYOUT, tmp_path / "template")
     assert (template / "pipelines/cli.py").is_file(), "version A has the flat layout"
     team = adopted_and_committed(template, tmp_path)
     assert not (team / "pipelines/cli").exists()
-    release_working_tree(template, "template version B: pipelines/ as subpackages")
+    # Version B is the release that moved pipelines/ (later releases change the stack files the
+    # team's adoption rewrote, which a real update reports as a conflict to resolve).
+    release_commit(template, SUBPACKAGES, "template version B: pipelines/ as subpackages")
 
     result = mlops(team, "template", "update", timeout=300)
 
