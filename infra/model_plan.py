@@ -22,6 +22,7 @@ from pipelines.core.definitions import (
     discover_models,
     load_model,
 )
+from pipelines.core.deploy_limits import LONGEST_CHECKED_VERSION, check_cloud_names
 from pipelines.core.errors import DefinitionError
 from pipelines.core.pins import Environment, environment_path, load_environment
 
@@ -111,9 +112,11 @@ def plan(repo_root: Path, environment: str, rollouts: list[str] | None = None) -
         )
     plans = []
     for name in names:
-        definition = load_model(models_dir, data_dir, name).definition
+        model = load_model(models_dir, data_dir, name)
+        definition = model.definition
         pin = env.models.get(name)
         version = pin.version if pin else None
+        check_cloud_names(definition, model.path, environment, version or LONGEST_CHECKED_VERSION)
         previous = pin.history[-1].version if pin and pin.history else None
         weight = canary_weight(definition, version, previous, rollouts or [])
         plans.append(ModelPlan(definition, version, previous, weight))

@@ -17,6 +17,11 @@ from functools import cache
 from typing import Any
 
 from pipelines.core.conventions import REQUIRED_TAGS
+from pipelines.core.deploy_limits import (
+    IAM_ROLE_NAME_MAX,
+    KUBERNETES_LABEL_MAX,
+    SAGEMAKER_NAME_MAX,
+)
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 K8S_LABELS = ("mlops/model", "mlops/environment")
@@ -32,6 +37,24 @@ BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 ROLE = "aws:iam/role:Role"
+# The name property of each type the program names (or lets Pulumi name) from a model, and the
+# longest name its service accepts (sources in pipelines.core.deploy_limits).
+NAME_LIMITS: dict[str, tuple[str, int]] = {
+    ENDPOINT: ("name", SAGEMAKER_NAME_MAX),
+    ENDPOINT_CONFIG: ("name", SAGEMAKER_NAME_MAX),
+    "aws:sagemaker/model:Model": ("name", SAGEMAKER_NAME_MAX),
+    "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition": (
+        "name",
+        SAGEMAKER_NAME_MAX,
+    ),
+    "aws:sagemaker/monitoringSchedule:MonitoringSchedule": ("name", SAGEMAKER_NAME_MAX),
+    "aws:sagemaker/modelPackageGroup:ModelPackageGroup": (
+        "modelPackageGroupName",
+        SAGEMAKER_NAME_MAX,
+    ),
+    ROLE: ("name", IAM_ROLE_NAME_MAX),
+    "kubernetes:core/v1:Namespace": ("metadata.name", KUBERNETES_LABEL_MAX),
+}
 POLICY_DOCUMENT_PROPS = {
     "aws:iam/rolePolicy:RolePolicy": "policy",
     "aws:iam/policy:Policy": "policy",
@@ -94,6 +117,19 @@ def endpoint_rolls_back(resource_type: str, props: Mapping[str, Any]) -> list[st
     if not alarms:
         problems.append("endpoint has no rollback alarms (autoRollbackConfiguration.alarms)")
     return problems
+
+
+def names_fit(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Names are no longer than their service accepts (SageMaker 63, IAM roles 64)."""
+    if resource_type not in NAME_LIMITS:
+        return []
+    path, limit = NAME_LIMITS[resource_type]
+    value: Any = props
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    if isinstance(value, str) and len(value) > limit:
+        return [f"name {value!r} is {len(value)} characters; the limit is {limit}"]
+    return []
 
 
 def no_admin_statements(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -257,6 +293,7 @@ def pods_are_locked_down(resource_type: str, props: Mapping[str, Any]) -> list[s
 RESOURCE_RULES: dict[str, Rule] = {
     "endpoint-captures-data": endpoint_captures_data,
     "endpoint-rolls-back": endpoint_rolls_back,
+    "names-fit": names_fit,
     "no-admin-iam-statements": no_admin_statements,
     "no-service-wildcards": no_service_wildcards,
     "workload-roles-carry-a-boundary": workload_roles_carry_a_boundary,

@@ -58,21 +58,25 @@ def check() -> None:
     """Validate every model, dataset and environment file (no data is read, no MLflow needed)."""
     from pipelines.core.conventions import slug_collisions
     from pipelines.core.definitions import discover_models, load_model
+    from pipelines.core.deploy_limits import check_cloud_names
     from pipelines.core.errors import DefinitionError
     from pipelines.core.estimators import build_pipeline
     from pipelines.core.pins import list_environments, load_environment
 
     settings = current_settings()
     names = discover_models(settings.models_dir)
+    environments = list_environments(settings.environments_dir)
     for name in names:
-        build_pipeline(load_model(settings.models_dir, settings.data_dir, name))  # path, params
+        model = load_model(settings.models_dir, settings.data_dir, name)
+        build_pipeline(model)  # the estimator path and params
+        for environment in environments:
+            check_cloud_names(model.definition, model.path, environment)
     for cloud_name, group in slug_collisions(names).items():
         raise DefinitionError(
             f"models {' and '.join(group)} would share the endpoint, package group and alarms "
             f"named {cloud_name!r}: rename one",
             file=settings.models_dir,
         )
-    environments = list_environments(settings.environments_dir)
     for environment in environments:
         load_environment(settings.environments_dir, environment)
     err_console().print(

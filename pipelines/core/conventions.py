@@ -44,13 +44,17 @@ def model_data_url(bucket: str, model: str, version: str) -> str:
 
 
 def endpoint_name(model: str, environment: str) -> str:
-    """One stable endpoint per model and environment; versions change behind it in place."""
-    return f"{slug(model)}-{slug(environment)}"[:63]
+    """One stable endpoint per model and environment; versions change behind it in place.
+
+    Never cut short (two models could then share it): ``pipelines.core.deploy_limits`` refuses a
+    model whose names would not fit, before anything is deployed.
+    """
+    return f"{slug(model)}-{slug(environment)}"
 
 
 def package_group_name(model: str, environment: str) -> str:
     """The SageMaker model package group of a model in one environment."""
-    return f"{slug(model)}-{slug(environment)}"[:63]
+    return f"{slug(model)}-{slug(environment)}"
 
 
 def capture_prefix(environment: str) -> str:

@@ -36,8 +36,10 @@ from pulumi_mocks import (
 
 from infra.components.monitoring import read_monitoring_files
 from infra.policy.rules import (
+    NAME_LIMITS,
     RESOURCE_RULES,
     STACK_RULES,
+    names_fit,
     oidc_trust_is_scoped,
     taggable,
 )
@@ -49,6 +51,7 @@ from pipelines.core.conventions import (
     slug,
 )
 from pipelines.core.definitions import discover_models
+from pipelines.core.deploy_limits import cloud_names
 from pipelines.core.errors import DefinitionError
 from pipelines.core.pins import in_promotion_order, list_environments, load_environment
 
@@ -68,6 +71,12 @@ SCRATCH = tuple(s for s in NON_PRODUCTION if s != UPSTREAM)
 # How the engine marks a secret value (pulumi.runtime.rpc): encrypted in state, masked in logs.
 SECRET_SIG_KEY, SECRET_SIG = rpc._special_sig_key, rpc._special_secret_sig
 REPOSITORY = "example-org/mlops-template"
+# An EKS cluster's IRSA settings, which a stack serving a model on Kubernetes needs.
+CLUSTER = {
+    "eksOidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/"
+    "oidc.eks.us-east-1.amazonaws.com/id/ABC",
+    "eksOidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/ABC",
+}
 
 
 def run_main(stack: str, repo: Path | None = None, **overrides: Any) -> Run:
@@ -446,3 +455,77 @@ def test_no_stack_lets_a_branch_deploy_outside_its_environment(
         run_main(stack, pinned_repo, deployBranches=["main"])
     assert error.value.field == "deployBranches"
     assert f"Pulumi.{stack}.yaml" in str(error.value)
+
+
+# --- what AWS would refuse, caught before a deploy --------------------------------------------
+
+
+def _longest_valid_name(environment: str, target: str) -> int:
+    return max(
+        length
+        for length in range(1, 64)
+        if all(len(n.name) <= n.limit for n in cloud_names("m" * length, environment, target))
+    )
+
+
+def _renamed(repo: Path, names: dict[str, str]) -> Path:
+    """The repository with models renamed (folder and `name`), their pins following them."""
+    for old, new in names.items():
+        (repo / "models" / old).rename(repo / "models" / new)
+        path = repo / "models" / new / "model.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["name"] = new
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    for pins in (repo / "environments").glob("*.yaml"):
+        data = yaml.safe_load(pins.read_text())
+        data["models"] = {names.get(m, m): pin for m, pin in (data.get("models") or {}).items()}
+        pins.write_text(yaml.safe_dump(data, sort_keys=False))
+    return repo
+
+
+def _physical_name(resource: Any) -> Any:
+    path, _ = NAME_LIMITS[resource.type]
+    value = resource.inputs if path.startswith("metadata") else resource.state
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def test_the_longest_valid_model_names_deploy_with_every_name_within_its_limit(
+    repo_factory: Any,
+) -> None:
+    """Under the mock runtime (which names resources as Pulumi does), at version 9999, every
+    derived name fits, and one of them exactly: one character more would not."""
+    stack = max(STACKS, key=len)
+    sagemaker = "w" * _longest_valid_name(stack, "sagemaker")
+    kubernetes = "p" * _longest_valid_name(stack, "kubernetes")
+    repo = repo_factory(
+        targets={"penguins": "kubernetes"},
+        pins={stack: {"seattle_weather": ["9998", "9999"], "penguins": ["9999"]}},
+    )
+    repo = _renamed(repo, {"seattle_weather": sagemaker, "penguins": kubernetes})
+    run = run_main(stack, repo, image="img:1", **CLUSTER)
+    names = {
+        r.name: (_physical_name(r), NAME_LIMITS[r.type][1])
+        for r in run.resources
+        if r.type in NAME_LIMITS
+    }
+    too_long = {k: v for k, (v, limit) in names.items() if len(v) > limit}
+    assert too_long == {}
+    assert any(len(v) == limit for v, limit in names.values() if sagemaker.replace("_", "-") in v)
+    assert any(len(v) == limit for v, limit in names.values() if kubernetes in v)
+
+    longer = _renamed(repo, {sagemaker: sagemaker + "w"})
+    with pytest.raises(DefinitionError, match="is too long for environment") as error:
+        run_main(stack, longer, image="img:1", **CLUSTER)
+    assert error.value.field == "name"
+    assert error.value.file == str(longer / "models" / (sagemaker + "w") / "model.yaml")
+
+
+def test_the_names_policy_refuses_an_overlong_name() -> None:
+    role = "r" * 65
+    assert names_fit("aws:iam/role:Role", {"name": role}) == [
+        f"name {role!r} is 65 characters; the limit is 64"
+    ]
+    assert names_fit("aws:iam/role:Role", {"name": "r" * 64}) == []
+    assert names_fit("kubernetes:core/v1:Namespace", {"metadata": {"name": "n" * 64}})

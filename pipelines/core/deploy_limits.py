@@ -1,0 +1,105 @@
+"""What AWS and the deploy path would refuse, checked before anything is deployed.
+
+Pulumi's mock runtime accepts any value; SageMaker, IAM and the Pulumi AWS provider do not. Each
+limit is written here once, with where it comes from, and enforced at the edges: ``mlops check``
+(every model against every environment), the Pulumi program at preview (the stack being
+deployed) and the policy pack (the resources as declared). Importing this module has no side
+effects and does not import Pulumi.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.core.conventions import endpoint_name, package_group_name, slug
+from pipelines.core.definitions import ModelDefinition
+from pipelines.core.errors import DefinitionError
+
+# --- names ------------------------------------------------------------------------------------
+
+# SageMaker's names (EndpointName, EndpointConfigName, ModelName, JobDefinitionName,
+# MonitoringScheduleName, ModelPackageGroupName) all match ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}:
+# at most 63 characters (SageMaker API Reference, CreateEndpoint and the other Create* actions).
+SAGEMAKER_NAME_MAX = 63
+# IAM: RoleName, 1-64 characters (IAM API Reference, CreateRole).
+IAM_ROLE_NAME_MAX = 64
+# A Kubernetes namespace is an RFC 1123 label: at most 63 characters (Kubernetes docs, "Object
+# Names and IDs").
+KUBERNETES_LABEL_MAX = 63
+# Pulumi auto-naming appends "-" and 7 random characters to a resource's logical name
+# (pulumi-aws autonaming; the mock runtime in tests/infra does the same). Shown as x's.
+AUTONAME = "-" + "x" * 7
+# `mlops check` assumes versions up to this one; the stack checks the version it pins.
+LONGEST_CHECKED_VERSION = "9999"
+
+
+@dataclass(frozen=True)
+class CloudName:
+    """One name a model gets in the cloud, and the longest that service accepts."""
+
+    what: str
+    name: str
+    limit: int
+
+
+def cloud_names(
+    model: str, environment: str, target: str, version: str = LONGEST_CHECKED_VERSION
+) -> list[CloudName]:
+    """The names the Pulumi components derive from a model in one environment.
+
+    They mirror the logical names in ``infra/components`` (``sagemaker_endpoint.py``,
+    ``monitoring.py``'s ModelMonitor, ``kubernetes_endpoint.py``, ``registries.py``); a test runs
+    the program with the longest name this allows and holds every physical name to its limit.
+    """
+    base = endpoint_name(model, environment)
+    names = [
+        CloudName("model package group", package_group_name(model, environment), SAGEMAKER_NAME_MAX)
+    ]
+    if target == "sagemaker":
+        names += [
+            CloudName("endpoint", base, SAGEMAKER_NAME_MAX),
+            CloudName("endpoint execution role", f"{base}-role{AUTONAME}", IAM_ROLE_NAME_MAX),
+            CloudName("model", f"{base}-model-v{version}{AUTONAME}", SAGEMAKER_NAME_MAX),
+            CloudName(
+                "endpoint configuration", f"{base}-config-v{version}{AUTONAME}", SAGEMAKER_NAME_MAX
+            ),
+            CloudName("Model Monitor role", f"{base}-monitor-role{AUTONAME}", IAM_ROLE_NAME_MAX),
+            CloudName(
+                "Model Monitor job definition",
+                f"{base}-monitor-job-v{version}{AUTONAME}",
+                SAGEMAKER_NAME_MAX,
+            ),
+            CloudName(
+                "monitoring schedule", f"{base}-monitor-schedule{AUTONAME}", SAGEMAKER_NAME_MAX
+            ),
+        ]
+    elif target == "kubernetes":
+        names += [
+            CloudName("namespace", base, KUBERNETES_LABEL_MAX),
+            CloudName("pod role", f"{base}-pod-role{AUTONAME}", IAM_ROLE_NAME_MAX),
+        ]
+    return names
+
+
+def check_cloud_names(
+    definition: ModelDefinition,
+    path: Path | str,
+    environment: str,
+    version: str = LONGEST_CHECKED_VERSION,
+) -> None:
+    """Refuse a model name whose derived names would exceed a service's limit."""
+    names = cloud_names(definition.name, environment, definition.deployment.target, version)
+    worst = max(names, key=lambda n: len(n.name) - n.limit)
+    excess = len(worst.name) - worst.limit
+    if excess <= 0:
+        return
+    longest = len(slug(definition.name)) - excess
+    raise DefinitionError(
+        f"{definition.name!r} is too long for environment {environment!r}: its "
+        f"{worst.what} would be named {worst.name!r} ({len(worst.name)} characters, the limit "
+        f"is {worst.limit}; x's stand for the suffix Pulumi generates, version "
+        f"{version} assumed). Use a name of at most {longest} characters",
+        file=path,
+        field="name",
+    )

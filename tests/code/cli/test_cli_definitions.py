@@ -1,0 +1,74 @@
+"""`mlops check` (pipelines/cli/definitions.py) refuses, naming file and field, what a deploy
+would fail on, and exits 2 (bad input) for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner, Result
+
+from pipelines.cli.main import app
+from pipelines.core.deploy_limits import cloud_names
+
+pytestmark = pytest.mark.code
+
+
+def mlops_check(repo: Path) -> Result:
+    env = {"MLOPS_ROOT": str(repo), "MLOPS_HOME": str(repo / ".mlops"), "COLUMNS": "250"}
+    return CliRunner().invoke(app, ["check"], env=env)
+
+
+def edit_model(repo: Path, model: str, **changes: Any) -> Path:
+    """Set dotted keys (``deployment__target`` for deployment.target) of a model.yaml."""
+    path = repo / "models" / model / "model.yaml"
+    data = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def rename_model(repo: Path, old: str, new: str) -> Path:
+    (repo / "models" / old).rename(repo / "models" / new)
+    return edit_model(repo, new, name=new)
+
+
+def longest_name(environment: str, target: str) -> int:
+    """The longest model name whose every derived name fits, in one environment."""
+    return max(
+        length
+        for length in range(1, 64)
+        if all(len(n.name) <= n.limit for n in cloud_names("m" * length, environment, target))
+    )
+
+
+def test_the_examples_pass(repo: Path) -> None:
+    result = mlops_check(repo)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_model_name_too_long_for_an_environment_is_refused_naming_the_longest(
+    repo: Path,
+) -> None:
+    environments = [p.stem for p in (repo / "environments").glob("*.yaml")]
+    longest_env = max(environments, key=len)
+    fits = min(longest_name(e, "sagemaker") for e in environments)
+    ok = "w" + "x" * (fits - 1)
+    rename_model(repo, "seattle_weather", ok)
+    assert mlops_check(repo).exit_code == 0
+
+    too_long = ok + "x"
+    path = rename_model(repo, ok, too_long)
+    result = mlops_check(repo)
+    assert result.exit_code == 2
+    assert f"{path}: name: '{too_long}' is too long for environment '{longest_env}'" in (
+        result.output
+    )
+    assert f"Use a name of at most {fits} characters" in result.output
