@@ -29,6 +29,7 @@ from pipelines.core.conventions import (
     capture_prefix,
     slug,
 )
+from pipelines.core.deploy_limits import has_instance_storage
 from serving.metrics import (
     CLOUDWATCH_NAMESPACE,
     CW_DRIFT_DETECTED,
@@ -458,6 +459,14 @@ class ModelMonitor(pulumi.ComponentResource):
         baseline = pulumi.Output.concat(
             "s3://", args.bucket_name, "/", baseline_prefix(args.model, args.version)
         )
+        cluster: aws.sagemaker.DataQualityJobDefinitionJobResourcesClusterConfigArgsDict = {
+            "instance_count": 1,
+            "instance_type": args.instance_type,
+            "volume_size_in_gb": 20,
+        }
+        # SageMaker refuses a volume key where the instance's own storage is encrypted.
+        if not has_instance_storage(args.instance_type):
+            cluster["volume_kms_key_id"] = args.key_arn
         definition = aws.sagemaker.DataQualityJobDefinition(
             f"{name}-job-v{args.version}",
             role_arn=role.arn,
@@ -483,14 +492,7 @@ class ModelMonitor(pulumi.ComponentResource):
                     }
                 },
             },
-            job_resources={
-                "cluster_config": {
-                    "instance_count": 1,
-                    "instance_type": args.instance_type,
-                    "volume_size_in_gb": 20,
-                    "volume_kms_key_id": args.key_arn,
-                }
-            },
+            job_resources={"cluster_config": cluster},
             stopping_condition={"max_runtime_in_seconds": 1800},
             tags=args.tags,
             opts=child,

@@ -18,6 +18,7 @@ import pulumi_aws as aws
 from infra.components.roles import assume_role_policy, workload_role
 from pipelines.core.conventions import capture_prefix, model_data_key
 from pipelines.core.definitions import AllAtOnce, Canary, Deployment
+from pipelines.core.deploy_limits import has_instance_storage
 
 VARIANT = "AllTraffic"  # the variant name the serving image and the capture layout assume
 CONTAINER_PORT = 8080
@@ -181,7 +182,8 @@ class SagemakerEndpoint(pulumi.ComponentResource):
         )
         self.endpoint_config = aws.sagemaker.EndpointConfiguration(
             f"{name}-config-{version_suffix}",
-            kms_key_arn=args.key_arn,
+            # SageMaker refuses a volume key where the instance's own storage is encrypted.
+            kms_key_arn=None if has_instance_storage(instance_type) else args.key_arn,
             production_variants=[
                 {
                     "variant_name": VARIANT,

@@ -21,6 +21,7 @@ from pipelines.core.deploy_limits import (
     IAM_ROLE_NAME_MAX,
     KUBERNETES_LABEL_MAX,
     SAGEMAKER_NAME_MAX,
+    has_instance_storage,
 )
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -37,16 +38,14 @@ BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 ROLE = "aws:iam/role:Role"
+MONITOR_JOB = "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition"
 # The name property of each type the program names (or lets Pulumi name) from a model, and the
 # longest name its service accepts (sources in pipelines.core.deploy_limits).
 NAME_LIMITS: dict[str, tuple[str, int]] = {
     ENDPOINT: ("name", SAGEMAKER_NAME_MAX),
     ENDPOINT_CONFIG: ("name", SAGEMAKER_NAME_MAX),
     "aws:sagemaker/model:Model": ("name", SAGEMAKER_NAME_MAX),
-    "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition": (
-        "name",
-        SAGEMAKER_NAME_MAX,
-    ),
+    MONITOR_JOB: ("name", SAGEMAKER_NAME_MAX),
     "aws:sagemaker/monitoringSchedule:MonitoringSchedule": ("name", SAGEMAKER_NAME_MAX),
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": (
         "modelPackageGroupName",
@@ -130,6 +129,26 @@ def names_fit(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     if isinstance(value, str) and len(value) > limit:
         return [f"name {value!r} is {len(value)} characters; the limit is {limit}"]
     return []
+
+
+def no_volume_key_on_instance_storage(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """No volume KMS key on an instance type with local storage: SageMaker refuses the call."""
+    if resource_type == ENDPOINT_CONFIG and props.get("kmsKeyArn"):
+        types = [
+            v.get("instanceType")
+            for v in props.get("productionVariants") or []
+            if isinstance(v, Mapping)
+        ]
+    elif resource_type == MONITOR_JOB:
+        cluster = (props.get("jobResources") or {}).get("clusterConfig") or {}
+        types = [cluster.get("instanceType")] if cluster.get("volumeKmsKeyId") else []
+    else:
+        return []
+    return [
+        f"{t} has local instance storage, which takes no volume KMS key"
+        for t in types
+        if isinstance(t, str) and has_instance_storage(t)
+    ]
 
 
 def no_admin_statements(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -294,6 +313,7 @@ RESOURCE_RULES: dict[str, Rule] = {
     "endpoint-captures-data": endpoint_captures_data,
     "endpoint-rolls-back": endpoint_rolls_back,
     "names-fit": names_fit,
+    "no-volume-key-on-instance-storage": no_volume_key_on_instance_storage,
     "no-admin-iam-statements": no_admin_statements,
     "no-service-wildcards": no_service_wildcards,
     "workload-roles-carry-a-boundary": workload_roles_carry_a_boundary,

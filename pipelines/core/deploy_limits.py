@@ -9,6 +9,7 @@ effects and does not import Pulumi.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,3 +104,26 @@ def check_cloud_names(
         file=path,
         field="name",
     )
+
+
+# --- volume keys ------------------------------------------------------------------------------
+
+# "Certain Nitro-based instances include local storage ... Local storage volumes are encrypted
+# using a hardware module on the instance. You can't request a KmsKeyId when using an instance
+# type with local storage ... the call to CreateEndpointConfig fails" (SageMaker API Reference,
+# CreateEndpointConfig, KmsKeyId). The same sentence stands for VolumeKmsKeyId of training
+# (ResourceConfig) and batch transform (TransformResources); Model Monitor runs processing jobs
+# on the same instances. Which types have instance storage: Amazon EC2 "Instance store
+# specifications". EC2 names such families with a "d" (c5d, m5d, r5d, g4dn, p3dn, p4d, m6id);
+# these have NVMe instance storage without the letter:
+INSTANCE_STORAGE_FAMILIES = frozenset(
+    {"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "p6-b200", "trn1", "trn1n", "trn2"}
+)
+_GENERATION = re.compile(r"^[a-z]+[0-9]+")
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    """Whether an ``ml.*`` instance type has local NVMe storage (and so takes no volume key)."""
+    family = instance_type.removeprefix("ml.").split(".")[0]
+    attributes = _GENERATION.sub("", family).split("-")[0]  # g4dn: "dn"; p6-b200: ""
+    return family in INSTANCE_STORAGE_FAMILIES or "d" in attributes

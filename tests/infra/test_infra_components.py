@@ -266,6 +266,21 @@ def test_strategies_map_into_sagemakers_bounds(
         assert routing["canary_size"]["value"] == 50  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    ("instance_type", "keyed"),
+    [("ml.m5.large", True), ("ml.g4dn.xlarge", False), ("ml.g5.2xlarge", False)],
+)
+def test_the_volume_key_is_set_only_where_sagemaker_accepts_one(
+    instance_type: str, keyed: bool
+) -> None:
+    deployment = {"instance_type": instance_type}
+    run = run_program(lambda: SagemakerEndpoint("s", sagemaker_args(deployment)))
+    config = run.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs
+    assert ("kmsKeyArn" in config) is keyed
+    assert config["dataCaptureConfig"]["kmsKeyId"] == KEY_ARN, "captures stay encrypted"
+    assert no_rule_violations(run) == []
+
+
 def test_scaled_down_endpoints_run_one_small_instance() -> None:
     deployment = {"instance_count": 3, "autoscaling": {"min_instances": 2, "max_instances": 5}}
     run = run_program(lambda: SagemakerEndpoint("s", sagemaker_args(deployment, scaled_down=True)))
@@ -373,6 +388,33 @@ def test_model_monitor_checks_captures_against_the_versions_baseline(monitoring:
         == "cron(0 4 ? * * *)"
     )
     assert no_rule_violations(monitoring) == []
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "keyed"), [("ml.m5.large", True), ("ml.m5d.large", False)]
+)
+def test_model_monitor_keys_its_volume_only_where_sagemaker_accepts_one(
+    instance_type: str, keyed: bool
+) -> None:
+    args = ModelMonitorArgs(
+        model="seattle_weather",
+        version="7",
+        environment="dev",
+        endpoint_name="seattle-weather-dev",
+        schedule="0 * * * *",
+        bucket_name="mlops-dev-bucket",
+        bucket_arn=BUCKET_ARN,
+        key_arn=KEY_ARN,
+        tags=MODEL_TAGS,
+        instance_type=instance_type,
+    )
+    run = run_program(lambda: ModelMonitor("m", args))
+    job = run.one("aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition").inputs
+    cluster = job["jobResources"]["clusterConfig"]
+    assert cluster["instanceType"] == instance_type
+    assert ("volumeKmsKeyId" in cluster) is keyed
+    assert job["dataQualityJobOutputConfig"]["kmsKeyId"] == KEY_ARN, "reports stay encrypted"
+    assert no_rule_violations(run) == []
 
 
 def test_model_monitor_schedules_hourly_unless_the_hour_is_fixed() -> None:

@@ -63,6 +63,24 @@ def test_endpoint_config_without_capture_is_rejected() -> None:
     assert check(rules.ENDPOINT_CONFIG, {"dataCaptureConfig": inputs_only})
 
 
+def test_a_volume_key_on_instance_storage_is_rejected() -> None:
+    check = rules.no_volume_key_on_instance_storage
+    variants = [{"instanceType": "ml.g4dn.xlarge"}]
+    assert check(rules.ENDPOINT_CONFIG, {"kmsKeyArn": "k", "productionVariants": variants}) == [
+        "ml.g4dn.xlarge has local instance storage, which takes no volume KMS key"
+    ]
+    assert check(rules.ENDPOINT_CONFIG, {"productionVariants": variants}) == []
+    assert (
+        check(
+            rules.ENDPOINT_CONFIG,
+            {"kmsKeyArn": "k", "productionVariants": [{"instanceType": "ml.m5.large"}]},
+        )
+        == []
+    )
+    cluster = {"instanceType": "ml.m5d.large", "volumeKmsKeyId": "k"}
+    assert check(rules.MONITOR_JOB, {"jobResources": {"clusterConfig": cluster}})
+
+
 def test_endpoint_without_rollback_alarms_is_rejected() -> None:
     good = {
         "deploymentConfig": {

@@ -12,6 +12,7 @@ from pipelines.core.deploy_limits import (
     SAGEMAKER_NAME_MAX,
     check_cloud_names,
     cloud_names,
+    has_instance_storage,
 )
 from pipelines.core.errors import DefinitionError
 
@@ -56,3 +57,22 @@ def test_a_longer_version_shortens_what_fits(repo: Path) -> None:
     check_cloud_names(model, "m.yaml", "staging", "9999")
     with pytest.raises(DefinitionError, match="version 99999 assumed"):
         check_cloud_names(model, "m.yaml", "staging", "99999")
+
+
+@pytest.mark.parametrize(
+    "instance_type",
+    ["ml.g4dn.xlarge", "ml.g5.2xlarge", "ml.m5d.large", "ml.c5d.xlarge", "ml.r5d.large",
+     "ml.p3dn.24xlarge", "ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge",
+     "ml.g6e.xlarge", "ml.trn1.32xlarge", "ml.m6id.large"],
+)  # fmt: skip
+def test_instance_types_with_local_storage_are_known(instance_type: str) -> None:
+    assert has_instance_storage(instance_type)
+
+
+@pytest.mark.parametrize(
+    "instance_type",
+    ["ml.m5.large", "ml.t2.medium", "ml.c5.xlarge", "ml.c5n.xlarge", "ml.p3.2xlarge",
+     "ml.inf2.xlarge", "ml.c7i.large", "ml.r5.large"],
+)  # fmt: skip
+def test_ebs_only_instance_types_take_a_volume_key(instance_type: str) -> None:
+    assert not has_instance_storage(instance_type)
