@@ -22,7 +22,11 @@ from pipelines.core.definitions import (
     discover_models,
     load_model,
 )
-from pipelines.core.deploy_limits import LONGEST_CHECKED_VERSION, check_cloud_names
+from pipelines.core.deploy_limits import (
+    LONGEST_CHECKED_VERSION,
+    check_cloud_names,
+    check_traffic_shifting,
+)
 from pipelines.core.errors import DefinitionError
 from pipelines.core.pins import Environment, environment_path, load_environment
 
@@ -117,6 +121,7 @@ def plan(repo_root: Path, environment: str, rollouts: list[str] | None = None) -
         pin = env.models.get(name)
         version = pin.version if pin else None
         check_cloud_names(definition, model.path, environment, version or LONGEST_CHECKED_VERSION)
+        check_traffic_shifting(definition, model.path)
         previous = pin.history[-1].version if pin and pin.history else None
         weight = canary_weight(definition, version, previous, rollouts or [])
         plans.append(ModelPlan(definition, version, previous, weight))

@@ -18,7 +18,7 @@ import pulumi_aws as aws
 from infra.components.roles import assume_role_policy, workload_role
 from pipelines.core.conventions import capture_prefix, model_data_key
 from pipelines.core.definitions import AllAtOnce, Canary, Deployment
-from pipelines.core.deploy_limits import has_instance_storage
+from pipelines.core.deploy_limits import MIN_SHIFTING_INSTANCES, fleet, has_instance_storage
 
 VARIANT = "AllTraffic"  # the variant name the serving image and the capture layout assume
 CONTAINER_PORT = 8080
@@ -50,12 +50,19 @@ class SagemakerEndpointArgs:
 
 
 def traffic_routing(
-    deployment: Deployment,
+    deployment: Deployment, smallest_fleet: int | None = None
 ) -> aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgsDict:
-    """model.yaml's strategy as SageMaker's blue/green traffic routing, within its bounds."""
+    """model.yaml's strategy as SageMaker's blue/green traffic routing, within its bounds.
+
+    A fleet that can be a single instance (a scaled-down stack) cannot be shifted by instance,
+    so it moves all at once and still bakes; ``mlops check`` refuses model.yaml files that
+    ask for that on a full-size stack.
+    """
     strategy = deployment.strategy
     wait = min(strategy.bake_minutes * 60, MAX_WAIT_SECONDS)
-    if isinstance(strategy, AllAtOnce):
+    if smallest_fleet is None:
+        smallest_fleet = fleet(deployment).minimum
+    if isinstance(strategy, AllAtOnce) or smallest_fleet < MIN_SHIFTING_INSTANCES:
         return {"type": "ALL_AT_ONCE", "wait_interval_in_seconds": wait}
     if isinstance(strategy, Canary):
         size = min(strategy.canary_percent, CANARY_MAX_PERCENT)
@@ -138,9 +145,8 @@ class SagemakerEndpoint(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         deployment = args.deployment
         instance_type = deployment.instance_type
-        minimum = max(deployment.autoscaling.min_instances, 1)
-        maximum = max(deployment.autoscaling.max_instances, minimum)
-        count = min(max(deployment.instance_count, minimum), maximum)
+        size = fleet(deployment)
+        minimum, count, maximum = size.minimum, size.initial, size.maximum
         if args.scaled_down:
             instance_type, count, minimum, maximum = args.scaled_down_instance_type, 1, 1, 1
 
@@ -214,7 +220,7 @@ class SagemakerEndpoint(pulumi.ComponentResource):
             endpoint_config_name=self.endpoint_config.name,
             deployment_config={
                 "blue_green_update_policy": {
-                    "traffic_routing_configuration": traffic_routing(deployment),
+                    "traffic_routing_configuration": traffic_routing(deployment, minimum),
                     "termination_wait_in_seconds": 300,
                     "maximum_execution_timeout_in_seconds": 4 * MAX_WAIT_SECONDS,
                 },

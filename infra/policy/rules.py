@@ -20,6 +20,7 @@ from pipelines.core.conventions import REQUIRED_TAGS
 from pipelines.core.deploy_limits import (
     IAM_ROLE_NAME_MAX,
     KUBERNETES_LABEL_MAX,
+    MIN_SHIFTING_INSTANCES,
     SAGEMAKER_NAME_MAX,
     has_instance_storage,
 )
@@ -365,8 +366,32 @@ def buckets_are_private_and_encrypted(resources: Iterable[Resource]) -> list[str
     return problems
 
 
+def traffic_shifting_has_instances(resources: Iterable[Resource]) -> list[str]:
+    """Canary and linear updates run only on endpoints whose configuration has two instances
+    or more: SageMaker shifts traffic by instance."""
+    resources = list(resources)
+    problems = []
+    for endpoint in (r for r in resources if r.type == ENDPOINT):
+        policy = (endpoint.props.get("deploymentConfig") or {}).get("blueGreenUpdatePolicy") or {}
+        routing = (policy.get("trafficRoutingConfiguration") or {}).get("type")
+        if routing not in ("CANARY", "LINEAR"):
+            continue
+        configs = endpoint.refs.get("endpointConfigName", [])
+        for config in (r for r in resources if r.type == ENDPOINT_CONFIG and r.name in configs):
+            for variant in config.props.get("productionVariants") or []:
+                count = variant.get("initialInstanceCount") if isinstance(variant, Mapping) else 0
+                if isinstance(count, int | float) and count < MIN_SHIFTING_INSTANCES:
+                    problems.append(
+                        f"endpoint {endpoint.name}: {routing} traffic shifting on "
+                        f"{int(count)} instance(s) of {config.name}; it needs "
+                        f"{MIN_SHIFTING_INSTANCES} or more"
+                    )
+    return problems
+
+
 STACK_RULES: dict[str, Callable[[Iterable[Resource]], list[str]]] = {
     "buckets-private-and-encrypted": buckets_are_private_and_encrypted,
+    "traffic-shifting-has-instances": traffic_shifting_has_instances,
 }
 
 

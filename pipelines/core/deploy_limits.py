@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pipelines.core.conventions import endpoint_name, package_group_name, slug
-from pipelines.core.definitions import ModelDefinition
+from pipelines.core.definitions import AllAtOnce, Deployment, ModelDefinition
 from pipelines.core.errors import DefinitionError
 
 # --- names ------------------------------------------------------------------------------------
@@ -127,3 +128,44 @@ def has_instance_storage(instance_type: str) -> bool:
     family = instance_type.removeprefix("ml.").split(".")[0]
     attributes = _GENERATION.sub("", family).split("-")[0]  # g4dn: "dn"; p6-b200: ""
     return family in INSTANCE_STORAGE_FAMILIES or "d" in attributes
+
+
+# --- traffic shifting -------------------------------------------------------------------------
+
+# SageMaker shifts canary and linear traffic by instance: the canary is at most 50 % of the new
+# fleet, a linear step 10-50 % of it (SageMaker API Reference, TrafficRoutingConfig: CanarySize,
+# LinearStepSize; "Use canary traffic shifting"). A fleet of one cannot be split that way.
+MIN_SHIFTING_INSTANCES = 2
+
+
+class Fleet(NamedTuple):
+    """A SageMaker variant's instances: the least auto-scaling keeps, the first, the most."""
+
+    minimum: int
+    initial: int
+    maximum: int
+
+
+def fleet(deployment: Deployment) -> Fleet:
+    """model.yaml's instance count and auto-scaling as the endpoint runs them (at least one)."""
+    minimum = max(deployment.autoscaling.min_instances, 1)
+    maximum = max(deployment.autoscaling.max_instances, minimum)
+    return Fleet(minimum, min(max(deployment.instance_count, minimum), maximum), maximum)
+
+
+def check_traffic_shifting(definition: ModelDefinition, path: Path | str) -> None:
+    """Refuse canary or linear shifting on a SageMaker fleet that can shrink to one instance."""
+    deployment = definition.deployment
+    if deployment.target != "sagemaker" or isinstance(deployment.strategy, AllAtOnce):
+        return
+    smallest = fleet(deployment).minimum
+    if smallest < MIN_SHIFTING_INSTANCES:
+        raise DefinitionError(
+            f"{deployment.strategy.type} traffic shifting needs at least "
+            f"{MIN_SHIFTING_INSTANCES} instances on SageMaker, which moves traffic by instance "
+            f"(a canary at most half the fleet, linear steps 10-50 % of it); this fleet can "
+            f"shrink to {smallest}. Set min_instances (and instance_count) to "
+            f"{MIN_SHIFTING_INSTANCES} or more, or deployment.strategy.type to all_at_once",
+            file=path,
+            field="deployment.autoscaling.min_instances",
+        )

@@ -256,7 +256,7 @@ def test_model_and_configuration_names_carry_the_version(endpoint: Run) -> None:
 def test_strategies_map_into_sagemakers_bounds(
     strategy: dict[str, Any], expected: dict[str, Any]
 ) -> None:
-    routing = traffic_routing(Deployment.model_validate({"strategy": strategy}))
+    routing = traffic_routing(Deployment.model_validate({"strategy": strategy}), 2)
     assert routing["type"] == expected["type"]
     if "step" in expected:
         assert routing["linear_step_size"]["value"] == expected["step"]  # type: ignore[index]
@@ -279,6 +279,12 @@ def test_the_volume_key_is_set_only_where_sagemaker_accepts_one(
     assert ("kmsKeyArn" in config) is keyed
     assert config["dataCaptureConfig"]["kmsKeyId"] == KEY_ARN, "captures stay encrypted"
     assert no_rule_violations(run) == []
+
+
+def test_a_one_instance_fleet_moves_all_at_once_and_still_bakes() -> None:
+    strategy = {"type": "canary", "canary_percent": 10, "bake_minutes": 7}
+    routing = traffic_routing(Deployment.model_validate({"strategy": strategy}), 1)
+    assert routing == {"type": "ALL_AT_ONCE", "wait_interval_in_seconds": 420}
 
 
 def test_scaled_down_endpoints_run_one_small_instance() -> None:

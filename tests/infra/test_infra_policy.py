@@ -81,6 +81,32 @@ def test_a_volume_key_on_instance_storage_is_rejected() -> None:
     assert check(rules.MONITOR_JOB, {"jobResources": {"clusterConfig": cluster}})
 
 
+def test_canary_on_a_one_instance_configuration_is_rejected() -> None:
+    def stack(routing: str, count: int) -> list[Resource]:
+        config = Resource(
+            rules.ENDPOINT_CONFIG,
+            "config-v2",
+            {"productionVariants": [{"initialInstanceCount": count}]},
+        )
+        policy = {"blueGreenUpdatePolicy": {"trafficRoutingConfiguration": {"type": routing}}}
+        endpoint = Resource(
+            rules.ENDPOINT,
+            "endpoint",
+            {"deploymentConfig": policy},
+            refs={"endpointConfigName": ["config-v2"]},
+        )
+        return [config, endpoint]
+
+    check = rules.traffic_shifting_has_instances
+    assert check(stack("CANARY", 1)) == [
+        "endpoint endpoint: CANARY traffic shifting on 1 instance(s) of config-v2; "
+        "it needs 2 or more"
+    ]
+    assert check(stack("LINEAR", 1))
+    assert check(stack("LINEAR", 2)) == []
+    assert check(stack("ALL_AT_ONCE", 1)) == []
+
+
 def test_endpoint_without_rollback_alarms_is_rejected() -> None:
     good = {
         "deploymentConfig": {

@@ -174,7 +174,7 @@ def test_stacks_differ_in_size_protection_and_approval(pinned: dict[str, Run]) -
         assert variants[stack]["instanceType"] == "ml.t2.medium", f"{stack} is scaled down"
         assert scaling[stack]["maxCapacity"] == 1, stack
     assert variants[PRODUCTION]["instanceType"] == "ml.m5.large", "production: model.yaml's size"
-    assert scaling[PRODUCTION]["maxCapacity"] == 2
+    assert (scaling[PRODUCTION]["minCapacity"], scaling[PRODUCTION]["maxCapacity"]) == (2, 4)
     for stack in STACKS:  # every stack deploys only from its GitHub environment, never a branch
         assert deploy_subjects[stack] == [f"repo:{REPOSITORY}:environment:{stack}"], stack
 
@@ -209,7 +209,10 @@ def test_a_sagemaker_pin_becomes_an_endpoint_on_that_versions_archive(
         routing = endpoint.inputs["deploymentConfig"]["blueGreenUpdatePolicy"][
             "trafficRoutingConfiguration"
         ]
-        assert routing["type"] == "LINEAR" and routing["linearStepSize"]["value"] == 25
+        if stack == PRODUCTION:
+            assert routing["type"] == "LINEAR" and routing["linearStepSize"]["value"] == 25
+        else:
+            assert routing["type"] == "ALL_AT_ONCE", "one instance cannot be shifted linearly"
         assert routing["waitIntervalInSeconds"] == 5 * 60, "bake_minutes from model.yaml"
 
 

@@ -72,3 +72,17 @@ def test_a_model_name_too_long_for_an_environment_is_refused_naming_the_longest(
         result.output
     )
     assert f"Use a name of at most {fits} characters" in result.output
+
+
+def test_canary_on_a_one_instance_sagemaker_fleet_is_refused(repo: Path) -> None:
+    path = edit_model(
+        repo,
+        "penguins",
+        deployment__target="sagemaker",
+        deployment__instance_count=1,
+        deployment__autoscaling={"min_instances": 1, "max_instances": 3},
+        deployment__strategy={"type": "canary", "canary_percent": 10},
+    )
+    result = mlops_check(repo)
+    assert result.exit_code == 2
+    assert f"{path}: deployment.autoscaling.min_instances: canary traffic shifting" in result.output

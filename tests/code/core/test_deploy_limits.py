@@ -11,7 +11,9 @@ from pipelines.core.deploy_limits import (
     IAM_ROLE_NAME_MAX,
     SAGEMAKER_NAME_MAX,
     check_cloud_names,
+    check_traffic_shifting,
     cloud_names,
+    fleet,
     has_instance_storage,
 )
 from pipelines.core.errors import DefinitionError
@@ -76,3 +78,38 @@ def test_instance_types_with_local_storage_are_known(instance_type: str) -> None
 )  # fmt: skip
 def test_ebs_only_instance_types_take_a_volume_key(instance_type: str) -> None:
     assert not has_instance_storage(instance_type)
+
+
+@pytest.mark.parametrize("strategy", ["canary", "linear"])
+def test_shifting_traffic_on_a_fleet_that_can_be_one_instance_is_refused(
+    repo: Path, strategy: str
+) -> None:
+    model = definition(
+        repo,
+        instance_count=3,
+        strategy={"type": strategy},
+        autoscaling={"min_instances": 1, "max_instances": 3},
+    )
+    with pytest.raises(DefinitionError) as error:
+        check_traffic_shifting(model, "m.yaml")
+    assert (error.value.file, error.value.field) == (
+        "m.yaml",
+        "deployment.autoscaling.min_instances",
+    )
+    assert f"{strategy} traffic shifting needs at least 2 instances" in error.value.message
+
+
+def test_shifting_traffic_needs_two_instances_only_on_sagemaker(repo: Path) -> None:
+    one = {"instance_count": 1, "autoscaling": {"min_instances": 1, "max_instances": 1}}
+    check_traffic_shifting(definition(repo, strategy={"type": "all_at_once"}, **one), "m.yaml")
+    for target in ("kubernetes", "local"):
+        check_traffic_shifting(
+            definition(repo, target=target, strategy={"type": "canary"}, **one), "m.yaml"
+        )
+    two = {"instance_count": 2, "autoscaling": {"min_instances": 2, "max_instances": 4}}
+    check_traffic_shifting(definition(repo, strategy={"type": "canary"}, **two), "m.yaml")
+
+
+def test_the_fleet_is_model_yamls_count_within_its_autoscaling_bounds(repo: Path) -> None:
+    scaled = {"autoscaling": {"min_instances": 0, "max_instances": 3}}
+    assert fleet(definition(repo, instance_count=5, **scaled).deployment) == (1, 3, 3)
