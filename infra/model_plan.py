@@ -25,6 +25,7 @@ from pipelines.core.definitions import (
 from pipelines.core.deploy_limits import (
     LONGEST_CHECKED_VERSION,
     check_cloud_names,
+    check_rollout_time,
     check_traffic_shifting,
 )
 from pipelines.core.errors import DefinitionError
@@ -122,6 +123,7 @@ def plan(repo_root: Path, environment: str, rollouts: list[str] | None = None) -
         version = pin.version if pin else None
         check_cloud_names(definition, model.path, environment, version or LONGEST_CHECKED_VERSION)
         check_traffic_shifting(definition, model.path)
+        check_rollout_time(definition, model.path)
         previous = pin.history[-1].version if pin and pin.history else None
         weight = canary_weight(definition, version, previous, rollouts or [])
         plans.append(ModelPlan(definition, version, previous, weight))

@@ -18,14 +18,20 @@ import pulumi_aws as aws
 from infra.components.roles import assume_role_policy, workload_role
 from pipelines.core.conventions import capture_prefix, model_data_key
 from pipelines.core.definitions import AllAtOnce, Canary, Deployment
-from pipelines.core.deploy_limits import MIN_SHIFTING_INSTANCES, fleet, has_instance_storage
+from pipelines.core.deploy_limits import (
+    CANARY_MAX_PERCENT,
+    LINEAR_MAX_PERCENT,
+    LINEAR_MIN_PERCENT,
+    MAX_WAIT_SECONDS,
+    MIN_SHIFTING_INSTANCES,
+    PROVIDER_ENDPOINT_WAIT_MINUTES,
+    TERMINATION_WAIT_SECONDS,
+    fleet,
+    has_instance_storage,
+)
 
 VARIANT = "AllTraffic"  # the variant name the serving image and the capture layout assume
 CONTAINER_PORT = 8080
-# SageMaker's bounds: wait interval 0-3600 s, canary 1-50 % and linear steps 10-50 % of the fleet.
-MAX_WAIT_SECONDS = 3600
-CANARY_MAX_PERCENT = 50
-LINEAR_MIN_PERCENT, LINEAR_MAX_PERCENT = 10, 50
 
 
 @dataclass
@@ -221,8 +227,10 @@ class SagemakerEndpoint(pulumi.ComponentResource):
             deployment_config={
                 "blue_green_update_policy": {
                     "traffic_routing_configuration": traffic_routing(deployment, minimum),
-                    "termination_wait_in_seconds": 300,
-                    "maximum_execution_timeout_in_seconds": 4 * MAX_WAIT_SECONDS,
+                    "termination_wait_in_seconds": TERMINATION_WAIT_SECONDS,
+                    # SageMaker gives up (and rolls back) when the provider stops waiting, so a
+                    # deploy never ends with an update still running behind it.
+                    "maximum_execution_timeout_in_seconds": PROVIDER_ENDPOINT_WAIT_MINUTES * 60,
                 },
                 "auto_rollback_configuration": {
                     "alarms": [{"alarm_name": alarm} for alarm in args.rollback_alarm_names]

@@ -20,6 +20,7 @@ from pipelines.core.conventions import REQUIRED_TAGS
 from pipelines.core.deploy_limits import (
     IAM_ROLE_NAME_MAX,
     KUBERNETES_LABEL_MAX,
+    MAX_ROLLOUT_MINUTES,
     MIN_SHIFTING_INSTANCES,
     SAGEMAKER_NAME_MAX,
     has_instance_storage,
@@ -150,6 +151,28 @@ def no_volume_key_on_instance_storage(resource_type: str, props: Mapping[str, An
         for t in types
         if isinstance(t, str) and has_instance_storage(t)
     ]
+
+
+def rollout_fits_the_deploy(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """An endpoint update bakes no longer than a deploy can wait for it (40 minutes)."""
+    if resource_type != ENDPOINT:
+        return []
+    policy = (props.get("deploymentConfig") or {}).get("blueGreenUpdatePolicy") or {}
+    routing = policy.get("trafficRoutingConfiguration") or {}
+    wait, termination = routing.get("waitIntervalInSeconds"), policy.get("terminationWaitInSeconds")
+    if not isinstance(wait, int | float) or _unknown(termination):
+        return []
+    steps = {"CANARY": 2, "LINEAR": 0}.get(routing.get("type"), 1)
+    if routing.get("type") == "LINEAR":
+        step = (routing.get("linearStepSize") or {}).get("value") or 100
+        steps = -(-100 // int(step))  # a percentage of the fleet per step
+    minutes = (steps * wait + (termination or 0)) / 60
+    if minutes > MAX_ROLLOUT_MINUTES:
+        return [
+            f"the update waits {minutes:g} minutes ({steps} bakes of {wait:g} s and the "
+            f"termination wait); a deploy waits at most {MAX_ROLLOUT_MINUTES}"
+        ]
+    return []
 
 
 def no_admin_statements(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -315,6 +338,7 @@ RESOURCE_RULES: dict[str, Rule] = {
     "endpoint-rolls-back": endpoint_rolls_back,
     "names-fit": names_fit,
     "no-volume-key-on-instance-storage": no_volume_key_on_instance_storage,
+    "rollout-fits-the-deploy": rollout_fits_the_deploy,
     "no-admin-iam-statements": no_admin_statements,
     "no-service-wildcards": no_service_wildcards,
     "workload-roles-carry-a-boundary": workload_roles_carry_a_boundary,

@@ -58,7 +58,11 @@ def check() -> None:
     """Validate every model, dataset and environment file (no data is read, no MLflow needed)."""
     from pipelines.core.conventions import slug_collisions
     from pipelines.core.definitions import discover_models, load_model
-    from pipelines.core.deploy_limits import check_cloud_names, check_traffic_shifting
+    from pipelines.core.deploy_limits import (
+        check_cloud_names,
+        check_rollout_time,
+        check_traffic_shifting,
+    )
     from pipelines.core.errors import DefinitionError
     from pipelines.core.estimators import build_pipeline
     from pipelines.core.pins import list_environments, load_environment
@@ -70,6 +74,7 @@ def check() -> None:
         model = load_model(settings.models_dir, settings.data_dir, name)
         build_pipeline(model)  # the estimator path and params
         check_traffic_shifting(model.definition, model.path)
+        check_rollout_time(model.definition, model.path)
         for environment in environments:
             check_cloud_names(model.definition, model.path, environment)
     for cloud_name, group in slug_collisions(names).items():

@@ -149,21 +149,28 @@ class Gates(Strict):
     size: SizeGate | None = None
 
 
+_BAKE = (
+    "Minutes each traffic step bakes with the rollback alarms armed. On SageMaker the whole "
+    "rollout (every step's bake and 5 minutes before the old fleet goes) must fit in 40 "
+    "minutes, what a deploy can wait; mlops check refuses more."
+)
+
+
 class AllAtOnce(Strict):
     type: Literal["all_at_once"] = "all_at_once"
-    bake_minutes: Annotated[int, Field(ge=0, le=1440)] = 0
+    bake_minutes: Annotated[int, Field(ge=0, le=1440, description=_BAKE)] = 0
 
 
 class Canary(Strict):
     type: Literal["canary"]
     canary_percent: Percent = 10
-    bake_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
+    bake_minutes: Annotated[int, Field(ge=0, le=1440, description=_BAKE)] = 10
 
 
 class Linear(Strict):
     type: Literal["linear"]
     step_percent: Percent = 20
-    bake_minutes: Annotated[int, Field(ge=0, le=1440)] = 5
+    bake_minutes: Annotated[int, Field(ge=0, le=1440, description=_BAKE)] = 5
 
 
 class Autoscaling(Strict):

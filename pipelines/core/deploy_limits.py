@@ -9,13 +9,14 @@ effects and does not import Pulumi.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from pipelines.core.conventions import endpoint_name, package_group_name, slug
-from pipelines.core.definitions import AllAtOnce, Deployment, ModelDefinition
+from pipelines.core.definitions import AllAtOnce, Canary, Deployment, ModelDefinition
 from pipelines.core.errors import DefinitionError
 
 # --- names ------------------------------------------------------------------------------------
@@ -136,6 +137,10 @@ def has_instance_storage(instance_type: str) -> bool:
 # fleet, a linear step 10-50 % of it (SageMaker API Reference, TrafficRoutingConfig: CanarySize,
 # LinearStepSize; "Use canary traffic shifting"). A fleet of one cannot be split that way.
 MIN_SHIFTING_INSTANCES = 2
+CANARY_MAX_PERCENT = 50
+LINEAR_MIN_PERCENT, LINEAR_MAX_PERCENT = 10, 50
+# WaitIntervalInSeconds, the bake after each step: 0-3600 (TrafficRoutingConfig).
+MAX_WAIT_SECONDS = 3600
 
 
 class Fleet(NamedTuple):
@@ -169,3 +174,64 @@ def check_traffic_shifting(definition: ModelDefinition, path: Path | str) -> Non
             file=path,
             field="deployment.autoscaling.min_instances",
         )
+
+
+# --- rollout time -----------------------------------------------------------------------------
+
+# The Pulumi AWS provider waits a fixed 60 minutes for an endpoint to be InService after an
+# update (terraform-provider-aws, internal/service/sagemaker/endpoint.go, waitEndpointInService:
+# timeout = 60 * time.Minute, not configurable), the deploy role's session lasts an hour
+# (max_session_duration in infra/components/ci_access.py) and the deploy job has
+# timeout-minutes: 60 (.github/workflows/infra.yml). A rollout that bakes longer fails midway.
+PROVIDER_ENDPOINT_WAIT_MINUTES = 60
+# Of those 60 minutes, held back for SageMaker to start and health-check the new fleet and for
+# the rest of the deploy job (checkout, install, the other resources).
+ROLLOUT_HEADROOM_MINUTES = 20
+MAX_ROLLOUT_MINUTES = PROVIDER_ENDPOINT_WAIT_MINUTES - ROLLOUT_HEADROOM_MINUTES
+# How long the old fleet is kept once all traffic has moved (BlueGreenUpdatePolicy
+# TerminationWaitInSeconds): a last chance for an alarm to roll back.
+TERMINATION_WAIT_SECONDS = 300
+
+
+def shifting_steps(deployment: Deployment, smallest_fleet: int | None = None) -> int:
+    """How many times SageMaker moves traffic, each move followed by a bake of bake_minutes."""
+    strategy = deployment.strategy
+    if smallest_fleet is None:
+        smallest_fleet = fleet(deployment).minimum
+    if isinstance(strategy, AllAtOnce) or smallest_fleet < MIN_SHIFTING_INSTANCES:
+        return 1
+    if isinstance(strategy, Canary):
+        return 2
+    step = min(max(strategy.step_percent, LINEAR_MIN_PERCENT), LINEAR_MAX_PERCENT)
+    return math.ceil(100 / step)
+
+
+def rollout_minutes(deployment: Deployment, smallest_fleet: int | None = None) -> float:
+    """The longest an update of a SageMaker endpoint waits on purpose: every bake, then the
+    old fleet's termination wait."""
+    steps = shifting_steps(deployment, smallest_fleet)
+    bake = min(deployment.strategy.bake_minutes * 60, MAX_WAIT_SECONDS) / 60
+    return steps * bake + TERMINATION_WAIT_SECONDS / 60
+
+
+def check_rollout_time(definition: ModelDefinition, path: Path | str) -> None:
+    """Refuse a SageMaker rollout that would outlast what a deploy can wait for."""
+    deployment = definition.deployment
+    if deployment.target != "sagemaker":
+        return  # a Kubernetes rollout advances between deploys (stack config `rollouts`)
+    minutes = rollout_minutes(deployment)
+    if minutes <= MAX_ROLLOUT_MINUTES:
+        return
+    steps = shifting_steps(deployment)
+    termination = TERMINATION_WAIT_SECONDS // 60
+    most = (MAX_ROLLOUT_MINUTES - termination) // steps
+    raise DefinitionError(
+        f"a {deployment.strategy.type} rollout on SageMaker waits {steps} x "
+        f"{deployment.strategy.bake_minutes} minutes of baking + {termination} before the old "
+        f"fleet goes = {minutes:g} minutes; a deploy waits at most {MAX_ROLLOUT_MINUTES} (the "
+        f"provider gives an endpoint update {PROVIDER_ENDPOINT_WAIT_MINUTES} minutes, as long as "
+        f"the CI role's session and the deploy job, and {ROLLOUT_HEADROOM_MINUTES} of them go to "
+        f"starting the new fleet). Bake at most {most} minutes, or take fewer steps",
+        file=path,
+        field="deployment.strategy.bake_minutes",
+    )

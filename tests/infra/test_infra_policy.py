@@ -107,6 +107,25 @@ def test_canary_on_a_one_instance_configuration_is_rejected() -> None:
     assert check(stack("ALL_AT_ONCE", 1)) == []
 
 
+def test_an_update_longer_than_a_deploy_waits_is_rejected() -> None:
+    def endpoint(routing: dict[str, Any]) -> dict[str, Any]:
+        policy = {"trafficRoutingConfiguration": routing, "terminationWaitInSeconds": 300}
+        return {"deploymentConfig": {"blueGreenUpdatePolicy": policy}}
+
+    check = rules.rollout_fits_the_deploy
+    linear = {"type": "LINEAR", "linearStepSize": {"type": "CAPACITY_PERCENT", "value": 25}}
+    assert check(rules.ENDPOINT, endpoint({**linear, "waitIntervalInSeconds": 600})) == [
+        "the update waits 45 minutes (4 bakes of 600 s and the termination wait); "
+        "a deploy waits at most 40"
+    ]
+    assert check(rules.ENDPOINT, endpoint({**linear, "waitIntervalInSeconds": 300})) == []
+    assert check(rules.ENDPOINT, endpoint({"type": "CANARY", "waitIntervalInSeconds": 1200}))
+    assert check(rules.ENDPOINT, endpoint({"type": "ALL_AT_ONCE", "waitIntervalInSeconds": 2160}))
+    assert not check(
+        rules.ENDPOINT, endpoint({"type": "ALL_AT_ONCE", "waitIntervalInSeconds": 2000})
+    )
+
+
 def test_endpoint_without_rollback_alarms_is_rejected() -> None:
     good = {
         "deploymentConfig": {

@@ -86,3 +86,14 @@ def test_canary_on_a_one_instance_sagemaker_fleet_is_refused(repo: Path) -> None
     result = mlops_check(repo)
     assert result.exit_code == 2
     assert f"{path}: deployment.autoscaling.min_instances: canary traffic shifting" in result.output
+
+
+def test_a_sagemaker_rollout_longer_than_a_deploy_waits_is_refused(repo: Path) -> None:
+    path = edit_model(
+        repo, "seattle_weather", deployment__strategy={"type": "canary", "bake_minutes": 60}
+    )
+    result = mlops_check(repo)
+    assert result.exit_code == 2
+    assert f"{path}: deployment.strategy.bake_minutes: a canary rollout on SageMaker" in (
+        result.output
+    )

@@ -9,12 +9,15 @@ import pytest
 from pipelines.core.definitions import ModelDefinition, load_model
 from pipelines.core.deploy_limits import (
     IAM_ROLE_NAME_MAX,
+    MAX_ROLLOUT_MINUTES,
     SAGEMAKER_NAME_MAX,
     check_cloud_names,
+    check_rollout_time,
     check_traffic_shifting,
     cloud_names,
     fleet,
     has_instance_storage,
+    rollout_minutes,
 )
 from pipelines.core.errors import DefinitionError
 
@@ -113,3 +116,42 @@ def test_shifting_traffic_needs_two_instances_only_on_sagemaker(repo: Path) -> N
 def test_the_fleet_is_model_yamls_count_within_its_autoscaling_bounds(repo: Path) -> None:
     scaled = {"autoscaling": {"min_instances": 0, "max_instances": 3}}
     assert fleet(definition(repo, instance_count=5, **scaled).deployment) == (1, 3, 3)
+
+
+TWO = {"instance_count": 2, "autoscaling": {"min_instances": 2, "max_instances": 4}}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "minutes"),
+    [
+        ({"type": "all_at_once", "bake_minutes": 10}, 10 + 5),
+        ({"type": "canary", "canary_percent": 10, "bake_minutes": 10}, 2 * 10 + 5),
+        ({"type": "linear", "step_percent": 25, "bake_minutes": 5}, 4 * 5 + 5),
+        ({"type": "linear", "step_percent": 5, "bake_minutes": 1}, 10 * 1 + 5),  # 10 % at least
+    ],
+)
+def test_rollout_time_counts_every_bake_and_the_termination_wait(
+    repo: Path, strategy: dict[str, object], minutes: int
+) -> None:
+    assert rollout_minutes(definition(repo, strategy=strategy, **TWO).deployment) == minutes
+
+
+def test_a_rollout_longer_than_a_deploy_waits_is_refused_naming_the_bake(repo: Path) -> None:
+    fits = definition(
+        repo, strategy={"type": "linear", "step_percent": 25, "bake_minutes": 8}, **TWO
+    )
+    assert rollout_minutes(fits.deployment) <= MAX_ROLLOUT_MINUTES
+    check_rollout_time(fits, "m.yaml")
+    longer = definition(
+        repo, strategy={"type": "linear", "step_percent": 25, "bake_minutes": 9}, **TWO
+    )
+    with pytest.raises(DefinitionError) as error:
+        check_rollout_time(longer, "m.yaml")
+    assert (error.value.file, error.value.field) == ("m.yaml", "deployment.strategy.bake_minutes")
+    assert "= 41 minutes; a deploy waits at most 40" in error.value.message
+    assert "Bake at most 8 minutes" in error.value.message
+
+
+def test_kubernetes_rollouts_are_not_held_to_the_sagemaker_wait(repo: Path) -> None:
+    day = {"type": "canary", "bake_minutes": 1440}
+    check_rollout_time(definition(repo, target="kubernetes", strategy=day, **TWO), "m.yaml")
