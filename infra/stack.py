@@ -24,6 +24,7 @@ from infra.components.monitoring import (
     MonitoredModel,
     Monitoring,
     MonitoringArgs,
+    alarm_names,
     read_monitoring_files,
 )
 from infra.components.registries import Registries, RegistriesArgs
@@ -168,7 +169,8 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 bucket_name=store.bucket_name,
                 bucket_arn=store.bucket_arn,
                 key_arn=store.key_arn,
-                rollback_alarm_names=[a.name for a in monitoring.rollback_alarms[p.name]],
+                rollback_alarm_names=alarm_names(name),
+                rollback_alarms=list(monitoring.rollback_alarms[p.name]),
                 tags=model_tags[p.name],
                 capture_percent=p.definition.monitoring.capture_percent,
                 scaled_down=settings.scaled_down,

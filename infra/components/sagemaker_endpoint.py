@@ -32,6 +32,7 @@ from pipelines.core.deploy_limits import (
 
 VARIANT = "AllTraffic"  # the variant name the serving image and the capture layout assume
 CONTAINER_PORT = 8080
+ROLLBACK_CONFIGURATION = "deploymentConfig.autoRollbackConfiguration"
 
 
 @dataclass
@@ -46,13 +47,15 @@ class SagemakerEndpointArgs:
     bucket_name: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
     key_arn: pulumi.Input[str]
-    rollback_alarm_names: list[pulumi.Input[str]]
+    # Fixed names (monitoring.alarm_names), never outputs: see the endpoint's ignore_changes.
+    rollback_alarm_names: list[str]
     tags: dict[str, str]
     capture_percent: int = 100
     scaled_down: bool = False
     scaled_down_instance_type: str = "ml.t2.medium"
     extra_environment: dict[str, str] = field(default_factory=dict)
     boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
+    rollback_alarms: list[pulumi.Resource] = field(default_factory=list)  # created first
 
 
 def traffic_routing(
@@ -237,7 +240,16 @@ class SagemakerEndpoint(pulumi.ComponentResource):
                 },
             },
             tags=args.tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=args.rollback_alarms,
+                # The provider forces a replacement when auto_rollback_configuration changes
+                # (ForceNew in terraform-provider-aws's aws_sagemaker_endpoint), which fails
+                # under a fixed endpoint name. The alarms' names derive from the endpoint's
+                # alone, so the set never changes for an endpoint; what tunes them (thresholds)
+                # lives on the alarms and updates in place.
+                ignore_changes=[ROLLBACK_CONFIGURATION],
+            ),
         )
 
         resource_id = self.endpoint.name.apply(lambda n: f"endpoint/{n}/variant/{VARIANT}")
