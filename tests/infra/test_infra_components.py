@@ -413,6 +413,7 @@ def test_model_monitor_keys_its_volume_only_where_sagemaker_accepts_one(
         key_arn=KEY_ARN,
         tags=MODEL_TAGS,
         instance_type=instance_type,
+        boundary_arn=BOUNDARY_ARN,
     )
     run = run_program(lambda: ModelMonitor("m", args))
     job = run.one("aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition").inputs
