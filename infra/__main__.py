@@ -26,7 +26,7 @@ def settings_from_config() -> StackSettings:
         stack=pulumi.get_stack(),
         owner=config.require("owner"),
         github_repository=config.require("githubRepository"),
-        github_token=config.require_secret("githubToken"),
+        legacy_github_token=config.get_secret("githubToken") is not None,
         image=config.get("image") or "",
         deploy_environments=config.get_object("deployEnvironments") or [],
         deploy_branches=config.get_object("deployBranches") or [],
@@ -48,6 +48,9 @@ def settings_from_config() -> StackSettings:
         eks_oidc_issuer=config.get("eksOidcIssuer") or "",
         model_monitor_instance_type=config.require("modelMonitorInstanceType"),
         region=pulumi.Config("aws").get("region") or "",
+        state_bucket=config.get("stateBucket") or "",
+        secrets_key_arn=config.get("secretsKeyArn") or "",
+        project=pulumi.get_project(),
     )
 
 

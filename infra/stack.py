@@ -30,6 +30,7 @@ from infra.components.monitoring import (
 from infra.components.registries import Registries, RegistriesArgs
 from infra.components.roles import WorkloadBoundary
 from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndpointArgs
+from infra.components.state_backend import state_backend
 from infra.model_plan import ModelPlan, plan, rollout_steps
 from pipelines.core.conventions import SHARED, endpoint_name, slug, tags
 from pipelines.core.errors import DefinitionError
@@ -46,7 +47,7 @@ class StackSettings:
     stack: str
     owner: str
     github_repository: str
-    github_token: pulumi.Output[str] | None = None
+    legacy_github_token: bool = False  # `githubToken` still in the stack's config
     image: str = ""
     deploy_environments: list[str] = field(default_factory=list)
     deploy_branches: list[str] = field(default_factory=list)
@@ -68,6 +69,9 @@ class StackSettings:
     eks_oidc_issuer: str = ""
     model_monitor_instance_type: str = "ml.m5.large"
     region: str = ""
+    state_bucket: str = ""
+    secrets_key_arn: str = ""
+    project: str = "mlops"
 
 
 def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
@@ -84,6 +88,17 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             "environments (deployEnvironments); remove the key",
             field="deployBranches",
         )
+    if settings.legacy_github_token:
+        raise DefinitionError(
+            f"Pulumi.{env}.yaml: githubToken is no longer read: a secret in Pulumi config is "
+            "readable by every pull-request preview of the stack. Remove it (`pulumi config rm "
+            f"githubToken --stack {env}`) and set the token on the EventBridge connection with "
+            f"`mlops retrain-token --env {env}`",
+            field="githubToken",
+        )
+    state = state_backend(
+        settings.state_bucket, settings.secrets_key_arn, project=settings.project, stack=env
+    )
     plans = plan(repo_root, env, settings.rollouts)
     shared_tags = tags(SHARED, env, settings.owner)
     model_tags = {p.name: tags(p.name, env, p.definition.owner) for p in plans}
@@ -228,23 +243,19 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
         endpoints[p.name] = pulumi.Output.concat(name, "/", k8s_endpoint.service_name)
 
     retrain = [p for p in plans if p.definition.retraining.on_drift]
-    if retrain and settings.github_token is not None:
-        DriftToRetrain(
+    dispatch_connection: pulumi.Output[str] | None = None
+    if retrain:
+        dispatch_connection = DriftToRetrain(
             f"mlops-{slug(env)}-retrain",
             DriftToRetrainArgs(
                 repository=settings.github_repository,
                 environment=env,
-                github_token=settings.github_token,
                 drift_alarm_arns={p.name: monitoring.drift_alarms[p.name].arn for p in retrain},
                 key_arn=store.key_arn,
                 tags=shared_tags,
                 boundary_arn=boundary.arn,
             ),
-        )
-    elif retrain:
-        pulumi.log.warn(
-            "config `githubToken` is not set: drift alarms will not start the retrain workflow"
-        )
+        ).connection_name
 
     ci = CiAccess(
         f"mlops-{slug(env)}-ci",
@@ -260,6 +271,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             create_provider=settings.owns_account_resources,
             tracking_server_arn=registries.tracking_uri,
             image_repository=settings.image_repository,
+            state=state,
         ),
     )
     Budget(
@@ -284,6 +296,8 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
         "versions": {p.name: p.version for p in plans},
         "alerts_topic": monitoring.topic_arn,
         "ci_roles": ci.role_arns,
+        # Set its token once, and on rotation: `mlops retrain-token --env <stack>`.
+        "dispatch_connection": dispatch_connection,
     }
 
 

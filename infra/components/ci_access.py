@@ -33,6 +33,7 @@ from infra.components.roles import (
     role_with_policy,
     workload_path,
 )
+from infra.components.state_backend import StateBackend, deploy_statements, preview_statements
 from pipelines.core.conventions import MODELS_PREFIX, TAG_ENVIRONMENT, slug
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
@@ -42,8 +43,12 @@ AUDIENCE = "sts.amazonaws.com"
 SESSION_SECONDS = 3600
 # Workload roles go to these services only (SageMaker models, monitors, MLflow; EventBridge).
 PASSED_TO = ("sagemaker.amazonaws.com", "events.amazonaws.com")
-# SageMaker endpoint auto-scaling runs as this service-linked role, created on first use.
-SERVICE_LINKED = ("sagemaker.application-autoscaling.amazonaws.com",)
+# Service-linked roles created on first use: SageMaker endpoint auto-scaling, and EventBridge's
+# API destinations (which keep a connection's credentials in Secrets Manager through it).
+SERVICE_LINKED = (
+    "sagemaker.application-autoscaling.amazonaws.com",
+    "apidestinations.events.amazonaws.com",
+)
 _IAM_WRITE_VERBS = ("Create", "Delete", "Put", "Update", "Attach", "Detach", "Tag", "Untag", "Add")
 
 Statement = dict[str, Any]
@@ -67,6 +72,7 @@ class CiAccessArgs:
     create_provider: bool = True  # one GitHub OIDC provider per account; others use its ARN
     tracking_server_arn: pulumi.Input[str] | None = None
     image_repository: str = "mlops-serving"
+    state: StateBackend | None = None  # the S3 backend and awskms key, when state lives there
 
 
 def subjects(
@@ -118,7 +124,12 @@ def _statement(
 
 
 def deploy_policy(
-    account_id: str, environment: str, *, image_repository: str, owns_account_resources: bool
+    account_id: str,
+    environment: str,
+    *,
+    image_repository: str,
+    owns_account_resources: bool,
+    state: StateBackend | None = None,
 ) -> str:
     """What ``pulumi up`` of one stack needs, on that stack's resources only.
 
@@ -389,8 +400,8 @@ def deploy_policy(
                 "secretsmanager:GetResourcePolicy",
             ],
             [
-                f"arn:aws:secretsmanager:{region_account}:secret:mlops-{env}-*",
-                # An EventBridge connection keeps its credentials in a secret of its own.
+                # The only secret of a stack: the one EventBridge keeps for its connection
+                # (CreateConnection and UpdateConnection manage it as the caller).
                 f"arn:aws:secretsmanager:{region_account}:secret:events!connection/mlops-{env}-*",
             ],
         ),
@@ -489,6 +500,8 @@ def deploy_policy(
                 f"arn:aws:ecr:{region_account}:repository/{image_repository}",
             )
         )
+    if state is not None:
+        statements += deploy_statements(state)
     statements += _ci_guardrails(account_id)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
@@ -528,7 +541,7 @@ def _ci_guardrails(account_id: str) -> list[Statement]:
     ]
 
 
-def preview_policy(account_id: str) -> str:
+def preview_policy(account_id: str, state: StateBackend | None = None) -> str:
     """Metadata only: what ``pulumi preview --refresh`` reads of the platform's resources.
 
     The preview role is trusted for pull requests, whose workflow the pull request itself can
@@ -630,6 +643,7 @@ def preview_policy(account_id: str) -> str:
                         github_provider_arn(account_id),
                     ],
                 ),
+                *(preview_statements(state) if state is not None else []),
                 *_ci_guardrails(account_id),
             ],
         }
@@ -773,9 +787,12 @@ class CiAccess(pulumi.ComponentResource):
                     env,
                     image_repository=args.image_repository,
                     owns_account_resources=args.create_provider,
+                    state=args.state,
                 )
             ),
-            "preview": identity.account_id.apply(preview_policy),
+            "preview": identity.account_id.apply(
+                lambda account: preview_policy(account, args.state)
+            ),
             "publish": pulumi.Output.all(
                 identity.account_id,
                 args.bucket_arn,

@@ -3,11 +3,16 @@
 When a model's drift alarm (``Monitoring``) goes into ALARM, an EventBridge rule sends
 ``{"event_type": "drift-detected", "client_payload": {"model": ...}}`` (the event the retrain
 workflow listens for, ``pipelines.core.conventions.RETRAIN_EVENT_TYPE``) through an API
-destination. The GitHub token comes from a secret stack config value and lives only in Secrets
-Manager, encrypted with the stack's key: in the secret this component creates and in the
-connection EventBridge keeps. A dispatch that still fails after EventBridge's retries (GitHub
-down, token revoked) lands in a dead-letter queue instead of vanishing, so a missed retraining
-is visible and can be replayed.
+destination. A dispatch that still fails after EventBridge's retries (GitHub down, token
+revoked) lands in a dead-letter queue instead of vanishing, so a missed retraining is visible
+and can be replayed.
+
+The GitHub token never passes through Pulumi. The program creates the connection with a
+placeholder and ignores later changes to it; ``mlops retrain-token`` sets the real value with
+``events:UpdateConnection``, and EventBridge keeps it in a Secrets Manager secret of its own.
+Pulumi state (and its config) therefore hold no secret, so the pull-request preview role, which
+must read the state, can read no token either (pulumi/pulumi#11024: a preview that can decrypt
+the state can read every secret in it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.roles import assume_role_policy, workload_role
-from pipelines.core.conventions import RETRAIN_EVENT_TYPE, slug
+from pipelines.core.conventions import (
+    DISPATCH_TOKEN_PLACEHOLDER,
+    GITHUB_API_HEADERS,
+    RETRAIN_EVENT_TYPE,
+    dispatch_connection_name,
+    slug,
+)
 
 GITHUB_API = "https://api.github.com"
 
@@ -28,7 +39,6 @@ GITHUB_API = "https://api.github.com"
 class DriftToRetrainArgs:
     repository: str  # owner/name
     environment: str
-    github_token: pulumi.Input[str]  # a secret Output from Config.require_secret
     drift_alarm_arns: dict[str, pulumi.Input[str]]  # model -> its drift alarm ARN
     key_arn: pulumi.Input[str]
     tags: dict[str, str]
@@ -92,9 +102,9 @@ def invoke_policy(destination_arn: str) -> str:
 
 
 class DriftToRetrain(pulumi.ComponentResource):
-    """The token secret, the GitHub connection and destination, and one rule per model."""
+    """The GitHub connection and destination, and one rule per model."""
 
-    secret: aws.secretsmanager.Secret
+    connection_name: pulumi.Output[str]
     dead_letters: aws.sqs.Queue
     rules: dict[str, aws.cloudwatch.EventRule]
 
@@ -103,46 +113,28 @@ class DriftToRetrain(pulumi.ComponentResource):
     ) -> None:
         super().__init__("mlops:index:DriftToRetrain", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        token = pulumi.Output.secret(args.github_token)
-
-        self.secret = aws.secretsmanager.Secret(
-            f"{name}-github-token",
-            description=f"GitHub token for repository_dispatch on {args.repository}",
-            kms_key_id=args.key_arn,
-            recovery_window_in_days=7,
-            tags=args.tags,
-            opts=child,
-        )
-        aws.secretsmanager.SecretVersion(
-            f"{name}-github-token-value", secret_id=self.secret.id, secret_string=token, opts=child
-        )
         connection = aws.cloudwatch.EventConnection(
             f"{name}-github",
+            name=dispatch_connection_name(args.environment),
             description="GitHub REST API with the repository_dispatch token",
             authorization_type="API_KEY",
             kms_key_identifier=args.key_arn,
             auth_parameters={
-                "api_key": {
-                    "key": "Authorization",
-                    "value": pulumi.Output.concat("Bearer ", token),
-                },
+                "api_key": {"key": "Authorization", "value": DISPATCH_TOKEN_PLACEHOLDER},
                 "invocation_http_parameters": {
                     "headers": [
-                        {
-                            "key": "Accept",
-                            "value": "application/vnd.github+json",
-                            "is_value_secret": False,
-                        },
-                        {
-                            "key": "X-GitHub-Api-Version",
-                            "value": "2022-11-28",
-                            "is_value_secret": False,
-                        },
+                        {"key": key, "value": value, "is_value_secret": False}
+                        for key, value in GITHUB_API_HEADERS.items()
                     ]
                 },
             },
-            opts=child,
+            # The token is set outside Pulumi (`mlops retrain-token`); a deploy must not put
+            # the placeholder back.
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["authParameters.apiKey.value"]
+            ),
         )
+        self.connection_name = connection.name
         destination = aws.cloudwatch.EventApiDestination(
             f"{name}-dispatches",
             description=f"repository_dispatch on {args.repository}",
@@ -204,7 +196,9 @@ class DriftToRetrain(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.secret_arn = self.secret.arn
         self.register_outputs(
-            {"secret_arn": self.secret_arn, "dead_letter_queue_arn": self.dead_letters.arn}
+            {
+                "connection_name": self.connection_name,
+                "dead_letter_queue_arn": self.dead_letters.arn,
+            }
         )

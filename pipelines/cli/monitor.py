@@ -235,3 +235,32 @@ def demo_drift(
     from monitoring.demo_loop import run_drift_demo
 
     run_drift_demo(current_settings(), keep=keep)
+
+
+@commands.command("retrain-token")
+@guarded
+def retrain_token(
+    env: str = typer.Option(..., "--env", help="The stack whose drift dispatches use it."),
+) -> None:
+    """Set the GitHub token drift alarms dispatch with, on the stack's EventBridge connection.
+
+    The token is read from GITHUB_DISPATCH_TOKEN or stdin (never an argument: it would stay in
+    the shell's history) and goes to EventBridge only, never to Pulumi config or state. Needs
+    events:DescribeConnection and events:UpdateConnection on the connection, and Secrets
+    Manager rights on its events!connection/ secret (an administrator's). Run at bootstrap and
+    on every rotation.
+    """
+    import os
+    import sys
+
+    from pipelines.aws.dispatch_token import set_dispatch_token
+    from pipelines.core.conventions import dispatch_connection_name
+
+    token = os.environ.get("GITHUB_DISPATCH_TOKEN")
+    if token is None:
+        if sys.stdin.isatty():
+            token = typer.prompt("GitHub token (contents: write)", hide_input=True)
+        else:
+            token = sys.stdin.read()
+    arn = set_dispatch_token(env, token)
+    typer.echo(f"token set on {dispatch_connection_name(env)} ({arn})")

@@ -78,6 +78,17 @@ def baseline_prefix(model: str, version: str) -> str:
 # The repository_dispatch event a drift alarm sends (monitoring.retrain, the EventBridge API
 # destination in infra) and the retrain workflow listens for.
 RETRAIN_EVENT_TYPE = "drift-detected"
+# The headers of every GitHub REST call the platform makes (GitHub's documented media type and
+# the API version its requests were written against).
+GITHUB_API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+# The Authorization header's value is set on the connection by `mlops retrain-token`, never by
+# the Pulumi program: Pulumi state (which pull-request previews read) holds this placeholder.
+DISPATCH_TOKEN_PLACEHOLDER = "Bearer unset: run `mlops retrain-token --env <stack>`"
+
+
+def dispatch_connection_name(environment: str) -> str:
+    """The EventBridge connection that carries a stack's repository_dispatch token."""
+    return f"mlops-{slug(environment)}-github-dispatch"
 
 
 def tags(model: str, environment: str, owner: str) -> dict[str, str]:

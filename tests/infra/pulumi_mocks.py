@@ -259,7 +259,6 @@ def stack_config(stack: str) -> dict[str, Any]:
     }
     stack_file = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
     merged.update(stack_file["config"])
-    merged[f"{PROJECT}:githubToken"] = TOKEN
     return merged
 
 

@@ -27,7 +27,13 @@ from infra.components.sagemaker_endpoint import (
     traffic_routing,
 )
 from infra.policy.rules import RESOURCE_RULES, buckets_are_private_and_encrypted
-from pipelines.core.conventions import RETRAIN_EVENT_TYPE, tags
+from pipelines.core.conventions import (
+    DISPATCH_TOKEN_PLACEHOLDER,
+    GITHUB_API_HEADERS,
+    RETRAIN_EVENT_TYPE,
+    dispatch_connection_name,
+    tags,
+)
 from pipelines.core.definitions import Deployment
 from serving import metrics
 
@@ -438,7 +444,6 @@ def retrain() -> Run:
     args = DriftToRetrainArgs(
         repository="example-org/mlops-template",
         environment="prod",
-        github_token="ghp_x",
         drift_alarm_arns={"penguins": "arn:aws:cloudwatch:us-east-1:1:alarm:penguins-prod-drift"},
         key_arn=KEY_ARN,
         tags=tags("shared", "prod", OWNER),
@@ -496,8 +501,18 @@ def test_eventbridge_may_only_invoke_the_destination(retrain: Run) -> None:
     assert policy["Statement"] == [
         {"Effect": "Allow", "Action": "events:InvokeApiDestination", "Resource": destination}
     ]
-    secret = retrain.one("aws:secretsmanager/secret:Secret").inputs
-    assert secret["kmsKeyId"] == KEY_ARN
+    assert retrain.of("aws:secretsmanager/secret:Secret") == [], "EventBridge keeps the token"
+
+
+def test_the_connection_holds_a_placeholder_that_deploys_never_restore(retrain: Run) -> None:
+    connection = retrain.one("aws:cloudwatch/eventConnection:EventConnection").inputs
+    assert connection["name"] == dispatch_connection_name("prod")
+    assert connection["authParameters"]["apiKey"] == {
+        "key": "Authorization",
+        "value": DISPATCH_TOKEN_PLACEHOLDER,
+    }
+    headers = connection["authParameters"]["invocationHttpParameters"]["headers"]
+    assert {h["key"]: h["value"] for h in headers} == GITHUB_API_HEADERS
 
 
 # --- CI access -----------------------------------------------------------------------------

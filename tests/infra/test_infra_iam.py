@@ -45,6 +45,10 @@ CLUSTER = {
     "eksOidcProviderArn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{ISSUER}",
     "eksOidcIssuer": ISSUER,
 }
+# A self-managed backend, so every stack's policies include their state grants.
+STATE_BUCKET = "example-pulumi-state"
+SECRETS_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/0f1e2d3c-pulumi-secrets"
+STATE = {"stateBucket": STATE_BUCKET, "secretsKeyArn": SECRETS_KEY}
 
 # Findings accepted, each for a reason; anything else fails. (tool, finding, action or None)
 ACCEPTED = {
@@ -75,7 +79,7 @@ def stacks(repo_factory: Any) -> dict[str, Run]:
     pins = {s: {"seattle_weather": ["3"], "penguins": ["5"]} for s in STACKS}
     pins[PRODUCTION] = {"seattle_weather": ["2", "3"], "penguins": ["4", "5"]}
     repo = repo_factory(targets={"penguins": "kubernetes"}, pins=pins)
-    return {s: run_main(s, repo, image=IMAGE, **CLUSTER) for s in STACKS}
+    return {s: run_main(s, repo, image=IMAGE, **CLUSTER, **STATE) for s in STACKS}
 
 
 def policies_of(run: Run) -> list[tuple[str, dict[str, Any]]]:
@@ -353,12 +357,6 @@ NEEDS: dict[str, Need] = {
         ("events:UpdateApiDestination",),
         ("events:DeleteApiDestination",),
     ),
-    "aws:secretsmanager/secret:Secret": Need(
-        ("secretsmanager:CreateSecret", "secretsmanager:TagResource"),
-        ("secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"),
-        ("secretsmanager:UpdateSecret",),
-        ("secretsmanager:DeleteSecret",),
-    ),
     "aws:budgets/budget:Budget": Need(
         ("budgets:ModifyBudget",), ("budgets:ViewBudget",), (), ("budgets:ModifyBudget",)
     ),
@@ -389,7 +387,6 @@ NEEDS: dict[str, Need] = {
 BOOTSTRAP_ONLY = {"aws:iam/policy:Policy", "aws:iam/openIdConnectProvider:OpenIdConnectProvider"}
 # Secret values and scaling policies are written through their parents' permissions.
 THROUGH_PARENT = {
-    "aws:secretsmanager/secretVersion:SecretVersion": ("secretId", "secretsmanager:PutSecretValue"),
     "aws:appautoscaling/policy:Policy": ("resourceId", "application-autoscaling:PutScalingPolicy"),
 }
 
@@ -635,6 +632,7 @@ def test_the_preview_role_reads_no_data(stacks: dict[str, Run]) -> None:
         assert not allows([preview], "ecr:BatchGetImage", repository), "no image pulls"
         assert not allows([preview], "ecr:GetDownloadUrlForLayer", repository)
         assert not allows([preview], "kms:Decrypt", f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k")
+        assert not allows([preview], "kms:Encrypt", SECRETS_KEY), "previews write no secret"
 
 
 # --- ordering --------------------------------------------------------------------------------
@@ -665,3 +663,59 @@ def test_dependants_of_a_role_wait_for_its_policy() -> None:
     pending: list[asyncio.Future[None]] = []
     run_program(program)
     assert seen == {"r", "r-policy"}
+
+
+# --- the Pulumi state backend ------------------------------------------------------------------
+
+
+def _state(stack: str, part: str = "stacks", suffix: str = ".json") -> str:
+    path = {
+        "stacks": f"stacks/mlops/{stack}{suffix}",
+        "locks": f"locks/organization/mlops/{stack}/a1b2c3.json",
+        "history": f"history/mlops/{stack}/{stack}-1733480000.history.json",
+    }[part]
+    return f"arn:aws:s3:::{STATE_BUCKET}/.pulumi/{path}"
+
+
+def test_each_deploy_role_updates_its_own_state_and_only_that(stacks: dict[str, Run]) -> None:
+    for stack, run in stacks.items():
+        deploy = role_policy(run, "-ci-deploy-policy")
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+            for part in ("stacks", "locks", "history"):
+                assert allows([deploy], action, _state(stack, part)), (stack, action, part)
+            assert allows([deploy], action, _state(stack, suffix=".json.bak"))
+        assert allows([deploy], "s3:GetObject", f"arn:aws:s3:::{STATE_BUCKET}/.pulumi/meta.yaml")
+        assert allows([deploy], "s3:ListBucket", f"arn:aws:s3:::{STATE_BUCKET}")
+        for action in ("kms:Encrypt", "kms:Decrypt"):  # what the awskms provider calls
+            assert allows([deploy], action, SECRETS_KEY), (stack, action)
+        for other in STACKS:
+            if other != stack:
+                assert not allows([deploy], "s3:PutObject", _state(other)), (stack, other)
+                assert not allows([deploy], "s3:GetObject", _state(other)), (stack, other)
+                assert not allows([deploy], "s3:PutObject", _state(other, "locks"))
+        assert not allows([deploy], "s3:DeleteBucket", f"arn:aws:s3:::{STATE_BUCKET}")
+        assert not allows([deploy], "s3:PutBucketPolicy", f"arn:aws:s3:::{STATE_BUCKET}")
+
+
+def test_each_preview_role_reads_its_own_state_and_writes_nothing(
+    stacks: dict[str, Run],
+) -> None:
+    """``pulumi preview`` on the S3 backend takes no lock and saves no checkpoint."""
+    for stack, run in stacks.items():
+        preview = role_policy(run, "-ci-preview-policy")
+        assert allows([preview], "s3:GetObject", _state(stack)), stack
+        assert allows([preview], "kms:Decrypt", SECRETS_KEY), "unwraps the stack's data key"
+        for action in ("s3:PutObject", "s3:DeleteObject"):
+            for part in ("stacks", "locks", "history"):
+                assert not allows([preview], action, _state(stack, part)), (stack, action)
+        for other in STACKS:
+            if other != stack:
+                assert not allows([preview], "s3:GetObject", _state(other)), (stack, other)
+
+
+def test_without_a_state_backend_no_state_access_is_granted(repo_factory: Any) -> None:
+    run = run_main(PRODUCTION, repo_factory(), image=IMAGE)
+    for suffix in ("-ci-deploy-policy", "-ci-preview-policy"):
+        policy = role_policy(run, suffix)
+        assert not allows([policy], "s3:GetObject", _state(PRODUCTION)), suffix
+        assert not allows([policy], "kms:Decrypt", SECRETS_KEY), suffix
