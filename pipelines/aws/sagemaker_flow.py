@@ -1,9 +1,10 @@
 """Deployment target ``sagemaker``: package, register, approve, deploy, roll back, with boto3.
 
 The same calls go to AWS or to moto on the local stack; only ``AWS_ENDPOINT_URL`` (which boto3
-reads itself) and the credentials differ. The ``sagemaker`` SDK is not used: its image-URI,
-model-package and monitoring helpers are thin wrappers over these calls and the SDK (v3) is
-large; every request here is the one the SDK would send.
+reads itself) and the credentials differ. The ``sagemaker`` SDK is not used: its current
+releases require ``rich<15`` and ``importlib-metadata<7``, older than ``requirements.lock``'s
+pins, and its model-package and monitoring helpers are thin wrappers over these calls; every
+request here is the one the SDK would send.
 
 Registration is all or nothing, like ``pipelines.stages.register``: the MLflow version, the
 ``model.tar.gz`` in S3 and the model package are created in that order, and a failure at any
@@ -34,6 +35,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.core.conventions import (
+    IMAGE_REPOSITORY,
     capture_uri,
     endpoint_name,
     model_data_key,
@@ -90,8 +92,14 @@ class AwsSettings(BaseSettings):
         default="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:latest",
         description="The serving image in ECR: the one image every target runs.",
     )
+    image_repository: str = Field(
+        default=IMAGE_REPOSITORY,
+        description="ECR repository the image workflow pushes the serving image to.",
+    )
     training_image: str | None = Field(
-        default=None, description="Default: the prebuilt scikit-learn image of the region."
+        default=None,
+        description="Default: the serving image of the current commit in image_repository, "
+        "the image that is served is the image that trains.",
     )
     capture_percent: int = Field(default=100, ge=0, le=100)
     connect_timeout: float = Field(default=3.0, gt=0)
