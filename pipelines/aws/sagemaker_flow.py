@@ -50,6 +50,7 @@ from pipelines.core.tags import (
     PIPELINE_VERSION_TAG,
     REGISTERED_VERSION_TAG,
     SAGEMAKER_MODEL_DATA_TAG,
+    SAGEMAKER_TRAINING_IMAGE_TAG,
     model_package_tag,
 )
 from pipelines.stages.register import register
@@ -90,7 +91,8 @@ class AwsSettings(BaseSettings):
     )
     serving_image: str = Field(
         default="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:latest",
-        description="The serving image in ECR: the one image every target runs.",
+        description="The serving image in ECR for versions not trained by a SageMaker job; "
+        "those are served by the image they trained in.",
     )
     image_repository: str = Field(
         default=IMAGE_REPOSITORY,
@@ -313,6 +315,13 @@ def _upload_model_data(
     return f"s3://{aws.bucket}/{key}"
 
 
+def serving_image(aws: AwsSettings, run: Any) -> str:
+    """The image a version is served by: the one its SageMaker training job trained in (same
+    lock, same code), else ``MLOPS_AWS_SERVING_IMAGE`` for runs trained elsewhere."""
+    trained_in: str | None = run.data.tags.get(SAGEMAKER_TRAINING_IMAGE_TAG)
+    return trained_in or aws.serving_image
+
+
 def package_request(
     aws: AwsSettings,
     group: str,
@@ -339,7 +348,7 @@ def package_request(
         "ModelPackageDescription": f"MLflow {model} v{version}, run {run.info.run_id}",
         "ModelApprovalStatus": PENDING,
         "InferenceSpecification": {
-            "Containers": [{"Image": aws.serving_image, "ModelDataUrl": model_data}],
+            "Containers": [{"Image": serving_image(aws, run), "ModelDataUrl": model_data}],
             "SupportedContentTypes": ["text/csv", "application/json"],
             "SupportedResponseMIMETypes": ["application/json"],
         },

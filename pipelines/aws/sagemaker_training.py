@@ -44,7 +44,11 @@ from pipelines.core.definitions import load_model
 from pipelines.core.errors import MlopsError
 from pipelines.core.fingerprints import git_commit
 from pipelines.core.registry import registry_errors
-from pipelines.core.tags import SAGEMAKER_MODEL_DATA_TAG, SAGEMAKER_TRAINING_JOB_TAG
+from pipelines.core.tags import (
+    SAGEMAKER_MODEL_DATA_TAG,
+    SAGEMAKER_TRAINING_IMAGE_TAG,
+    SAGEMAKER_TRAINING_JOB_TAG,
+)
 from pipelines.stages.candidate import load_candidate
 from pipelines.stages.run import evaluate_stage, gate_stage
 
@@ -184,6 +188,7 @@ def submit(
     with registry_errors():
         client.set_tag(run_id, SAGEMAKER_TRAINING_JOB_TAG, job)
         client.set_tag(run_id, SAGEMAKER_MODEL_DATA_TAG, model_data)
+        client.set_tag(run_id, SAGEMAKER_TRAINING_IMAGE_TAG, image)
     candidate = load_candidate(client, settings, name, run_id)
     evaluation, pred = evaluate_stage(candidate, settings)
     report = gate_stage(client, settings, candidate, evaluation, pred)

@@ -104,6 +104,11 @@ def test_register_creates_version_model_data_and_pending_package(
     )
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
     assert package["ModelPackageGroupName"] == GROUP
+    # Served by the image it was trained in: what is trained is what is served.
+    (container,) = package["InferenceSpecification"]["Containers"]
+    run = local_stack.client().get_run(state["run_id"])
+    assert container["Image"] == run.data.tags["mlops.sagemaker.training_image"]
+    assert container["Image"].endswith("/mlops-serving:feedfacefeedfacefeedfacefeedfacefeedface")
     lineage = package["CustomerMetadataProperties"]
     assert lineage["mlflow_run_id"] == state["run_id"]
     assert lineage["mlflow_version"] == version
