@@ -1,9 +1,10 @@
 """Deployment target ``sagemaker``: package, register, approve, deploy, roll back, with boto3.
 
 The same calls go to AWS or to moto on the local stack; only ``AWS_ENDPOINT_URL`` (which boto3
-reads itself) and the credentials differ. The ``sagemaker`` SDK is not used: its image-URI,
-model-package and monitoring helpers are thin wrappers over these calls and the SDK (v3) is
-large; every request here is the one the SDK would send.
+reads itself) and the credentials differ. The ``sagemaker`` SDK is not used: its current
+releases require ``rich<15`` and ``importlib-metadata<7``, older than ``requirements.lock``'s
+pins, and its model-package and monitoring helpers are thin wrappers over these calls; every
+request here is the one the SDK would send.
 
 Registration is all or nothing, like ``pipelines.stages.register``: the MLflow version, the
 ``model.tar.gz`` in S3 and the model package are created in that order, and a failure at any
@@ -34,6 +35,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.core.conventions import (
+    IMAGE_REPOSITORY,
     capture_uri,
     endpoint_name,
     model_data_key,
@@ -48,6 +50,7 @@ from pipelines.core.tags import (
     PIPELINE_VERSION_TAG,
     REGISTERED_VERSION_TAG,
     SAGEMAKER_MODEL_DATA_TAG,
+    SAGEMAKER_TRAINING_IMAGE_TAG,
     model_package_tag,
 )
 from pipelines.stages.register import register
@@ -88,10 +91,17 @@ class AwsSettings(BaseSettings):
     )
     serving_image: str = Field(
         default="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:latest",
-        description="The serving image in ECR: the one image every target runs.",
+        description="The serving image in ECR for versions not trained by a SageMaker job; "
+        "those are served by the image they trained in.",
+    )
+    image_repository: str = Field(
+        default=IMAGE_REPOSITORY,
+        description="ECR repository the image workflow pushes the serving image to.",
     )
     training_image: str | None = Field(
-        default=None, description="Default: the prebuilt scikit-learn image of the region."
+        default=None,
+        description="Default: the serving image of the current commit in image_repository, "
+        "the image that is served is the image that trains.",
     )
     capture_percent: int = Field(default=100, ge=0, le=100)
     connect_timeout: float = Field(default=3.0, gt=0)
@@ -305,6 +315,13 @@ def _upload_model_data(
     return f"s3://{aws.bucket}/{key}"
 
 
+def serving_image(aws: AwsSettings, run: Any) -> str:
+    """The image a version is served by: the one its SageMaker training job trained in (same
+    lock, same code), else ``MLOPS_AWS_SERVING_IMAGE`` for runs trained elsewhere."""
+    trained_in: str | None = run.data.tags.get(SAGEMAKER_TRAINING_IMAGE_TAG)
+    return trained_in or aws.serving_image
+
+
 def package_request(
     aws: AwsSettings,
     group: str,
@@ -331,7 +348,7 @@ def package_request(
         "ModelPackageDescription": f"MLflow {model} v{version}, run {run.info.run_id}",
         "ModelApprovalStatus": PENDING,
         "InferenceSpecification": {
-            "Containers": [{"Image": aws.serving_image, "ModelDataUrl": model_data}],
+            "Containers": [{"Image": serving_image(aws, run), "ModelDataUrl": model_data}],
             "SupportedContentTypes": ["text/csv", "application/json"],
             "SupportedResponseMIMETypes": ["application/json"],
         },

@@ -1,30 +1,34 @@
-"""Training as a SageMaker training job, then the same evaluation and gates as ``mlops train``.
+"""Training as a SageMaker job in the project's own image, then the gates of ``mlops train``.
 
-``submit`` uploads the code (``sourcedir.tar.gz``), the definition and the data to S3 and sends
-the ``CreateTrainingJob`` request the ``sagemaker`` SDK's SKLearn estimator would send (the
-prebuilt scikit-learn image in script mode; boto3 is used because the SDK is not installed),
-then waits for the job with progress. On AWS the job runs the entry point and writes
-``model.tar.gz`` to the output path. moto records the job but runs nothing, so on the local
-stack (``run_locally``) the same entry point runs here, in the job's ``/opt/ml`` layout under a
-folder of our own, and its ``model.tar.gz`` is uploaded to the job's output path, which is where
-AWS would have put it. Either way the archive is read back from S3 and the run it names goes
-through the gates.
+``submit`` uploads the definition and the data to S3 and sends ``CreateTrainingJob`` for the
+serving image built from this commit (``serving/Dockerfile``, which SageMaker runs as ``train``:
+``pipelines.aws.sagemaker_entry``), so the job trains with the runtime lock the endpoint serves
+with. It then waits for the job with progress. On AWS the job writes ``model.tar.gz`` to the
+output path. moto records the job but runs nothing, so on the local stack (``run_locally``) the
+same ``train`` program runs here, in the job's ``/opt/ml`` layout under a folder of our own, and
+its ``model.tar.gz`` is uploaded to the job's output path, which is where AWS would have put it.
+Either way the archive is read back from S3 and the run it names goes through the gates.
+
+The requests are boto3's, not the ``sagemaker`` SDK's (``Estimator(image_uri=..., role=...)
+.fit(channels)`` sends this same ``CreateTrainingJob``): every SDK release (v2 and v3, through
+``sagemaker-core``) requires ``rich<15`` and ``importlib-metadata<7``, older than the versions
+``requirements.lock`` pins, so installing it would move existing pins.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.aws.sagemaker_entry import RUN_FILE
+from pipelines.aws.sagemaker_entry import CHANNELS, FAILURE_FILE, ML_ROOT_ENV, RUN_FILE
 from pipelines.aws.sagemaker_flow import (
     AwsError,
     AwsSettings,
@@ -35,14 +39,18 @@ from pipelines.aws.sagemaker_flow import (
     extract_model,
     package_model,
 )
+from pipelines.core.conventions import image_uri
 from pipelines.core.definitions import load_model
 from pipelines.core.errors import MlopsError
 from pipelines.core.fingerprints import git_commit
 from pipelines.core.registry import registry_errors
-from pipelines.core.tags import SAGEMAKER_MODEL_DATA_TAG, SAGEMAKER_TRAINING_JOB_TAG
+from pipelines.core.tags import (
+    SAGEMAKER_MODEL_DATA_TAG,
+    SAGEMAKER_TRAINING_IMAGE_TAG,
+    SAGEMAKER_TRAINING_JOB_TAG,
+)
 from pipelines.stages.candidate import load_candidate
 from pipelines.stages.run import evaluate_stage, gate_stage
-from pipelines.stages.train import runtime_requirements
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -51,21 +59,8 @@ if TYPE_CHECKING:
     from pipelines.core.settings import Settings
     from pipelines.stages.gates import GateReport
 
-# The job gets the whole pipelines package and, at the top of the archive, its entry point.
-PIPELINE_DIR = Path(__file__).resolve().parents[1]
-ENTRY_POINT = "sagemaker_entry.py"
-ENTRY_SCRIPT = Path(__file__).resolve().with_name(ENTRY_POINT)
-# The prebuilt scikit-learn image's registry account per region (what the SDK's
-# image_uris.retrieve("sklearn", region, "1.2-1") returns); override with MLOPS_AWS_TRAINING_IMAGE.
-SKLEARN_IMAGE_ACCOUNTS = {
-    "us-east-1": "683313688378",
-    "us-east-2": "257758044811",
-    "us-west-2": "246618743249",
-    "eu-west-1": "141502667606",
-    "eu-central-1": "492215442770",
-}
-SKLEARN_IMAGE_TAG = "1.2-1-cpu-py3"
 TERMINAL = ("Completed", "Failed", "Stopped")
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder that holds ``pipelines/``
 
 
 @dataclass(frozen=True)
@@ -76,58 +71,37 @@ class TrainingResult:
     gates: GateReport
 
 
-def training_image(aws: AwsSettings) -> str:
+def training_image(aws: AwsSettings, sts: Any, commit: str, *, run_locally: bool) -> str:
+    """The serving image of ``commit`` in this account's ECR repository, as the image workflow
+    tags it; ``MLOPS_AWS_TRAINING_IMAGE`` overrides it (another commit's image or registry)."""
     if aws.training_image:
         return aws.training_image
-    region = aws.region_name()
-    account = SKLEARN_IMAGE_ACCOUNTS.get(region)
-    if account is None:
+    if not run_locally and (commit == "unknown" or commit.endswith("-dirty")):
+        # No image is tagged by an uncommitted tree: the job would train other code than this.
         raise MlopsError(
-            f"no known scikit-learn image for region {region}; set MLOPS_AWS_TRAINING_IMAGE",
+            f"the checkout is at {commit!r}, and images are tagged by commit; commit (and let "
+            "the image workflow push it) or set MLOPS_AWS_TRAINING_IMAGE",
             field="MLOPS_AWS_TRAINING_IMAGE",
         )
-    return f"{account}.dkr.ecr.{region}.amazonaws.com/sagemaker-scikit-learn:{SKLEARN_IMAGE_TAG}"
-
-
-def source_requirements() -> str:
-    """requirements.txt for the image to install before running the entry point: the versions
-    this machine trains with, so the job's model loads in the serving image."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    pinned = runtime_requirements()
-    for package in ("mlflow", "pydantic", "pydantic-settings", "PyYAML"):
-        try:
-            pinned.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            continue
-    return "\n".join(pinned) + "\n"
-
-
-def source_archive(out: Path) -> Path:
-    """``sourcedir.tar.gz``: the entry point at the top, the pipelines package beside it, and
-    the requirements the image installs first (script mode's convention)."""
-    requirements = out.with_name("requirements.txt")
-    requirements.write_text(source_requirements(), encoding="utf-8")
-    with tarfile.open(out, "w:gz") as archive:
-        archive.add(ENTRY_SCRIPT, arcname=ENTRY_POINT)
-        archive.add(requirements, arcname="requirements.txt")
-        archive.add(
-            PIPELINE_DIR,
-            arcname="pipelines",
-            filter=lambda info: None if "__pycache__" in info.name else info,
-        )
-    return out
+    with aws_errors("reading the account id (sts:GetCallerIdentity)", sts):
+        account = str(sts.get_caller_identity()["Account"])
+    return image_uri(account, aws.region_name(), aws.image_repository, commit)
 
 
 def training_request(
     aws: AwsSettings,
     job: str,
+    image: str,
     model: Model,
     prefix: str,
     overrides: dict[str, Any],
     environment: dict[str, str],
 ) -> dict[str, Any]:
-    """The CreateTrainingJob request of a script-mode scikit-learn job."""
+    """The CreateTrainingJob request for the project's image: it runs ``train`` on the channels.
+
+    Hyperparameter values are strings (the CreateTrainingJob API's HyperParameters map) and land
+    in the container's hyperparameters.json, which ``sagemaker_entry`` reads.
+    """
     base = f"s3://{aws.bucket}/{prefix}"
 
     def channel(name: str) -> dict[str, Any]:
@@ -137,19 +111,13 @@ def training_request(
 
     return {
         "TrainingJobName": job,
-        "AlgorithmSpecification": {
-            "TrainingImage": training_image(aws),
-            "TrainingInputMode": "File",
-        },
+        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
         "RoleArn": aws.role_arn,
         "HyperParameters": {
             "model": model.name,
             "overrides": json.dumps(overrides, sort_keys=True),
-            # Script mode: the image downloads the code and runs the program with these.
-            "sagemaker_program": ENTRY_POINT,
-            "sagemaker_submit_directory": f"{base}/source/sourcedir.tar.gz",
         },
-        "InputDataConfig": [channel("train"), channel("definition")],
+        "InputDataConfig": [channel(name) for name in CHANNELS],
         "OutputDataConfig": {"S3OutputPath": f"{base}/output"},
         "ResourceConfig": {
             "InstanceType": model.definition.deployment.instance_type,
@@ -189,21 +157,18 @@ def submit(
     check_reachable(s3, aws)
     job = f"{name}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
     prefix = f"training/{name}/{job}"
-    with tempfile.TemporaryDirectory(prefix="mlops-sm-") as tmp:
-        uploads = {
-            f"{prefix}/source/sourcedir.tar.gz": source_archive(Path(tmp) / "sourcedir.tar.gz"),
-            f"{prefix}/input/definition/model.yaml": model.path,
-            f"{prefix}/input/definition/dataset.yaml": model.dataset.path,
-            f"{prefix}/input/train/{Path(model.dataset.source).name}": Path(model.dataset.source),
-        }
-        for key, path in uploads.items():
-            with aws_errors(f"uploading s3://{aws.bucket}/{key}", s3):
-                s3.upload_file(str(path), aws.bucket, key)
-    environment = {
-        "MLFLOW_TRACKING_URI": settings.resolved_tracking_uri(),
-        "GITHUB_SHA": git_commit(settings.root),
+    commit = git_commit(settings.root)
+    image = training_image(aws, aws_client("sts", aws), commit, run_locally=run_locally)
+    uploads = {
+        f"{prefix}/input/definition/model.yaml": model.path,
+        f"{prefix}/input/definition/dataset.yaml": model.dataset.path,
+        f"{prefix}/input/train/{Path(model.dataset.source).name}": Path(model.dataset.source),
     }
-    request = training_request(aws, job, model, prefix, overrides, environment)
+    for key, path in uploads.items():
+        with aws_errors(f"uploading s3://{aws.bucket}/{key}", s3):
+            s3.upload_file(str(path), aws.bucket, key)
+    environment = {"MLFLOW_TRACKING_URI": settings.resolved_tracking_uri(), "GITHUB_SHA": commit}
+    request = training_request(aws, job, image, model, prefix, overrides, environment)
     with aws_errors(f"creating training job {job}", sagemaker):
         sagemaker.create_training_job(**request)
     progress(f"{name}: training job {job} submitted")
@@ -223,6 +188,7 @@ def submit(
     with registry_errors():
         client.set_tag(run_id, SAGEMAKER_TRAINING_JOB_TAG, job)
         client.set_tag(run_id, SAGEMAKER_MODEL_DATA_TAG, model_data)
+        client.set_tag(run_id, SAGEMAKER_TRAINING_IMAGE_TAG, image)
     candidate = load_candidate(client, settings, name, run_id)
     evaluation, pred = evaluate_stage(candidate, settings)
     report = gate_stage(client, settings, candidate, evaluation, pred)
@@ -252,45 +218,36 @@ def wait(sagemaker: Any, job: str, timeout_seconds: float, progress: Progress) -
 def run_job_locally(
     s3: Any, aws: AwsSettings, request: dict[str, Any], folder: Path, progress: Progress
 ) -> None:
-    """Run the job's entry point in SageMaker's /opt/ml layout under ``folder``, then upload."""
+    """What SageMaker does with the job, here: the channels and hyperparameters.json in an
+    /opt/ml layout under ``folder``, the image's ``train`` program on them, then ``/opt/ml/model``
+    archived and uploaded to the job's output path."""
     ml = folder / "opt" / "ml"
     shutil.rmtree(folder, ignore_errors=True)
-    channels = {}
     for channel in request["InputDataConfig"]:
         target = ml / "input" / "data" / channel["ChannelName"]
         _download_prefix(s3, channel["DataSource"]["S3DataSource"]["S3Uri"], target)
-        channels[channel["ChannelName"]] = target
-    code = ml / "code"
-    code.mkdir(parents=True)
-    hyper = request["HyperParameters"]
-    archive = code / "sourcedir.tar.gz"
-    _download(s3, hyper["sagemaker_submit_directory"], archive)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(code, filter="data")
-    archive.unlink()
     config = ml / "input" / "config"
     config.mkdir(parents=True)
+    hyper = request["HyperParameters"]
     (config / "hyperparameters.json").write_text(json.dumps(hyper), encoding="utf-8")
-    model_dir, output_dir = ml / "model", ml / "output" / "data"
-    model_dir.mkdir(parents=True)
-    output_dir.mkdir(parents=True)
-    args = [f"--{k}={v}" for k, v in hyper.items() if not k.startswith("sagemaker_")]
+    (ml / "model").mkdir(parents=True)
     env = {
         **_base_env(),
         **request["Environment"],
-        "SM_MODEL_DIR": str(model_dir),
-        "SM_OUTPUT_DATA_DIR": str(output_dir),
-        "SM_INPUT_DIR": str(ml / "input"),
-        "SM_HPS": json.dumps(hyper),
-        "SM_CHANNELS": json.dumps(sorted(channels)),
-        **{f"SM_CHANNEL_{name.upper()}": str(path) for name, path in channels.items()},
+        "TRAINING_JOB_NAME": request["TrainingJobName"],  # SageMaker sets it in the container
+        ML_ROOT_ENV: str(ml),
+        # The job runs the code this process runs, wherever it was imported from (an editable
+        # checkout, a relative PYTHONPATH), as the image runs the code it was built with.
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")) if p
+        ),
     }
     log = folder / "training.log"
-    progress(f"running {hyper['sagemaker_program']} locally in {ml} (log: {log})")
+    progress(f"running the image's train program locally in {ml} (log: {log})")
     with open(log, "wb") as out:
         done = subprocess.run(
-            [sys.executable, str(code / hyper["sagemaker_program"]), *args],
-            cwd=code,
+            [sys.executable, "-m", "pipelines.aws.sagemaker_entry"],
+            cwd=folder,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -298,19 +255,21 @@ def run_job_locally(
             check=False,
         )
     if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:])
-        raise AwsError(f"the training entry point failed (exit {done.returncode}):\n{tail}")
+        failure = ml / FAILURE_FILE
+        reason = failure.read_text(errors="replace") if failure.is_file() else "no failure file"
+        raise AwsError(
+            f"training job {request['TrainingJobName']} failed (exit {done.returncode}): "
+            f"{reason} (log: {log})"
+        )
     job = request["TrainingJobName"]
     output = f"{request['OutputDataConfig']['S3OutputPath']}/{job}/output/model.tar.gz"
-    tarball = package_model(model_dir, folder / "model.tar.gz")
+    tarball = package_model(ml / "model", folder / "model.tar.gz")
     bucket, _, key = output.removeprefix("s3://").partition("/")
     with aws_errors(f"uploading {output}", s3):
         s3.upload_file(str(tarball), bucket, key)
 
 
 def _base_env() -> dict[str, str]:
-    import os
-
     # The job sees only what SageMaker would give it, plus the AWS endpoint of the local stack.
     return {
         k: v
@@ -344,5 +303,5 @@ def _run_of(s3: Any, model_data: str) -> str:
         folder = extract_model(archive, Path(tmp) / "model")
         record = folder / RUN_FILE
         if not record.is_file():
-            raise AwsError(f"{model_data} has no {RUN_FILE}: not written by {ENTRY_POINT}")
+            raise AwsError(f"{model_data} has no {RUN_FILE}: not written by the train program")
         return str(json.loads(record.read_text(encoding="utf-8"))["run_id"])

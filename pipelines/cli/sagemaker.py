@@ -97,11 +97,11 @@ def sm_train(
     local: bool | None = typer.Option(
         None,
         "--local/--remote",
-        help="Run the job's entry point here (moto runs nothing); default: when AWS is the stack.",
+        help="Run the image's train program here (moto runs nothing); default: on the local stack.",
     ),
     timeout: float = typer.Option(3600, "--timeout", help="Seconds to wait for the job."),
 ) -> None:
-    """Train as a SageMaker training job (script mode), then evaluate and gate; print the run id."""
+    """Train as a SageMaker training job in the project's image, then gate; print the run id."""
     from pipelines.aws.sagemaker_training import submit
     from pipelines.stages.console import print_gates
 

@@ -60,7 +60,7 @@ def train(
     backend: str = typer.Option(
         "local",
         "--backend",
-        help="local, or sagemaker: a script-mode training job, then evaluate and gate "
+        help="local, or sagemaker: a training job in the project's image, then evaluate and gate "
         "(same as `mlops sagemaker train`).",
     ),
 ) -> None:

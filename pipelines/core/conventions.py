@@ -107,3 +107,17 @@ def slug_collisions(names: list[str]) -> dict[str, list[str]]:
     for name in names:
         by_slug.setdefault(slug(name), []).append(name)
     return {key: sorted(group) for key, group in by_slug.items() if len(group) > 1}
+
+
+# The serving image's ECR repository: the image workflow's default `repository` input
+# (.github/workflows/image.yml) and the Pulumi config `imageRepository` the template ships.
+IMAGE_REPOSITORY = "mlops-serving"
+
+
+def image_uri(account: str, region: str, repository: str, commit: str) -> str:
+    """The one image built from ``commit``, as the image workflow pushes it: tagged by commit
+    (``$REGISTRY/$REPOSITORY:$GITHUB_SHA``, never ``latest``), in the account's own registry.
+
+    Endpoints serve it and training jobs train in it, so what is trained is what is served.
+    """
+    return f"{account}.dkr.ecr.{region}.amazonaws.com/{repository}:{commit}"

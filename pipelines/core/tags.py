@@ -52,6 +52,8 @@ REGISTERED_VERSION_TAG = "mlops.registered_version"
 # --- the SageMaker flow --------------------------------------------------------------------
 SAGEMAKER_MODEL_DATA_TAG = "mlops.sagemaker.model_data"  # the model.tar.gz in S3
 SAGEMAKER_TRAINING_JOB_TAG = "mlops.sagemaker.training_job"
+# The image a training job trained in; its model package is served by that same image.
+SAGEMAKER_TRAINING_IMAGE_TAG = "mlops.sagemaker.training_image"
 
 
 def model_package_tag(environment: str) -> str:

@@ -63,7 +63,7 @@ def test_mlflow_runs_on_sqlite_with_artifacts_in_s3(local_stack: LocalStack) -> 
     assert s3.head_bucket(Bucket="mlops-artifacts")["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 
-def test_sagemaker_training_job_runs_script_mode_and_passes_the_gates(
+def test_sagemaker_training_job_runs_the_projects_image_and_passes_the_gates(
     local_stack: LocalStack, state: dict[str, Any]
 ) -> None:
     result = local_stack.mlops("sagemaker", "train", MODEL, "--set", FAST_GATES)
@@ -74,12 +74,14 @@ def test_sagemaker_training_job_runs_script_mode_and_passes_the_gates(
     assert run.data.tags["mlops.git_commit"] == "feedfacefeedfacefeedfacefeedfacefeedface"
     job = run.data.tags["mlops.sagemaker.training_job"]
     described = local_stack.boto("sagemaker").describe_training_job(TrainingJobName=job)
-    assert described["AlgorithmSpecification"]["TrainingImage"].endswith(
-        "sagemaker-scikit-learn:1.2-1-cpu-py3"
+    # The project's own image, of the commit that trains, in the (moto) account's registry: the
+    # image the endpoint serves. It runs its `train` program; nothing else is downloaded.
+    assert described["AlgorithmSpecification"]["TrainingImage"] == (
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:"
+        "feedfacefeedfacefeedfacefeedfacefeedface"
     )
-    assert described["HyperParameters"]["sagemaker_program"] == "sagemaker_entry.py"
-    source = _tar_names(local_stack, described["HyperParameters"]["sagemaker_submit_directory"])
-    assert {"sagemaker_entry.py", "requirements.txt", "pipelines/stages/train.py"} <= set(source)
+    assert described["RoleArn"] == "arn:aws:iam::123456789012:role/mlops-sagemaker"
+    assert set(described["HyperParameters"]) == {"model", "overrides"}
     # The job's model.tar.gz in S3 is the layout /opt/ml/model expects: MLmodel at the top.
     model_data = run.data.tags["mlops.sagemaker.model_data"]
     assert model_data.endswith(f"/{job}/output/model.tar.gz")
@@ -102,6 +104,11 @@ def test_register_creates_version_model_data_and_pending_package(
     )
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
     assert package["ModelPackageGroupName"] == GROUP
+    # Served by the image it was trained in: what is trained is what is served.
+    (container,) = package["InferenceSpecification"]["Containers"]
+    run = local_stack.client().get_run(state["run_id"])
+    assert container["Image"] == run.data.tags["mlops.sagemaker.training_image"]
+    assert container["Image"].endswith("/mlops-serving:feedfacefeedfacefeedfacefeedfacefeedface")
     lineage = package["CustomerMetadataProperties"]
     assert lineage["mlflow_run_id"] == state["run_id"]
     assert lineage["mlflow_version"] == version

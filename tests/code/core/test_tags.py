@@ -37,6 +37,7 @@ RECORDED = {
     "REGISTERED_VERSION_TAG": "mlops.registered_version",
     "SAGEMAKER_MODEL_DATA_TAG": "mlops.sagemaker.model_data",
     "SAGEMAKER_TRAINING_JOB_TAG": "mlops.sagemaker.training_job",
+    "SAGEMAKER_TRAINING_IMAGE_TAG": "mlops.sagemaker.training_image",
     "SPLIT_ARTIFACT": "split.json",
     "EVALUATION_ARTIFACT": "evaluation.json",
     "GATES_ARTIFACT": "gates.json",
