@@ -51,6 +51,8 @@ def settings_from_config() -> StackSettings:
         state_bucket=config.get("stateBucket") or "",
         secrets_key_arn=config.get("secretsKeyArn") or "",
         project=pulumi.get_project(),
+        image_account=config.get("imageAccount") or "",
+        image_pull_accounts=config.get_object("imagePullAccounts") or [],
     )
 
 

@@ -7,6 +7,7 @@ which version comes from git (``infra.model_plan``), never from config.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,35 @@ class StackSettings:
     state_bucket: str = ""
     secrets_key_arn: str = ""
     project: str = "mlops"
+    image_account: str = ""
+    image_pull_accounts: list[str] = field(default_factory=list)
+
+
+def _check_image_accounts(settings: StackSettings) -> None:
+    """An account per stack: one of them holds the image repository, the others pull from it."""
+    stack_file = f"Pulumi.{settings.stack}.yaml"
+    for key, accounts in (
+        ("imageAccount", [settings.image_account] if settings.image_account else []),
+        ("imagePullAccounts", settings.image_pull_accounts),
+    ):
+        bad = [a for a in accounts if not (isinstance(a, str) and re.fullmatch(r"\d{12}", a))]
+        if bad:
+            raise DefinitionError(
+                f"{stack_file}: {key} holds {bad[0]!r}, not a 12-digit AWS account id "
+                "(quote it in YAML, or a leading zero is lost)",
+                field=key,
+            )
+    if settings.image_account and settings.image_pull_accounts:
+        raise DefinitionError(
+            f"{stack_file}: imagePullAccounts is for the stack that owns the image repository, "
+            f"but this stack pulls from account {settings.image_account} (imageAccount)",
+            field="imagePullAccounts",
+        )
+    if settings.image_account and not settings.region:
+        raise DefinitionError(
+            f"{stack_file}: imageAccount needs aws:region, the repository's region",
+            field="aws:region",
+        )
 
 
 def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
@@ -99,12 +129,15 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
     state = state_backend(
         settings.state_bucket, settings.secrets_key_arn, project=settings.project, stack=env
     )
+    _check_image_accounts(settings)
     plans = plan(repo_root, env, settings.rollouts)
     shared_tags = tags(SHARED, env, settings.owner)
     model_tags = {p.name: tags(p.name, env, p.definition.owner) for p in plans}
     protect = settings.protect_resources
 
-    boundary = WorkloadBoundary(f"mlops-{slug(env)}-boundary", env, shared_tags)
+    boundary = WorkloadBoundary(
+        f"mlops-{slug(env)}-boundary", env, shared_tags, image_account=settings.image_account
+    )
     store = ArtifactStore(
         f"mlops-{slug(env)}",
         ArtifactStoreArgs(
@@ -127,7 +160,10 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             mlflow_size=settings.mlflow_server_size,
             protect=protect,
             repository_name=settings.image_repository,
-            create_repository=settings.owns_account_resources,
+            create_repository=settings.owns_account_resources and not settings.image_account,
+            image_account=settings.image_account,
+            region=settings.region,
+            pull_accounts=settings.image_pull_accounts,
             boundary_arn=boundary.arn,
         ),
     )

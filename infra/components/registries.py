@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.roles import assume_role_policy, workload_role
+from infra.components.roles import WORKLOAD_PATH_ROOT, assume_role_policy, workload_role
 from pipelines.core.conventions import package_group_name, slug
 
 # The image workflow (.github/workflows/image.yml) pushes here, once for every stack.
@@ -37,7 +37,41 @@ class RegistriesArgs:
     # The repository is per account: one stack owns it, the others look it up by name.
     repository_name: str = IMAGE_REPOSITORY
     create_repository: bool = True
+    # An account per stack: the repository's account, when it is not this one (no lookup,
+    # which would need a cross-account Describe), and the accounts its policy lets pull.
+    image_account: str = ""
+    region: str = ""
+    pull_accounts: list[str] = field(default_factory=list)
     boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
+
+
+def cross_account_pull_policy(accounts: list[str]) -> str:
+    """Other stacks' accounts may pull, and only their workload roles (the SageMaker execution
+    and pod roles under ``/mlops/``): SageMaker checks the repository policy for the role."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "PullFromTheOtherStacksAccounts",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in accounts]},
+                    "Action": [
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchCheckLayerAvailability",
+                    ],
+                    "Condition": {
+                        "ArnLike": {
+                            "aws:PrincipalArn": [
+                                f"arn:aws:iam::{a}:role{WORKLOAD_PATH_ROOT}*" for a in accounts
+                            ]
+                        }
+                    },
+                }
+            ],
+        }
+    )
 
 
 def ecr_lifecycle_policy(keep: int) -> str:
@@ -129,6 +163,19 @@ class Registries(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.repository_url, self.repository_arn = repository.repository_url, repository.arn
+            if args.pull_accounts:
+                aws.ecr.RepositoryPolicy(
+                    f"{name}-serving-pulls",
+                    repository=repository.name,
+                    policy=cross_account_pull_policy(args.pull_accounts),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+        elif args.image_account:
+            host = f"{args.image_account}.dkr.ecr.{args.region}.amazonaws.com"
+            self.repository_url = pulumi.Output.from_input(f"{host}/{args.repository_name}")
+            self.repository_arn = pulumi.Output.from_input(
+                f"arn:aws:ecr:{args.region}:{args.image_account}:repository/{args.repository_name}"
+            )
         else:
             existing = aws.ecr.get_repository_output(
                 name=args.repository_name, opts=pulumi.InvokeOutputOptions(parent=self)

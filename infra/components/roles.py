@@ -128,7 +128,7 @@ def workload_role(
     )
 
 
-def boundary_policy(account_id: str, environment: str) -> str:
+def boundary_policy(account_id: str, environment: str, image_account: str = "") -> str:
     """The most any workload role of ``environment`` may do, whatever its own policy says.
 
     Each workload's inline policy narrows this further (one model's prefix, one endpoint's logs).
@@ -165,7 +165,12 @@ def boundary_policy(account_id: str, environment: str) -> str:
                         "ecr:GetDownloadUrlForLayer",
                         "ecr:BatchCheckLayerAvailability",
                     ],
-                    "Resource": f"arn:aws:ecr:*:{account_id}:repository/*",
+                    # With an account per stack, the one image repository is in another
+                    # account (``imageAccount``), which grants these pulls in its policy.
+                    "Resource": [
+                        f"arn:aws:ecr:*:{a}:repository/*"
+                        for a in sorted({account_id, image_account} - {""})
+                    ],
                 },
                 {
                     "Sid": "EcrLoginHasNoResource",
@@ -203,6 +208,7 @@ class WorkloadBoundary(pulumi.ComponentResource):
         environment: str,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
+        image_account: str = "",
     ) -> None:
         super().__init__("mlops:index:WorkloadBoundary", name, None, opts)
         identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
@@ -211,7 +217,9 @@ class WorkloadBoundary(pulumi.ComponentResource):
             name=boundary_name(environment),
             path=ci_path(environment),
             description=f"Permissions boundary of the platform's workload roles in {environment}",
-            policy=identity.account_id.apply(lambda account: boundary_policy(account, environment)),
+            policy=identity.account_id.apply(
+                lambda account: boundary_policy(account, environment, image_account)
+            ),
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
