@@ -133,13 +133,38 @@ def champion_gate(
         return GateResult(
             "champion", False, interval.estimate, threshold, described + ": undefined"
         )
-    if spec.require == "better":
-        ok = interval.low > spec.margin
-        why = "significantly better" if ok else "not significantly better: noise is not promoted"
-    else:
-        ok = interval.high >= -spec.margin
-        why = "not significantly worse" if ok else "significantly worse than the champion"
+    ok = interval.low > spec.margin if spec.require == "better" else interval.high >= -spec.margin
+    why = champion_verdict(interval.low, interval.high, spec.margin, spec.require, ok)
     return GateResult("champion", ok, interval.estimate, threshold, f"{described}: {why}")
+
+
+def champion_verdict(low: float, high: float, margin: float, require: str, passed: bool) -> str:
+    """What the interval shows, in words a reviewer approves a promotion on.
+
+    Significance is the interval's position against zero; the margin only decides the verdict.
+    A challenger whose whole interval is below zero is significantly worse, even when the
+    margin lets it pass, and the words must say so.
+    """
+    allowed = f"{format_value(margin)}"
+    if high < 0:
+        shows = f"significantly worse (by {format_value(-high)} to {format_value(-low)})"
+    elif low > 0:
+        shows = f"significantly better (by {format_value(low)} to {format_value(high)})"
+    else:
+        shows = "no significant difference (the interval includes 0)"
+    if require == "better":
+        if passed:
+            return f"{shows}, by more than the required margin {allowed}"
+        if low > 0:
+            return f"{shows}, but not surely by more than the required margin {allowed}"
+        return f"{shows}: not shown to be better, and noise is not promoted"
+    if passed:
+        if high < 0:
+            return f"{shows}, within the allowed margin {allowed}"
+        if low > 0:
+            return shows
+        return f"{shows}, so not worse by more than the allowed margin {allowed}"
+    return f"{shows}, by more than the allowed margin {allowed}"
 
 
 def fairness_gate(spec: FairnessGate, evaluation: Evaluation) -> GateResult:

@@ -24,6 +24,7 @@ from pipelines.stages.gates import (
     GateReport,
     GateResult,
     champion_gate,
+    champion_verdict,
     fairness_gate,
     latency_gate,
     size_gate,
@@ -377,3 +378,70 @@ def test_report_as_dict_turns_nan_into_null():
     report = GateReport([GateResult("threshold:roc_auc", False, math.nan, ">= 0.5", "nan")])
 
     assert report.as_dict()["results"][0]["measured"] is None
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "margin", "require", "passed", "says", "never"),
+    [
+        # The reported bug: wholly below zero, within the margin, was "not significantly worse".
+        (
+            -0.04,
+            -0.01,
+            0.05,
+            "not_worse",
+            True,
+            "significantly worse (by 0.01 to 0.04), within the allowed margin 0.05",
+            "not significantly",
+        ),
+        (
+            -0.12,
+            -0.04,
+            0.0,
+            "not_worse",
+            False,
+            "significantly worse (by 0.04 to 0.12), by more than the allowed margin 0",
+            "within",
+        ),
+        (-0.02, 0.03, 0.0, "not_worse", True, "no significant difference", "significantly worse"),
+        (0.01, 0.04, 0.0, "not_worse", True, "significantly better", "worse"),
+        (
+            0.01,
+            0.04,
+            0.0,
+            "better",
+            True,
+            "significantly better (by 0.01 to 0.04), by more than the required margin 0",
+            "not",
+        ),
+        (
+            0.01,
+            0.04,
+            0.02,
+            "better",
+            False,
+            "but not surely by more than the required margin 0.02",
+            "noise",
+        ),
+        (-0.01, 0.02, 0.0, "better", False, "noise is not promoted", "significantly"),
+        (-0.05, -0.01, 0.0, "better", False, "significantly worse", "better ("),
+    ],
+)
+def test_the_verdict_says_what_the_interval_shows(low, high, margin, require, passed, says, never):
+    verdict = champion_verdict(low, high, margin, require, passed)
+    assert says in verdict
+    assert never not in verdict
+
+
+def test_a_significantly_worse_challenger_within_the_margin_is_called_significantly_worse():
+    y_true = truth()
+    errors = random_rows(60, seed=1)
+    champion = wrong_on(y_true, errors[:30])
+    challenger = wrong_on(y_true, errors[:45])  # 5 points worse, every difference one way
+
+    result = _champion(_gate(margin=0.1), "accuracy", y_true, challenger, champion)
+
+    assert result.passed
+    assert (
+        "significantly worse" in result.detail and "within the allowed margin 0.1" in result.detail
+    )
+    assert "not significantly worse" not in result.detail
