@@ -153,7 +153,19 @@ def render_model(result: ModelResult) -> str:
     """One model's section: verdict, metrics against the champion, gates, card and plots."""
     verdict = {True: "passed", False: "**rejected**", None: "not gated"}[result.passed]
     icon = {True: "✅", False: "❌", None: "⚠️"}[result.passed]
+    champion_gate = next((g for g in result.gates if g.get("gate") == "champion"), None)
+    uncompared = champion_gate is not None and bool(champion_gate.get("skipped"))
+    if uncompared and result.passed:
+        verdict, icon = "passed, **not compared with a champion**", "⚠️"
     lines = [f"### {icon} `{result.model}`: {verdict}", "", f"MLflow run `{result.run_id}`."]
+    if uncompared and champion_gate is not None:
+        # A skipped champion gate passes; a reviewer must not read that as "beat the champion".
+        lines += [
+            "",
+            "> [!WARNING]",
+            f"> **Not compared with a champion**: {_cell(champion_gate.get('detail', ''))}. "
+            "Only the absolute gates judged this candidate.",
+        ]
     champion = result.champion or "none yet"
     lines += [
         "",
@@ -168,8 +180,7 @@ def render_model(result: ModelResult) -> str:
             f"| {label} | {_cell(_fmt(value))} | {_cell(_fmt(old)) if old is not None else '-'} "
             f"| {_cell(change)} |"
         )
-    champion_gate = next((g for g in result.gates if g.get("gate") == "champion"), None)
-    if champion_gate:
+    if champion_gate and not uncompared:
         # The confidence interval of the improvement is in the champion gate's own words.
         lines += ["", f"Champion comparison: {_cell(champion_gate.get('detail', ''))}"]
     lines += [

@@ -121,3 +121,33 @@ def test_report_compares_with_the_champion_and_shows_every_gate() -> None:
     assert "CI [-0.12, -0.04]" in text
     assert "| champion | **FAIL** |" in text and "| threshold:accuracy | pass |" in text
     assert "roc.png" in text and "report-penguins" in text
+
+
+@pytest.mark.parametrize(
+    "why", ["no champion yet: this candidate would be the first", "disabled in model.yaml"]
+)
+def test_a_candidate_not_compared_with_a_champion_says_so_where_a_reviewer_looks(
+    why: str,
+) -> None:
+    from pipelines.gitops.pr_report import ModelResult, render_model
+
+    gates = [
+        {"gate": "threshold:accuracy", "passed": True, "measured": 0.95, "threshold": ">= 0.9"},
+        {"gate": "champion", "passed": True, "skipped": True, "threshold": "-", "detail": why},
+    ]
+    result = ModelResult(
+        model="penguins",
+        run_id="r1",
+        passed=True,
+        metrics={"accuracy": 0.95},
+        champion=None,
+        champion_metrics={},
+        gates=gates,
+        primary_metric="accuracy",
+        card=None,
+        plots=[],
+    )
+    text = render_model(result)
+    heading = text.splitlines()[0]
+    assert "not compared with a champion" in heading and "✅" not in heading
+    assert "> [!WARNING]" in text and f"**Not compared with a champion**: {why}" in text
