@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.core.errors import RegistryError
 from pipelines.core.settings import Settings
-from pipelines.core.tags import MODEL_TAG, STAGE_DONE, TRAIN_STAGE_TAG
+from pipelines.core.tags import GIT_COMMIT_TAG, MODEL_TAG, STAGE_DONE, TRAIN_STAGE_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -145,18 +145,32 @@ def experiment_id(client: MlflowClient, settings: Settings, model: str) -> str:
 
 
 def latest_run(client: MlflowClient, settings: Settings, model: str) -> Run:
-    """The most recent training run of ``model``: what the next stage works on by default."""
+    """The most recent training run of ``model``: what the next stage works on by default.
+
+    In GitHub Actions (``GITHUB_SHA`` set), only runs trained from that commit count: several
+    pull requests share one registry, and the newest run of the model may be another pull
+    request's, which this job must never evaluate, gate or report as its own.
+    """
+    import os
+
     experiment = experiment_id(client, settings, model)
+    commit = os.environ.get("GITHUB_SHA")
+    filter_string = f"tags.`{MODEL_TAG}` = '{model}' and tags.`{TRAIN_STAGE_TAG}` = '{STAGE_DONE}'"
+    if commit:
+        filter_string += f" and tags.`{GIT_COMMIT_TAG}` = '{commit}'"
     runs = client.search_runs(
-        [experiment],
-        filter_string=(
-            f"tags.`{MODEL_TAG}` = '{model}' and tags.`{TRAIN_STAGE_TAG}` = '{STAGE_DONE}'"
-        ),
-        order_by=["attributes.start_time DESC"],
+        [experiment], filter_string=filter_string, order_by=["attributes.start_time DESC"],
         max_results=1,
-    )
+    )  # fmt: skip
     if not runs:
-        raise RegistryError(f"no training run of model {model!r} yet; run `mlops train {model}`")
+        where = (
+            f" from commit {commit} (GITHUB_SHA; runs of other commits are not used)"
+            if commit
+            else ""
+        )
+        raise RegistryError(
+            f"no training run of model {model!r}{where} yet; run `mlops train {model}`"
+        )
     return runs[0]
 
 
