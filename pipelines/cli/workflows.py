@@ -1,4 +1,4 @@
-"""`mlops plan` and the pull-request report that .github/workflows call.
+"""`mlops plan`, the pull-request report and `mlops sync` that .github/workflows call.
 
 Registered by ``pipelines.cli.main``; heavy imports stay inside the commands.
 """
@@ -144,3 +144,28 @@ def comment(
     text = body.read_text(encoding="utf-8")
     verb, comment_id = GitHub(api_url, repository, token).post_report(pr, text, author)
     typer.echo(f"{verb} comment {comment_id} on #{pr}")
+
+
+@commands.command()
+@guarded
+def sync(
+    check: bool = typer.Option(
+        False, "--check", help="Only report the differences; exit 1 when there are any."
+    ),
+) -> None:
+    """Make the registry's aliases follow the pins in environments/ (git is the truth).
+
+    Lists every alias that disagrees with the pins, then moves it (or, with --check, exits 1).
+    Idempotent: a second run finds nothing. A pin naming a version the registry does not hold
+    is exit 2 before any alias changes. The `challenger` alias is never touched.
+    """
+    from pipelines.gitops.sync import sync as sync_aliases
+
+    settings, client = connect_registry()
+    diffs = sync_aliases(client, settings, check=check)
+    for diff in diffs:
+        typer.echo(("differs: " if check else "fixed: ") + diff.describe())
+    if not diffs:
+        typer.echo("the registry's aliases match the pins")
+    elif check:
+        raise typer.Exit(1)

@@ -115,7 +115,7 @@ def _apply(
 ) -> None:
     """Point the aliases at ``version`` and write the pins; undo the aliases if anything fails."""
     before = aliases_of(client, name)
-    wanted = dict.fromkeys(_aliases_for(env), version)
+    wanted = dict.fromkeys(aliases_for(env), version)
     try:
         with registry_errors():
             for alias, target in wanted.items():
@@ -128,7 +128,7 @@ def _apply(
         raise
 
 
-def _aliases_for(env: Environment) -> list[str]:
+def aliases_for(env: Environment) -> list[str]:
     """The aliases that follow this environment's pin."""
     return [env.environment, CHAMPION] if env.champion else [env.environment]
 
@@ -159,7 +159,7 @@ def promote(
     current = pinned(env, name)
     if current is not None and current.version == target:
         # The pin is right; make sure the registry agrees (an alias may have been moved by hand).
-        if any(aliases_of(client, name).get(a) != target for a in _aliases_for(env)):
+        if any(aliases_of(client, name).get(a) != target for a in aliases_for(env)):
             _apply(client, settings, name, env, env, target)
         return Move(name, environment, current.version, target, changed=False)
     record = _record(client, name, target)
