@@ -17,6 +17,7 @@ from infra.components.artifact_store import ArtifactStore, ArtifactStoreArgs
 from infra.components.budget import Budget, BudgetArgs
 from infra.components.ci_access import CiAccess, CiAccessArgs
 from infra.components.drift_to_retrain import DriftToRetrain, DriftToRetrainArgs
+from infra.components.eks_access import DeployerAccess, eks_provider
 from infra.components.kubernetes_endpoint import KubernetesEndpoint, KubernetesEndpointArgs
 from infra.components.monitoring import (
     DEFAULT_LATENCY_MS,
@@ -33,6 +34,7 @@ from infra.components.roles import WorkloadBoundary
 from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndpointArgs
 from infra.components.state_backend import state_backend
 from infra.model_plan import ModelPlan, plan, rollout_steps
+from pipelines.core.cluster_settings import cluster_settings
 from pipelines.core.conventions import SHARED, endpoint_name, slug, tags
 from pipelines.core.errors import DefinitionError
 from pipelines.core.pins import load_environment
@@ -66,6 +68,7 @@ class StackSettings:
     capture_retention_days: int = 90
     rollouts: list[str] = field(default_factory=list)
     kubernetes_monitoring_namespace: str = "monitoring"
+    eks_cluster_name: str = ""
     eks_oidc_provider_arn: str = ""
     eks_oidc_issuer: str = ""
     model_monitor_instance_type: str = "ml.m5.large"
@@ -178,6 +181,23 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
         deployable = []
     on_sagemaker = [p for p in deployable if p.target == "sagemaker"]
     on_kubernetes = [p for p in deployable if p.target == "kubernetes"]
+    cluster = (
+        cluster_settings(
+            f"Pulumi.{env}.yaml",
+            settings.eks_cluster_name,
+            settings.eks_oidc_provider_arn,
+            settings.eks_oidc_issuer,
+        )
+        if on_kubernetes
+        else None
+    )
+    kubernetes = (
+        pulumi.ResourceOptions(
+            providers={"kubernetes": eks_provider(env, cluster, settings.region)}
+        )
+        if cluster
+        else None
+    )
 
     alert_rules, dashboards = read_monitoring_files(repo_root / "monitoring")
     monitoring = Monitoring(
@@ -201,6 +221,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             alert_rules=alert_rules,
             dashboards=dashboards,
         ),
+        opts=kubernetes,
     )
 
     endpoints: dict[str, pulumi.Output[str] | str] = {}
@@ -270,11 +291,12 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 steps=tuple(steps),
                 bake_minutes=p.deployment.strategy.bake_minutes,
                 monitoring_namespace=settings.kubernetes_monitoring_namespace,
-                oidc_provider_arn=settings.eks_oidc_provider_arn or None,
-                oidc_issuer=settings.eks_oidc_issuer or None,
+                oidc_provider_arn=cluster.oidc_provider_arn if cluster else None,
+                oidc_issuer=cluster.oidc_issuer if cluster else None,
                 region=settings.region or None,
                 boundary_arn=boundary.arn,
             ),
+            opts=kubernetes,
         )
         endpoints[p.name] = pulumi.Output.concat(name, "/", k8s_endpoint.service_name)
 
@@ -308,8 +330,22 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             tracking_server_arn=registries.tracking_uri,
             image_repository=settings.image_repository,
             state=state,
+            cluster_name=cluster.cluster_name if cluster else None,
         ),
     )
+    if cluster:
+        DeployerAccess(
+            f"mlops-{slug(env)}-cluster-access",
+            environment=env,
+            cluster=cluster,
+            deploy_role_arn=ci.roles["deploy"].arn,
+            namespaces=[
+                *(endpoint_name(p.name, env) for p in on_kubernetes),
+                settings.kubernetes_monitoring_namespace,
+            ],
+            tags=shared_tags,
+            opts=kubernetes,
+        )
     Budget(
         f"mlops-{slug(env)}-budget",
         BudgetArgs(

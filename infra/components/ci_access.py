@@ -73,6 +73,7 @@ class CiAccessArgs:
     tracking_server_arn: pulumi.Input[str] | None = None
     image_repository: str = "mlops-serving"
     state: StateBackend | None = None  # the S3 backend and awskms key, when state lives there
+    cluster_name: str | None = None  # the EKS cluster of the stack's Kubernetes models
 
 
 def subjects(
@@ -130,6 +131,7 @@ def deploy_policy(
     image_repository: str,
     owns_account_resources: bool,
     state: StateBackend | None = None,
+    cluster_name: str | None = None,
 ) -> str:
     """What ``pulumi up`` of one stack needs, on that stack's resources only.
 
@@ -502,6 +504,15 @@ def deploy_policy(
         )
     if state is not None:
         statements += deploy_statements(state)
+    if cluster_name:
+        # `aws eks get-token` needs no permission; the provider reads the endpoint and CA.
+        statements.append(
+            _statement(
+                "DescribeTheStacksCluster",
+                ["eks:DescribeCluster"],
+                f"arn:aws:eks:{region_account}:cluster/{cluster_name}",
+            )
+        )
     statements += _ci_guardrails(account_id)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
@@ -535,6 +546,19 @@ def _ci_guardrails(account_id: str) -> list[Statement]:
                 "iam:AttachRolePolicy",
                 "iam:CreatePolicyVersion",
                 "iam:SetDefaultPolicyVersion",
+            ],
+            "Resource": "*",
+        },
+        {
+            # Cluster access is CI access too: an access entry could make a CI role cluster-admin.
+            "Sid": "NeverChangeClusterAccess",
+            "Effect": "Deny",
+            "Action": [
+                "eks:CreateAccessEntry",
+                "eks:UpdateAccessEntry",
+                "eks:DeleteAccessEntry",
+                "eks:AssociateAccessPolicy",
+                "eks:DisassociateAccessPolicy",
             ],
             "Resource": "*",
         },
@@ -788,6 +812,7 @@ class CiAccess(pulumi.ComponentResource):
                     image_repository=args.image_repository,
                     owns_account_resources=args.create_provider,
                     state=args.state,
+                    cluster_name=args.cluster_name,
                 )
             ),
             "preview": identity.account_id.apply(

@@ -56,6 +56,7 @@ def new_model(
 @guarded
 def check() -> None:
     """Validate every model, dataset and environment file (no data is read, no MLflow needed)."""
+    from pipelines.core.cluster_settings import check_stack_cluster_settings
     from pipelines.core.conventions import slug_collisions
     from pipelines.core.definitions import discover_models, load_model
     from pipelines.core.deploy_limits import (
@@ -84,7 +85,19 @@ def check() -> None:
             file=settings.models_dir,
         )
     for environment in environments:
-        load_environment(settings.environments_dir, environment)
+        env = load_environment(settings.environments_dir, environment)
+        on_kubernetes = [
+            name
+            for name in env.models
+            if name in names
+            and load_model(
+                settings.models_dir, settings.data_dir, name
+            ).definition.deployment.target
+            == "kubernetes"
+        ]
+        # The same rule the Pulumi program applies at preview, read from the stack's file.
+        if on_kubernetes and (settings.root / "Pulumi.yaml").is_file():
+            check_stack_cluster_settings(settings.root, environment)
     err_console().print(
         f"[green]ok[/]: {len(names)} models, {len(environments)} environments", markup=True
     )

@@ -155,6 +155,15 @@ class Mocks(pulumi.runtime.Mocks):
             host = args.args["url"].removeprefix("https://")
             arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"
             return {"arn": arn, "url": host, "id": arn}
+        if args.token == "aws:eks/getCluster:getCluster":
+            name = args.args["name"]
+            return {
+                "name": name,
+                "arn": f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/{name}",
+                "endpoint": f"https://EXAMPLE.gr7.{REGION}.eks.amazonaws.com",
+                "certificateAuthorities": [{"data": "LS0tLS1CRUdJTi1DRVJU"}],
+                "id": name,
+            }
         raise AssertionError(f"the program called an unexpected function: {args.token}")
 
 

@@ -42,6 +42,7 @@ pytestmark = pytest.mark.infra
 IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:abc123"
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE"
 CLUSTER = {
+    "eksClusterName": "ml-serving",
     "eksOidcProviderArn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{ISSUER}",
     "eksOidcIssuer": ISSUER,
 }
@@ -384,7 +385,13 @@ NEEDS: dict[str, Need] = {
     ),
 }
 # Declared by the stack, applied by the administrator's bootstrap (docs/infrastructure.md).
-BOOTSTRAP_ONLY = {"aws:iam/policy:Policy", "aws:iam/openIdConnectProvider:OpenIdConnectProvider"}
+# CI access, applied by the administrator's bootstrap run (and denied to every CI role).
+BOOTSTRAP_ONLY = {
+    "aws:iam/policy:Policy",
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
+    "aws:eks/accessEntry:AccessEntry",
+    "aws:eks/accessPolicyAssociation:AccessPolicyAssociation",
+}
 # Secret values and scaling policies are written through their parents' permissions.
 THROUGH_PARENT = {
     "aws:appautoscaling/policy:Policy": ("resourceId", "application-autoscaling:PutScalingPolicy"),
@@ -719,3 +726,26 @@ def test_without_a_state_backend_no_state_access_is_granted(repo_factory: Any) -
         policy = role_policy(run, suffix)
         assert not allows([policy], "s3:GetObject", _state(PRODUCTION)), suffix
         assert not allows([policy], "kms:Decrypt", SECRETS_KEY), suffix
+
+
+# --- the EKS cluster ---------------------------------------------------------------------------
+
+
+def test_the_deploy_role_reaches_its_cluster_and_cannot_change_cluster_access(
+    stacks: dict[str, Run],
+) -> None:
+    cluster = f"arn:aws:eks:us-east-1:{ACCOUNT}:cluster/{CLUSTER['eksClusterName']}"
+    for stack, run in stacks.items():
+        deploy = role_policy(run, "-ci-deploy-policy")
+        assert allows([deploy], "eks:DescribeCluster", cluster), stack
+        for suffix in ("-ci-deploy-policy", "-ci-preview-policy", "-ci-publish-policy"):
+            policy = role_policy(run, suffix)
+            for action in ("eks:CreateAccessEntry", "eks:AssociateAccessPolicy"):
+                assert not allows([policy], action, cluster), (stack, suffix, action)
+        (entry,) = run.of("aws:eks/accessEntry:AccessEntry")
+        deploy_role = next(r for r in run.of("aws:iam/role:Role") if r.name.endswith("-ci-deploy"))
+        assert entry.inputs["principalArn"] == deploy_role.state["arn"]
+        (association,) = run.of("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+        scope = association.inputs["accessScope"]
+        assert scope["type"] == "namespace", "never cluster-wide admin"
+        assert f"penguins-{stack}" in scope["namespaces"]

@@ -74,6 +74,7 @@ SECRET_SIG_KEY, SECRET_SIG = rpc._special_sig_key, rpc._special_secret_sig
 REPOSITORY = "example-org/mlops-template"
 # An EKS cluster's IRSA settings, which a stack serving a model on Kubernetes needs.
 CLUSTER = {
+    "eksClusterName": "ml-serving",
     "eksOidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/"
     "oidc.eks.us-east-1.amazonaws.com/id/ABC",
     "eksOidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/ABC",
@@ -115,7 +116,7 @@ def pinned_repo(repo_factory: Any) -> Path:
 @pytest.fixture(scope="module")
 def pinned(pinned_repo: Path) -> dict[str, Run]:
     image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:abc123"
-    return {stack: run_main(stack, pinned_repo, image=image) for stack in STACKS}
+    return {stack: run_main(stack, pinned_repo, image=image, **CLUSTER) for stack in STACKS}
 
 
 def all_runs(as_is: dict[str, Run], pinned: dict[str, Run]) -> list[tuple[str, Run]]:
@@ -222,9 +223,9 @@ def test_a_new_version_gets_a_new_endpoint_configuration_not_a_replacement(
 ) -> None:
     """The endpoint keeps its name; model and configuration are new resources per version."""
     stack = STACKS[0]
-    before = run_main(stack, pinned_repo, image="img:1")
+    before = run_main(stack, pinned_repo, image="img:1", **CLUSTER)
     newer = repo_factory(pins={stack: {"seattle_weather": ["3", "4"]}})
-    after = run_main(stack, newer, image="img:1")
+    after = run_main(stack, newer, image="img:1", **CLUSTER)
     names = lambda run, t: {r.name for r in run.of(t)}  # noqa: E731
     config = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
     assert names(before, config).isdisjoint(names(after, config))
@@ -267,7 +268,7 @@ def test_kubernetes_pins_run_on_kubernetes_with_a_canary_in_production(
 
 
 def test_completing_a_rollout_leaves_only_the_pinned_version(pinned_repo: Path) -> None:
-    run = run_main(PRODUCTION, pinned_repo, image="img:1", rollouts=["penguins@5"])
+    run = run_main(PRODUCTION, pinned_repo, image="img:1", rollouts=["penguins@5"], **CLUSTER)
     deployments = run.of("kubernetes:apps/v1:Deployment")
     assert [d.inputs["metadata"]["name"] for d in deployments] == ["penguins-stable"]
     assert deployments[0].inputs["metadata"]["labels"]["mlops/version"] == "5"
@@ -541,3 +542,42 @@ def test_the_names_policy_refuses_an_overlong_name() -> None:
     ]
     assert names_fit("aws:iam/role:Role", {"name": "r" * 64}) == []
     assert names_fit("kubernetes:core/v1:Namespace", {"metadata": {"name": "n" * 64}})
+
+
+@pytest.mark.parametrize("missing", sorted(CLUSTER))
+def test_a_kubernetes_model_without_the_cluster_settings_is_refused(
+    missing: str, pinned_repo: Path
+) -> None:
+    settings = {k: v for k, v in CLUSTER.items() if k != missing}
+    with pytest.raises(DefinitionError, match="pins a model with deployment.target: kubernetes"):
+        run_main(PRODUCTION, pinned_repo, image="img:1", **settings)
+
+
+def test_cluster_settings_of_the_wrong_shape_are_refused(pinned_repo: Path) -> None:
+    wrong_issuer = {**CLUSTER, "eksOidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/OTHER"}
+    with pytest.raises(DefinitionError, match="is not the IAM OIDC provider") as error:
+        run_main(PRODUCTION, pinned_repo, image="img:1", **wrong_issuer)
+    assert error.value.field == "eksOidcProviderArn"
+    assert error.value.file == f"Pulumi.{PRODUCTION}.yaml"
+
+
+def test_kubernetes_objects_go_through_the_stacks_own_cluster_provider(
+    pinned: dict[str, Run],
+) -> None:
+    run = pinned[PRODUCTION]
+    (provider,) = [r for r in run.resources if r.type == "pulumi:providers:kubernetes"]
+    config = json.loads(provider.inputs["kubeconfig"])
+    user = config["users"][0]["user"]["exec"]
+    assert user["command"] == "aws" and user["args"][:4] == [
+        "eks",
+        "get-token",
+        "--cluster-name",
+        CLUSTER["eksClusterName"],
+    ]
+    assert config["clusters"][0]["cluster"]["server"].startswith("https://")
+    # The pods get credentials: IRSA is always there with a Kubernetes model.
+    accounts = run.of("kubernetes:core/v1:ServiceAccount")
+    assert accounts and all(
+        "eks.amazonaws.com/role-arn" in a.inputs["metadata"].get("annotations", {})
+        for a in accounts
+    )

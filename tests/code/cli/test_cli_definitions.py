@@ -97,3 +97,52 @@ def test_a_sagemaker_rollout_longer_than_a_deploy_waits_is_refused(repo: Path) -
     assert f"{path}: deployment.strategy.bake_minutes: a canary rollout on SageMaker" in (
         result.output
     )
+
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/ABC"
+
+
+def _pin_penguins_on_kubernetes(repo: Path, stack: str, **config: str) -> Path:
+    """penguins on Kubernetes, pinned in ``stack``, whose stack file holds ``config``."""
+    from pipelines.core.pins import Pin, load_environment, save_environment, with_pin
+
+    edit_model(repo, "penguins", deployment__target="kubernetes")
+    environment = load_environment(repo / "environments", stack)
+    pin = Pin(
+        version="1",
+        run_id="r",
+        model_uri="models:/penguins/1",
+        fingerprint="f",
+        data_fingerprint="d",
+        git_commit="c",
+        promoted_at="2026-12-06T00:00:00Z",
+    )
+    save_environment(repo / "environments", with_pin(environment, "penguins", pin))
+    (repo / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    stack_file = repo / f"Pulumi.{stack}.yaml"
+    data = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
+    data["config"].update({f"mlops:{k}": v for k, v in config.items()})
+    stack_file.write_text(yaml.safe_dump(data))
+    return stack_file
+
+
+def test_a_kubernetes_model_pinned_where_the_cluster_is_not_configured_is_refused(
+    repo: Path,
+) -> None:
+    stack_file = _pin_penguins_on_kubernetes(repo, "dev", eksClusterName="ml-serving")
+    result = mlops_check(repo)
+    assert result.exit_code == 2
+    assert f"{stack_file}: eksOidcProviderArn: eksOidcProviderArn is not set" in result.output
+
+
+def test_a_kubernetes_model_with_its_cluster_settings_passes(repo: Path) -> None:
+    _pin_penguins_on_kubernetes(
+        repo,
+        "dev",
+        eksClusterName="ml-serving",
+        eksOidcProviderArn=f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}",
+        eksOidcIssuer=ISSUER,
+    )
+    result = mlops_check(repo)
+    assert result.exit_code == 0, result.output
