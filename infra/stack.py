@@ -68,6 +68,7 @@ class StackSettings:
     capture_retention_days: int = 90
     rollouts: list[str] = field(default_factory=list)
     kubernetes_monitoring_namespace: str = "monitoring"
+    prometheus_release: str = "kube-prometheus-stack"
     eks_cluster_name: str = ""
     eks_oidc_provider_arn: str = ""
     eks_oidc_issuer: str = ""
@@ -220,6 +221,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             else None,
             alert_rules=alert_rules,
             dashboards=dashboards,
+            prometheus_release=settings.prometheus_release,
         ),
         opts=kubernetes,
     )
@@ -295,6 +297,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 oidc_issuer=cluster.oidc_issuer if cluster else None,
                 region=settings.region or None,
                 boundary_arn=boundary.arn,
+                prometheus_release=settings.prometheus_release,
             ),
             opts=kubernetes,
         )

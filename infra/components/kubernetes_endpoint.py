@@ -67,6 +67,8 @@ class KubernetesEndpointArgs:
     oidc_issuer: str | None = None  # e.g. oidc.eks.eu-west-1.amazonaws.com/id/ABC
     region: str | None = None
     boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
+    # The Prometheus Operator's selector label (kube-prometheus-stack: release=<helm release>).
+    prometheus_release: str = "kube-prometheus-stack"
 
 
 def canary_replicas(stable: int, weight: int) -> int:
@@ -224,6 +226,20 @@ class KubernetesEndpoint(pulumi.ComponentResource):
             },
             opts=in_namespace,
         )
+        # The Prometheus Operator ignores prometheus.io/* annotations; it scrapes what a
+        # ServiceMonitor selects, and only ServiceMonitors its Prometheus selects (by label).
+        k8s.apiextensions.CustomResource(
+            f"{name}-service-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata={**metadata, "labels": {**labels, "release": args.prometheus_release}},
+            spec={
+                "selector": {"matchLabels": selector},
+                "namespaceSelector": {"matchNames": [ns_name]},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+            },
+            opts=in_namespace,
+        )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa",
             metadata=metadata,
@@ -352,12 +368,7 @@ class KubernetesEndpoint(pulumi.ComponentResource):
             "template": {
                 "metadata": {
                     "labels": pod_labels,
-                    "annotations": {
-                        **annotations,
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(PORT),
-                        "prometheus.io/path": "/metrics",
-                    },
+                    "annotations": annotations,
                 },
                 "spec": {
                     "service_account_name": app,

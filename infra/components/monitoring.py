@@ -19,6 +19,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import yaml
 
 from infra.components.roles import assume_role_policy, workload_role
 from monitoring.dashboards.cloudwatch import cloudwatch_dashboard_body, metric_widget
@@ -64,6 +65,20 @@ class MonitoringArgs:
     kubernetes_namespace: str | None = None
     alert_rules: dict[str, str] = field(default_factory=dict)
     dashboards: dict[str, str] = field(default_factory=dict)
+    prometheus_release: str = "kube-prometheus-stack"  # the operator's ruleSelector label
+
+
+def prometheus_rule_groups(alert_rules: dict[str, str]) -> list[dict[str, object]]:
+    """Every group of every rules file, as one PrometheusRule's spec.groups (same rules that
+    promtool checks and unit-tests: one definition)."""
+    groups: list[dict[str, object]] = []
+    for file_name, text in sorted(alert_rules.items()):
+        data = yaml.safe_load(text) or {}
+        for group in data.get("groups") or []:
+            if any(g["name"] == group["name"] for g in groups):
+                raise ValueError(f"monitoring/alerts/{file_name}: group {group['name']!r} twice")
+            groups.append(group)
+    return groups
 
 
 def read_monitoring_files(monitoring_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -350,16 +365,20 @@ class Monitoring(pulumi.ComponentResource):
         }
         meta_annotations = {"mlops/owner": args.tags.get("owner", "")}
         child = pulumi.ResourceOptions(parent=self)
-        if args.alert_rules:
-            k8s.core.v1.ConfigMap(
+        groups = prometheus_rule_groups(args.alert_rules)
+        if groups:
+            # The Prometheus Operator reads PrometheusRule objects its ruleSelector matches.
+            k8s.apiextensions.CustomResource(
                 f"{name}-alert-rules",
+                api_version="monitoring.coreos.com/v1",
+                kind="PrometheusRule",
                 metadata={
                     "name": "mlops-alert-rules",
                     "namespace": args.kubernetes_namespace,
-                    "labels": {**labels, "prometheus_rule": "1"},
+                    "labels": {**labels, "release": args.prometheus_release},
                     "annotations": meta_annotations,
                 },
-                data=args.alert_rules,
+                spec={"groups": groups},
                 opts=child,
             )
         if args.dashboards:

@@ -5,11 +5,14 @@ validated against the official OpenAPI schemas of a pinned Kubernetes release in
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from pulumi_mocks import KUBERNETES_VERSION, REPO_ROOT, Run, run_program
 
 from infra.components.kubernetes_endpoint import (
@@ -17,7 +20,12 @@ from infra.components.kubernetes_endpoint import (
     KubernetesEndpointArgs,
     canary_replicas,
 )
-from infra.components.monitoring import Monitoring, MonitoringArgs, read_monitoring_files
+from infra.components.monitoring import (
+    Monitoring,
+    MonitoringArgs,
+    prometheus_rule_groups,
+    read_monitoring_files,
+)
 from infra.components.roles import boundary_arn
 from pipelines.core.conventions import tags
 from pipelines.core.definitions import Deployment
@@ -95,11 +103,59 @@ def monitoring_run() -> Run:
     return run_program(program, stack="prod")
 
 
+OPERATOR_API = "monitoring.coreos.com/v1"
+CRD_VALIDATOR = REPO_ROOT / "tools" / "validate_crds.mjs"
+
+
+def validate_crds(manifests: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    """The Prometheus Operator's CRD schemas, through npm @kubernetes-models/prometheus-operator."""
+    return subprocess.run(
+        ["node", str(CRD_VALIDATOR)],
+        input=json.dumps(manifests),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=CRD_VALIDATOR.parent,
+    )
+
+
 def test_every_manifest_is_valid_in_strict_mode(canary_run: Run, monitoring_run: Run) -> None:
     manifests = canary_run.kubernetes_manifests() + monitoring_run.kubernetes_manifests()
-    assert {m["kind"] for m in manifests} >= EXPECTED_KINDS | {"ConfigMap"}
+    custom = [m for m in manifests if m.get("apiVersion") == OPERATOR_API]
+    assert {m["kind"] for m in manifests} >= EXPECTED_KINDS | {
+        "ConfigMap",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
     for manifest in manifests:
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        if manifest not in custom:
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    result = validate_crds(custom)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_crd_validator_refuses_a_malformed_object(monitoring_run: Run) -> None:
+    rule = next(m for m in monitoring_run.kubernetes_manifests() if m["kind"] == "PrometheusRule")
+    rule["spec"]["groups"][0]["rules"] = "not a list"
+    result = validate_crds([rule])
+    assert result.returncode == 1
+    assert "PrometheusRule/mlops-alert-rules" in result.stderr and "must be array" in result.stderr
+
+
+def test_prometheus_scrapes_the_service_through_a_service_monitor(canary_run: Run) -> None:
+    manifests = canary_run.kubernetes_manifests()
+    (monitor,) = [m for m in manifests if m["kind"] == "ServiceMonitor"]
+    service = next(m for m in manifests if m["kind"] == "Service")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["http"]
+    assert {"http"} <= port_names and monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    for deployment in (m for m in manifests if m["kind"] == "Deployment"):
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        assert not any(k.startswith("prometheus.io/") for k in annotations), "operator ignores"
 
 
 def test_strict_validation_rejects_a_misspelt_field(canary_run: Run) -> None:
@@ -129,11 +185,6 @@ def test_pods_keep_the_serving_contract_and_run_locked_down(canary_run: Run) -> 
             assert security["readOnlyRootFilesystem"] is True
             assert security["allowPrivilegeEscalation"] is False
             assert security["capabilities"] == {"drop": ["ALL"]}
-        annotations = manifest["spec"]["template"]["metadata"]["annotations"]
-        assert (
-            annotations["prometheus.io/scrape"] == "true"
-            and annotations["prometheus.io/port"] == "8080"
-        )
 
 
 def test_the_canary_splits_traffic_by_pods_behind_one_service(canary_run: Run) -> None:
@@ -183,14 +234,25 @@ def test_network_policy_admits_only_the_serving_port(canary_run: Run) -> None:
     assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [8080]
 
 
-def test_monitoring_files_are_delivered_as_labelled_config_maps(monitoring_run: Run) -> None:
-    maps = {m["metadata"]["name"]: m for m in monitoring_run.kubernetes_manifests()}
-    assert maps["mlops-alert-rules"]["metadata"]["labels"]["prometheus_rule"] == "1"
-    assert maps["mlops-grafana-dashboards"]["metadata"]["labels"]["grafana_dashboard"] == "1"
+def test_alert_rules_are_one_prometheus_rule_and_dashboards_a_labelled_config_map(
+    monitoring_run: Run,
+) -> None:
+    objects = {m["metadata"]["name"]: m for m in monitoring_run.kubernetes_manifests()}
+    rule = objects["mlops-alert-rules"]
+    assert rule["kind"] == "PrometheusRule"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert objects["mlops-grafana-dashboards"]["metadata"]["labels"]["grafana_dashboard"] == "1"
     alerts, dashboards = read_monitoring_files(REPO_ROOT / "monitoring")
-    if alerts:  # the monitoring part's files, when present, travel unchanged
-        assert maps["mlops-alert-rules"]["data"] == alerts
-        assert maps["mlops-grafana-dashboards"]["data"] == dashboards
+    if alerts:  # the same rules promtool checks: every group of every file, unchanged
+        expected = [g for _, text in sorted(alerts.items()) for g in yaml.safe_load(text)["groups"]]
+        assert rule["spec"]["groups"] == expected
+        assert objects["mlops-grafana-dashboards"]["data"] == dashboards
+
+
+def test_a_group_name_used_twice_across_rule_files_is_refused() -> None:
+    text = "groups:\n- name: serving\n  rules: []\n"
+    with pytest.raises(ValueError, match="group 'serving' twice"):
+        prometheus_rule_groups({"a.yml": text, "b.yml": text})
 
 
 def test_missing_monitoring_files_are_skipped(tmp_path: Path) -> None:

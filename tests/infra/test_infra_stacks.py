@@ -32,6 +32,7 @@ from pulumi_mocks import (
     run_program,
     stack_config,
 )
+from test_infra_kubernetes import OPERATOR_API, validate_crds
 
 from infra.components.monitoring import read_monitoring_files
 from infra.policy.rules import (
@@ -455,9 +456,13 @@ def test_every_kubernetes_object_of_every_stack_is_schema_valid(pinned: dict[str
     expected = {"Deployment", "Service", "NetworkPolicy"}
     if any(read_monitoring_files(REPO_ROOT / "monitoring")):  # the monitoring part's files
         expected.add("ConfigMap")
-    assert {m["kind"] for m in manifests} >= expected
+    assert {m["kind"] for m in manifests} >= expected | {"ServiceMonitor"}
+    custom = [m for m in manifests if m["apiVersion"] == OPERATOR_API]
     for manifest in manifests:
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        if manifest not in custom:
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    result = validate_crds(custom)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -549,7 +554,7 @@ def test_a_kubernetes_model_without_the_cluster_settings_is_refused(
     missing: str, pinned_repo: Path
 ) -> None:
     settings = {k: v for k, v in CLUSTER.items() if k != missing}
-    with pytest.raises(DefinitionError, match="pins a model with deployment.target: kubernetes"):
+    with pytest.raises(DefinitionError, match=r"pins a model with deployment\.target: kubernetes"):
         run_main(PRODUCTION, pinned_repo, image="img:1", **settings)
 
 
