@@ -7,6 +7,7 @@ which version comes from git (``infra.model_plan``), never from config.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from infra.components.monitoring import (
     alarm_names,
     read_monitoring_files,
 )
-from infra.components.registries import Registries, RegistriesArgs
+from infra.components.registries import Registries, RegistriesArgs, image_tag
 from infra.components.roles import WorkloadBoundary
 from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndpointArgs
 from infra.model_plan import ModelPlan, plan, rollout_steps
@@ -53,6 +54,7 @@ class StackSettings:
     publish_branches: list[str] = field(default_factory=lambda: ["main"])
     owns_account_resources: bool = True
     image_repository: str = "mlops-serving"
+    protected_image_tags: list[str] = field(default_factory=list)
     alert_emails: list[str] = field(default_factory=list)
     budget_monthly_usd: int = 200
     protect_resources: bool = False
@@ -68,6 +70,29 @@ class StackSettings:
     eks_oidc_issuer: str = ""
     model_monitor_instance_type: str = "ml.m5.large"
     region: str = ""
+
+
+# An ECR image tag (CreateRepository/PutImage: 1-128 of these characters, no wildcard).
+_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def protected_image_tags(settings: StackSettings) -> list[str]:
+    """The tags the repository's lifecycle policy must keep: this stack's and the listed ones.
+
+    The repository is shared by the stacks of an account and only its owner declares the
+    lifecycle policy, so the owner is told the tags the other stacks run
+    (``protectedImageTags``); its own image is always kept.
+    """
+    for listed in settings.protected_image_tags:
+        if not isinstance(listed, str) or not _IMAGE_TAG.fullmatch(listed):
+            raise DefinitionError(
+                f"Pulumi.{settings.stack}.yaml: protectedImageTags entry {listed!r} is not an "
+                "ECR image tag (1-128 letters, digits, '.', '_' or '-'; the image workflow "
+                "tags by commit SHA)",
+                field="protectedImageTags",
+            )
+    own = image_tag(settings.image) if settings.image else None
+    return sorted({*settings.protected_image_tags, *([own] if own else [])})
 
 
 def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
@@ -88,6 +113,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
     shared_tags = tags(SHARED, env, settings.owner)
     model_tags = {p.name: tags(p.name, env, p.definition.owner) for p in plans}
     protect = settings.protect_resources
+    protected_tags = protected_image_tags(settings)
 
     boundary = WorkloadBoundary(f"mlops-{slug(env)}-boundary", env, shared_tags)
     store = ArtifactStore(
@@ -113,6 +139,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             protect=protect,
             repository_name=settings.image_repository,
             create_repository=settings.owns_account_resources,
+            protected_tags=protected_tags,
             boundary_arn=boundary.arn,
         ),
     )

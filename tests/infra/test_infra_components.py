@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import ecr_lifecycle
 import pytest
 from pulumi_mocks import Run, policy_document, run_program
 
@@ -20,14 +21,19 @@ from infra.components.monitoring import (
     MonitoringArgs,
     sagemaker_schedule,
 )
-from infra.components.registries import Registries, RegistriesArgs
+from infra.components.registries import (
+    Registries,
+    RegistriesArgs,
+    ecr_lifecycle_policy,
+    image_tag,
+)
 from infra.components.sagemaker_endpoint import (
     SagemakerEndpoint,
     SagemakerEndpointArgs,
     traffic_routing,
 )
 from infra.policy.rules import RESOURCE_RULES, buckets_are_private_and_encrypted
-from pipelines.core.conventions import RETRAIN_EVENT_TYPE, tags
+from pipelines.core.conventions import RETRAIN_EVENT_TYPE, SHARED, tags
 from pipelines.core.definitions import Deployment
 from serving import metrics
 
@@ -624,3 +630,45 @@ def test_a_stack_that_does_not_own_the_image_repository_looks_it_up() -> None:
     run = run_program(program)
     assert not run.of("aws:ecr/repository:Repository")
     assert run.outputs["url"].endswith("/mlops-serving")
+
+
+def _lifecycle_images(deployed: str, newer: int) -> list[ecr_lifecycle.Image]:
+    """``deployed`` pushed 200 days ago, ``newer`` images pushed since, one untagged leftover."""
+    images = [ecr_lifecycle.Image("sha256:deployed", (deployed,), 200.0)]
+    images += [ecr_lifecycle.Image(f"sha256:{n}", (f"{n:040x}",), float(n)) for n in range(newer)]
+    return [*images, ecr_lifecycle.Image("sha256:untagged", (), 3.0)]
+
+
+def test_ecr_lifecycle_keeps_a_deployed_image_behind_100_newer_ones() -> None:
+    deployed = "a" * 40
+    images = _lifecycle_images(deployed, newer=100)
+    policy = json.loads(ecr_lifecycle_policy(30, [deployed, "b" * 40]))
+    gone = ecr_lifecycle.expired(policy, images)
+    assert "sha256:deployed" not in gone
+    assert "sha256:untagged" in gone
+    # Still pruned: everything past the newest 30 that no stack runs.
+    assert gone == {"sha256:untagged", *(f"sha256:{n}" for n in range(30, 100))}
+
+
+def test_ecr_lifecycle_without_protection_would_expire_the_deployed_image() -> None:
+    # The evaluator can say no: the old policy (count only) deletes what prod runs.
+    images = _lifecycle_images("a" * 40, newer=100)
+    assert "sha256:deployed" in ecr_lifecycle.expired(json.loads(ecr_lifecycle_policy(30)), images)
+
+
+def test_registries_protect_the_tags_they_are_given() -> None:
+    args = RegistriesArgs(
+        environment="prod",
+        tags=tags(SHARED, "prod", OWNER),
+        bucket_name="b",
+        bucket_arn=BUCKET_ARN,
+        key_arn=KEY_ARN,
+        protected_tags=["c" * 40],
+        boundary_arn=BOUNDARY_ARN,
+        mlflow=False,
+    )
+    run = run_program(lambda: Registries("mlops-prod-registries", args))
+    rules = json.loads(run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
+    assert rules[0]["selection"]["tagPatternList"] == ["c" * 40]
+    assert image_tag("1.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:" + "c" * 40) == "c" * 40
+    assert image_tag("1.dkr.ecr.us-east-1.amazonaws.com/mlops-serving@sha256:00") is None

@@ -532,3 +532,17 @@ def test_the_names_policy_refuses_an_overlong_name() -> None:
     ]
     assert names_fit("aws:iam/role:Role", {"name": "r" * 64}) == []
     assert names_fit("kubernetes:core/v1:Namespace", {"metadata": {"name": "n" * 64}})
+
+
+def test_the_owning_stack_keeps_its_own_image_and_the_listed_ones(pinned_repo: Path) -> None:
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:" + "a" * 40
+    run = run_main(PRODUCTION, pinned_repo, image=image, protectedImageTags=["b" * 40])
+    rules = json.loads(run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
+    kept = [r["selection"]["tagPatternList"] for r in rules if "tagPatternList" in r["selection"]]
+    assert kept == [["a" * 40], ["b" * 40]]
+
+
+def test_a_protected_image_tag_that_is_no_ecr_tag_is_refused(pinned_repo: Path) -> None:
+    with pytest.raises(DefinitionError, match="is not an ECR image tag") as error:
+        run_main(PRODUCTION, pinned_repo, protectedImageTags=["prod-*"])
+    assert error.value.field == "protectedImageTags"
