@@ -266,6 +266,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 key_arn=store.key_arn,
                 tags=shared_tags,
                 boundary_arn=boundary.arn,
+                protect=protect,
             ),
         )
     elif retrain:

@@ -481,6 +481,30 @@ def test_drift_alarm_triggers_repository_dispatch(retrain: Run) -> None:
     }
 
 
+def test_the_connection_has_a_key_of_its_own_that_eventbridge_accepts(retrain: Run) -> None:
+    connection = retrain.one("aws:cloudwatch/eventConnection:EventConnection").inputs
+    key = retrain.named("mlops-prod-retrain-connection-key")
+    # The artifact store's key (KEY_ARN) carries neither the tag nor the statement below.
+    assert connection["kmsKeyIdentifier"] == key.state["arn"] != KEY_ARN
+    assert key.inputs["tags"]["EventBridgeApiDestinations"] == "true"
+    assert key.inputs["enableKeyRotation"] is True
+    statements = {s["Sid"]: s for s in policy_document(key.inputs["policy"])["Statement"]}
+    use = statements["EventBridgeConnectionsThroughSecretsManager"]
+    assert sorted(use["Action"]) == ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
+    assert (
+        use["Condition"]["StringLike"]["kms:ViaService"] == "secretsmanager.us-east-1.amazonaws.com"
+    )
+    assert use["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"] == [
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:events!connection/*"
+    ]
+    assert use["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/EventBridgeApiDestinations": "true"
+    }
+    # Nothing else may use the key: the account only administers it.
+    admin = statements["AccountAdministersTheKey"]["Action"]
+    assert not {"kms:*", "kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"} & set(admin)
+
+
 def test_a_dispatch_that_keeps_failing_lands_in_an_encrypted_dead_letter_queue(
     retrain: Run,
 ) -> None:
