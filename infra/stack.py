@@ -180,6 +180,8 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
     )
 
     endpoints: dict[str, pulumi.Output[str] | str] = {}
+    # What `mlops sagemaker verify-endpoints` compares with the configuration each endpoint runs.
+    endpoint_configs: dict[str, pulumi.Output[str]] = {}
     for p in on_sagemaker:
         assert p.version is not None
         name = endpoint_name(p.name, env)
@@ -222,6 +224,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             ),
         )
         endpoints[p.name] = endpoint.endpoint_name
+        endpoint_configs[p.name] = endpoint.endpoint_config.name
     for p in on_kubernetes:
         assert p.version is not None
         name = endpoint_name(p.name, env)
@@ -309,6 +312,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             m: g.model_package_group_name for m, g in registries.package_groups.items()
         },
         "endpoints": endpoints,
+        "endpoint_configs": endpoint_configs,
         "versions": {p.name: p.version for p in plans},
         "alerts_topic": monitoring.topic_arn,
         "ci_roles": ci.role_arns,

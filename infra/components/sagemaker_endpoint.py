@@ -175,6 +175,11 @@ class SagemakerEndpoint(pulumi.ComponentResource):
         )
 
         version_suffix = f"v{args.version}"
+        # A version's model and configuration outlive the stack's reference to them: after an
+        # alarm-triggered rollback SageMaker serves the previous ones while the provider, told
+        # the update succeeded, would delete them. Both are free metadata; `mlops sagemaker
+        # verify-endpoints` then fails the run and says which configuration is live.
+        kept = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
         model = aws.sagemaker.Model(
             f"{name}-model-{version_suffix}",
             execution_role_arn=role.arn,
@@ -193,7 +198,7 @@ class SagemakerEndpoint(pulumi.ComponentResource):
             # The container needs no network: SageMaker mounts the model and captures itself.
             enable_network_isolation=True,
             tags=args.tags,
-            opts=child,
+            opts=kept,
         )
         self.endpoint_config = aws.sagemaker.EndpointConfiguration(
             f"{name}-config-{version_suffix}",
@@ -221,7 +226,7 @@ class SagemakerEndpoint(pulumi.ComponentResource):
                 },
             },
             tags=args.tags,
-            opts=child,
+            opts=kept,
         )
         self.endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",

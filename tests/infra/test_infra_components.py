@@ -244,6 +244,14 @@ def test_model_and_configuration_names_carry_the_version(endpoint: Run) -> None:
     )
 
 
+def test_a_versions_model_and_configuration_survive_being_dropped(endpoint: Run) -> None:
+    # After a rollback they are what serves; the provider must not delete them.
+    model = endpoint.one("aws:sagemaker/model:Model").name
+    config = endpoint.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").name
+    assert {model, config} <= endpoint.retained
+    assert endpoint.one("aws:sagemaker/endpoint:Endpoint").name not in endpoint.retained
+
+
 @pytest.mark.parametrize(
     ("strategy", "expected"),
     [

@@ -43,6 +43,7 @@ from infra.policy.rules import (
     oidc_trust_is_scoped,
     taggable,
 )
+from infra.stack import StackSettings, build
 from pipelines.core.conventions import (
     REQUIRED_TAGS,
     endpoint_name,
@@ -546,3 +547,16 @@ def test_a_protected_image_tag_that_is_no_ecr_tag_is_refused(pinned_repo: Path) 
     with pytest.raises(DefinitionError, match="is not an ECR image tag") as error:
         run_main(PRODUCTION, pinned_repo, protectedImageTags=["prod-*"])
     assert error.value.field == "protectedImageTags"
+
+
+def test_the_stack_outputs_the_configuration_each_endpoint_should_run(pinned_repo: Path) -> None:
+    settings = StackSettings(
+        stack=PRODUCTION, owner="ml-platform@example.com", github_repository="o/r", image="i:1"
+    )
+    run = run_program(lambda: build(settings, pinned_repo), stack=PRODUCTION)
+    configs = {
+        r.state["name"] for r in run.of("aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+    }
+    claimed = run.outputs["endpoint_configs"]
+    assert claimed and set(claimed.values()) <= configs
+    assert set(claimed) <= set(run.outputs["endpoints"])
