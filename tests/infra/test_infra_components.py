@@ -30,11 +30,13 @@ from infra.components.registries import (
 from infra.components.sagemaker_endpoint import (
     SagemakerEndpoint,
     SagemakerEndpointArgs,
+    instances_after_update,
     traffic_routing,
 )
 from infra.policy.rules import RESOURCE_RULES, buckets_are_private_and_encrypted
 from pipelines.core.conventions import RETRAIN_EVENT_TYPE, SHARED, tags
 from pipelines.core.definitions import Deployment
+from pipelines.core.deploy_limits import Fleet
 from serving import metrics
 
 pytestmark = pytest.mark.infra
@@ -209,7 +211,8 @@ def test_endpoint_captures_to_the_artifact_store_encrypted(endpoint: Run) -> Non
     assert capture["destinationS3Uri"] == "s3://mlops-dev-bucket/captures/dev"
     assert [o["captureMode"] for o in capture["captureOptions"]] == ["Input", "Output"]
     variant = config["productionVariants"][0]
-    assert variant["variantName"] == "AllTraffic" and variant["initialInstanceCount"] == 2
+    # min 2, max 4: a version update starts at the most auto-scaling may have reached.
+    assert variant["variantName"] == "AllTraffic" and variant["initialInstanceCount"] == 4
 
 
 def test_endpoint_scales_on_invocations_per_instance(endpoint: Run) -> None:
@@ -242,6 +245,17 @@ def test_model_and_configuration_names_carry_the_version(endpoint: Run) -> None:
     assert endpoint.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").name.endswith(
         "-config-v7"
     )
+
+
+@pytest.mark.parametrize(("minimum", "initial", "maximum"), [(1, 1, 1), (2, 2, 6), (2, 3, 3)])
+def test_a_version_update_never_starts_smaller_than_autoscaling_left_the_fleet(
+    minimum: int, initial: int, maximum: int
+) -> None:
+    # The provider cannot ask UpdateEndpoint to retain the running count, so every count the
+    # scaling target allows must be covered by the new configuration's initial count.
+    size = Fleet(minimum, initial, maximum)
+    assert all(instances_after_update(size) >= n for n in range(minimum, maximum + 1))
+    assert instances_after_update(size) <= maximum
 
 
 def test_a_versions_model_and_configuration_survive_being_dropped(endpoint: Run) -> None:
