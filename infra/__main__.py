@@ -33,6 +33,7 @@ def settings_from_config() -> StackSettings:
         publish_branches=config.get_object("publishBranches") or ["main"],
         owns_account_resources=config.require_bool("ownsAccountResources"),
         image_repository=config.require("imageRepository"),
+        protected_image_tags=config.get_object("protectedImageTags") or [],
         alert_emails=config.get_object("alertEmails") or [],
         budget_monthly_usd=config.require_int("budgetMonthlyUsd"),
         protect_resources=config.require_bool("protectResources"),

@@ -29,7 +29,7 @@ from infra.components.monitoring import (
     alarm_names,
     read_monitoring_files,
 )
-from infra.components.registries import Registries, RegistriesArgs
+from infra.components.registries import Registries, RegistriesArgs, image_tag
 from infra.components.roles import WorkloadBoundary
 from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndpointArgs
 from infra.components.state_backend import state_backend
@@ -57,6 +57,7 @@ class StackSettings:
     publish_branches: list[str] = field(default_factory=lambda: ["main"])
     owns_account_resources: bool = True
     image_repository: str = "mlops-serving"
+    protected_image_tags: list[str] = field(default_factory=list)
     alert_emails: list[str] = field(default_factory=list)
     budget_monthly_usd: int = 200
     protect_resources: bool = False
@@ -108,6 +109,29 @@ def _check_image_accounts(settings: StackSettings) -> None:
         )
 
 
+# An ECR image tag (CreateRepository/PutImage: 1-128 of these characters, no wildcard).
+_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def protected_image_tags(settings: StackSettings) -> list[str]:
+    """The tags the repository's lifecycle policy must keep: this stack's and the listed ones.
+
+    The repository is shared by the stacks of an account and only its owner declares the
+    lifecycle policy, so the owner is told the tags the other stacks run
+    (``protectedImageTags``); its own image is always kept.
+    """
+    for listed in settings.protected_image_tags:
+        if not isinstance(listed, str) or not _IMAGE_TAG.fullmatch(listed):
+            raise DefinitionError(
+                f"Pulumi.{settings.stack}.yaml: protectedImageTags entry {listed!r} is not an "
+                "ECR image tag (1-128 letters, digits, '.', '_' or '-'; the image workflow "
+                "tags by commit SHA)",
+                field="protectedImageTags",
+            )
+    own = image_tag(settings.image) if settings.image else None
+    return sorted({*settings.protected_image_tags, *([own] if own else [])})
+
+
 def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
     """Declare every resource of the stack; returns the stack outputs."""
     env = settings.stack
@@ -138,6 +162,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
     shared_tags = tags(SHARED, env, settings.owner)
     model_tags = {p.name: tags(p.name, env, p.definition.owner) for p in plans}
     protect = settings.protect_resources
+    protected_tags = protected_image_tags(settings)
 
     boundary = WorkloadBoundary(
         f"mlops-{slug(env)}-boundary", env, shared_tags, image_account=settings.image_account
@@ -168,6 +193,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             image_account=settings.image_account,
             region=settings.region,
             pull_accounts=settings.image_pull_accounts,
+            protected_tags=protected_tags,
             boundary_arn=boundary.arn,
         ),
     )
@@ -227,6 +253,8 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
     )
 
     endpoints: dict[str, pulumi.Output[str] | str] = {}
+    # What `mlops sagemaker verify-endpoints` compares with the configuration each endpoint runs.
+    endpoint_configs: dict[str, pulumi.Output[str]] = {}
     for p in on_sagemaker:
         assert p.version is not None
         name = endpoint_name(p.name, env)
@@ -269,6 +297,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             ),
         )
         endpoints[p.name] = endpoint.endpoint_name
+        endpoint_configs[p.name] = endpoint.endpoint_config.name
     for p in on_kubernetes:
         assert p.version is not None
         name = endpoint_name(p.name, env)
@@ -315,6 +344,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 key_arn=store.key_arn,
                 tags=shared_tags,
                 boundary_arn=boundary.arn,
+                protect=protect,
             ),
         ).connection_name
 
@@ -368,6 +398,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             m: g.model_package_group_name for m, g in registries.package_groups.items()
         },
         "endpoints": endpoints,
+        "endpoint_configs": endpoint_configs,
         "versions": {p.name: p.version for p in plans},
         "alerts_topic": monitoring.topic_arn,
         "ci_roles": ci.role_arns,

@@ -13,6 +13,8 @@ placeholder and ignores later changes to it; ``mlops retrain-token`` sets the re
 Pulumi state (and its config) therefore hold no secret, so the pull-request preview role, which
 must read the state, can read no token either (pulumi/pulumi#11024: a preview that can decrypt
 the state can read every secret in it).
+The connection's secret is encrypted with a key of its own that EventBridge accepts (tagged, with
+the documented key policy: see ``connection_key_policy``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,74 @@ class DriftToRetrainArgs:
     key_arn: pulumi.Input[str]
     tags: dict[str, str]
     boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
+    protect: bool = False  # the connection's key: losing it loses the connection's secret
+
+
+# EventBridge uses a customer managed key for a connection only if the key carries this tag.
+CONNECTION_KEY_TAG = {"EventBridgeApiDestinations": "true"}
+# The actions EventBridge needs on a connection's key (both quotes: Amazon EventBridge user guide,
+# "Encrypting EventBridge connection authorization with AWS KMS keys",
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/encryption-connections.html).
+CONNECTION_KEY_ACTIONS = ["kms:DescribeKey", "kms:GenerateDataKey", "kms:Decrypt"]
+# What an account needs to manage (not use) a key: AWS's default "key administrators" statement.
+KEY_ADMIN_ACTIONS = [
+    "kms:Create*",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+]
+
+
+def connection_key_policy(account_id: str, region: str) -> str:
+    """The key policy EventBridge documents for connections, scoped to this account.
+
+    The account administers the key through IAM (the deploy role's key statements), but using
+    it is allowed only as EventBridge does: through Secrets Manager, for a connection's secret
+    (``events!connection/*`` in the encryption context), on a key tagged
+    ``EventBridgeApiDestinations=true`` -- the conditions the EventBridge guide recommends.
+    """
+    account = f"arn:aws:iam::{account_id}:root"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "AccountAdministersTheKey",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": account},
+                    "Action": KEY_ADMIN_ACTIONS,
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "EventBridgeConnectionsThroughSecretsManager",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": account},
+                    "Action": CONNECTION_KEY_ACTIONS,
+                    "Resource": "*",
+                    "Condition": {
+                        "StringLike": {
+                            "kms:ViaService": f"secretsmanager.{region}.amazonaws.com",
+                            "kms:EncryptionContext:SecretARN": [
+                                f"arn:aws:secretsmanager:{region}:{account_id}"
+                                ":secret:events!connection/*"
+                            ],
+                        },
+                        "StringEquals": {"aws:ResourceTag/EventBridgeApiDestinations": "true"},
+                    },
+                },
+            ],
+        }
+    )
 
 
 def alarm_event_pattern(alarm_arn: str) -> str:
@@ -105,6 +175,7 @@ class DriftToRetrain(pulumi.ComponentResource):
     """The GitHub connection and destination, and one rule per model."""
 
     connection_name: pulumi.Output[str]
+    connection_key: aws.kms.Key
     dead_letters: aws.sqs.Queue
     rules: dict[str, aws.cloudwatch.EventRule]
 
@@ -113,12 +184,27 @@ class DriftToRetrain(pulumi.ComponentResource):
     ) -> None:
         super().__init__("mlops:index:DriftToRetrain", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # Not the stack's key: EventBridge refuses a key without its tag, and the connection's
+        # key policy admits only EventBridge's use of it.
+        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        self.connection_key = aws.kms.Key(
+            f"{name}-connection-key",
+            description=f"{name}: the EventBridge connection's GitHub token",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=pulumi.Output.all(identity.account_id, region.region).apply(
+                lambda a: connection_key_policy(a[0], a[1])
+            ),
+            tags={**args.tags, **CONNECTION_KEY_TAG},
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
         connection = aws.cloudwatch.EventConnection(
             f"{name}-github",
             name=dispatch_connection_name(args.environment),
             description="GitHub REST API with the repository_dispatch token",
             authorization_type="API_KEY",
-            kms_key_identifier=args.key_arn,
+            kms_key_identifier=self.connection_key.arn,
             auth_parameters={
                 "api_key": {"key": "Authorization", "value": DISPATCH_TOKEN_PLACEHOLDER},
                 "invocation_http_parameters": {

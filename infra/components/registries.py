@@ -33,6 +33,8 @@ class RegistriesArgs:
     mlflow_size: str = "Small"
     mlflow_version: str | None = None
     keep_images: int = 30
+    # The tags stacks run (this stack's image and `protectedImageTags`): never expired.
+    protected_tags: list[str] = field(default_factory=list)
     protect: bool = False
     # The repository is per account: one stack owns it, the others look it up by name.
     repository_name: str = IMAGE_REPOSITORY
@@ -74,13 +76,45 @@ def cross_account_pull_policy(accounts: list[str]) -> str:
     )
 
 
-def ecr_lifecycle_policy(keep: int) -> str:
-    """Untagged images go after a day; only the newest ``keep`` tagged images stay."""
+def image_tag(image: str) -> str | None:
+    """The tag of ``registry/repository:tag``; None for an image pinned by digest or untagged."""
+    name = image.rsplit("/", 1)[-1]
+    if "@" in name or ":" not in name:
+        return None
+    return name.rsplit(":", 1)[1]
+
+
+def ecr_lifecycle_policy(keep: int, protected_tags: list[str] | None = None) -> str:
+    """Untagged images go after a day; the newest ``keep`` and every protected tag stay.
+
+    ECR has no "keep" action, but "an image that matches the tagging requirements of a rule
+    cannot be expired by a rule with a lower priority" (Amazon ECR user guide, lifecycle
+    policies, "How lifecycle policies are evaluated"). So each tag a stack runs gets a rule of
+    its own ahead of the count rule: it selects exactly that image (tags are immutable, so one
+    image at most carries it) and expires only beyond a count of one, i.e. never. The rule with
+    ``tagStatus: any`` must have the highest priority (lifecycle policy properties).
+    """
+    keep_rules = [
+        {
+            "rulePriority": priority,
+            "description": f"Keep {tag}: a stack runs it",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPatternList": [tag],
+                "countType": "imageCountMoreThan",
+                "countNumber": 1,
+            },
+            "action": {"type": "expire"},
+        }
+        for priority, tag in enumerate(sorted(set(protected_tags or [])), start=1)
+    ]
+    after = len(keep_rules)
     return json.dumps(
         {
             "rules": [
+                *keep_rules,
                 {
-                    "rulePriority": 1,
+                    "rulePriority": after + 1,
                     "description": "Remove untagged images after one day",
                     "selection": {
                         "tagStatus": "untagged",
@@ -91,7 +125,7 @@ def ecr_lifecycle_policy(keep: int) -> str:
                     "action": {"type": "expire"},
                 },
                 {
-                    "rulePriority": 2,
+                    "rulePriority": after + 2,
                     "description": f"Keep the newest {keep} images",
                     "selection": {
                         "tagStatus": "any",
@@ -159,7 +193,7 @@ class Registries(pulumi.ComponentResource):
             aws.ecr.LifecyclePolicy(
                 f"{name}-serving-lifecycle",
                 repository=repository.name,
-                policy=ecr_lifecycle_policy(args.keep_images),
+                policy=ecr_lifecycle_policy(args.keep_images, args.protected_tags),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.repository_url, self.repository_arn = repository.repository_url, repository.arn

@@ -26,6 +26,7 @@ from pipelines.core.deploy_limits import (
     MIN_SHIFTING_INSTANCES,
     PROVIDER_ENDPOINT_WAIT_MINUTES,
     TERMINATION_WAIT_SECONDS,
+    Fleet,
     fleet,
     has_instance_storage,
 )
@@ -141,6 +142,22 @@ def execution_role_policy(
     )
 
 
+def instances_after_update(size: Fleet) -> int:
+    """The new configuration's ``initial_instance_count``: the most auto-scaling may have reached.
+
+    UpdateEndpoint keeps the running instance count only with ``RetainAllVariantProperties``
+    (SageMaker API reference, UpdateEndpoint), which the provider does not expose
+    (terraform-provider-aws ``aws_sagemaker_endpoint`` has no such argument; pulumi_aws 7's
+    ``Endpoint`` takes deployment_config, endpoint_config_name, name, region, tags). Each version
+    update would therefore reset a fleet auto-scaling grew back to model.yaml's
+    ``instance_count`` in the middle of the load that grew it. Starting the new fleet at the
+    maximum never leaves it smaller than the one it replaces; target tracking scales it in to
+    what the traffic needs after its scale-in cooldown, so the cost is minutes of extra
+    instances per update.
+    """
+    return size.maximum
+
+
 class SagemakerEndpoint(pulumi.ComponentResource):
     """Model, endpoint configuration with data capture, endpoint, and its auto-scaling."""
 
@@ -155,7 +172,7 @@ class SagemakerEndpoint(pulumi.ComponentResource):
         deployment = args.deployment
         instance_type = deployment.instance_type
         size = fleet(deployment)
-        minimum, count, maximum = size.minimum, size.initial, size.maximum
+        minimum, count, maximum = size.minimum, instances_after_update(size), size.maximum
         if args.scaled_down:
             instance_type, count, minimum, maximum = args.scaled_down_instance_type, 1, 1, 1
 
@@ -175,6 +192,11 @@ class SagemakerEndpoint(pulumi.ComponentResource):
         )
 
         version_suffix = f"v{args.version}"
+        # A version's model and configuration outlive the stack's reference to them: after an
+        # alarm-triggered rollback SageMaker serves the previous ones while the provider, told
+        # the update succeeded, would delete them. Both are free metadata; `mlops sagemaker
+        # verify-endpoints` then fails the run and says which configuration is live.
+        kept = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
         model = aws.sagemaker.Model(
             f"{name}-model-{version_suffix}",
             execution_role_arn=role.arn,
@@ -193,7 +215,7 @@ class SagemakerEndpoint(pulumi.ComponentResource):
             # The container needs no network: SageMaker mounts the model and captures itself.
             enable_network_isolation=True,
             tags=args.tags,
-            opts=child,
+            opts=kept,
         )
         self.endpoint_config = aws.sagemaker.EndpointConfiguration(
             f"{name}-config-{version_suffix}",
@@ -221,7 +243,7 @@ class SagemakerEndpoint(pulumi.ComponentResource):
                 },
             },
             tags=args.tags,
-            opts=child,
+            opts=kept,
         )
         self.endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",

@@ -1,6 +1,7 @@
-"""``mlops sagemaker train|register|approve|deploy|shift|rollback``: deployment target
-``sagemaker`` (``pipelines.aws.sagemaker_flow``, ``pipelines.aws.sagemaker_training``), against AWS
-or, with ``eval "$(mlops stack env)"``, against the local stack.
+"""``mlops sagemaker train|register|approve|deploy|shift|rollback|verify-endpoints``: deployment
+target ``sagemaker`` (``pipelines.aws.sagemaker_flow``, ``pipelines.aws.sagemaker_training``,
+``pipelines.aws.endpoint_check``), against AWS or, with ``eval "$(mlops stack env)"``, against
+the local stack.
 
 Registered by ``pipelines.cli.main``; heavy imports stay inside the commands.
 """
@@ -8,6 +9,7 @@ Registered by ``pipelines.cli.main``; heavy imports stay inside the commands.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -288,3 +290,28 @@ def sm_rollback(model: str = ModelArg, env: str = EnvOpt) -> None:
     _environment(env)
     config = rollback(_aws(), model, env)
     typer.echo(f"{model} in {env}: rolled back to {config}")
+
+
+@group.command("verify-endpoints")
+@guarded
+def sm_verify_endpoints(
+    outputs: Path = typer.Option(
+        ..., "--outputs", help="The stack's `pulumi stack output --json`, saved to a file."
+    ),
+) -> None:
+    """Fail unless every SageMaker endpoint runs the configuration the stack outputs claim.
+
+    Run after `pulumi up`: an alarm-triggered rollback leaves `up` green and the previous
+    version serving; this names the model, the version claimed and the configuration live.
+    """
+    from pipelines.aws.endpoint_check import expected_endpoints, verify
+    from pipelines.aws.sagemaker_flow import aws_client
+
+    expected = expected_endpoints(outputs)
+    problems = verify(aws_client("sagemaker", _aws()), expected)
+    if problems:
+        raise MlopsError("\n".join(problems), file=outputs)
+    for endpoint in expected:
+        typer.echo(
+            f"{endpoint.model}: version {endpoint.version} is live on {endpoint.endpoint_name}"
+        )

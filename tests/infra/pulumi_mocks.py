@@ -55,6 +55,7 @@ class Run:
     resources: list[Declared]
     outputs: dict[str, Any] = field(default_factory=dict)
     protected: set[str] = field(default_factory=set)  # names declared with protect=True
+    retained: set[str] = field(default_factory=set)  # names declared with retain_on_delete=True
 
     def of(self, type_token: str) -> list[Declared]:
         return [r for r in self.resources if r.type == type_token]
@@ -240,11 +241,14 @@ def run_program(
     pulumi.runtime.set_all_config(values, [k for k in values if k.endswith(":githubToken")])
     outputs: dict[str, Any] = {}
     protected: set[str] = set()
+    retained: set[str] = set()
 
     def record_protect(args: pulumi.ResourceTransformationArgs) -> None:
         # Mocks see inputs, not options; a stack transformation sees both.
         if args.opts and args.opts.protect:
             protected.add(args.name)
+        if args.opts and args.opts.retain_on_delete:
+            retained.add(args.name)
 
     @pulumi.runtime.test
     def run() -> Any:
@@ -255,7 +259,7 @@ def run_program(
         return None
 
     run()
-    return Run(mocks.resources, outputs, protected)
+    return Run(mocks.resources, outputs, protected, retained)
 
 
 def stack_config(stack: str) -> dict[str, Any]:

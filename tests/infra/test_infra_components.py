@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import ecr_lifecycle
 import pytest
 from pulumi_mocks import Run, policy_document, run_program
 
@@ -20,10 +21,16 @@ from infra.components.monitoring import (
     MonitoringArgs,
     sagemaker_schedule,
 )
-from infra.components.registries import Registries, RegistriesArgs
+from infra.components.registries import (
+    Registries,
+    RegistriesArgs,
+    ecr_lifecycle_policy,
+    image_tag,
+)
 from infra.components.sagemaker_endpoint import (
     SagemakerEndpoint,
     SagemakerEndpointArgs,
+    instances_after_update,
     traffic_routing,
 )
 from infra.policy.rules import RESOURCE_RULES, buckets_are_private_and_encrypted
@@ -31,10 +38,12 @@ from pipelines.core.conventions import (
     DISPATCH_TOKEN_PLACEHOLDER,
     GITHUB_API_HEADERS,
     RETRAIN_EVENT_TYPE,
+    SHARED,
     dispatch_connection_name,
     tags,
 )
 from pipelines.core.definitions import Deployment
+from pipelines.core.deploy_limits import Fleet
 from serving import metrics
 
 pytestmark = pytest.mark.infra
@@ -209,7 +218,8 @@ def test_endpoint_captures_to_the_artifact_store_encrypted(endpoint: Run) -> Non
     assert capture["destinationS3Uri"] == "s3://mlops-dev-bucket/captures/dev"
     assert [o["captureMode"] for o in capture["captureOptions"]] == ["Input", "Output"]
     variant = config["productionVariants"][0]
-    assert variant["variantName"] == "AllTraffic" and variant["initialInstanceCount"] == 2
+    # min 2, max 4: a version update starts at the most auto-scaling may have reached.
+    assert variant["variantName"] == "AllTraffic" and variant["initialInstanceCount"] == 4
 
 
 def test_endpoint_scales_on_invocations_per_instance(endpoint: Run) -> None:
@@ -242,6 +252,25 @@ def test_model_and_configuration_names_carry_the_version(endpoint: Run) -> None:
     assert endpoint.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").name.endswith(
         "-config-v7"
     )
+
+
+@pytest.mark.parametrize(("minimum", "initial", "maximum"), [(1, 1, 1), (2, 2, 6), (2, 3, 3)])
+def test_a_version_update_never_starts_smaller_than_autoscaling_left_the_fleet(
+    minimum: int, initial: int, maximum: int
+) -> None:
+    # The provider cannot ask UpdateEndpoint to retain the running count, so every count the
+    # scaling target allows must be covered by the new configuration's initial count.
+    size = Fleet(minimum, initial, maximum)
+    assert all(instances_after_update(size) >= n for n in range(minimum, maximum + 1))
+    assert instances_after_update(size) <= maximum
+
+
+def test_a_versions_model_and_configuration_survive_being_dropped(endpoint: Run) -> None:
+    # After a rollback they are what serves; the provider must not delete them.
+    model = endpoint.one("aws:sagemaker/model:Model").name
+    config = endpoint.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").name
+    assert {model, config} <= endpoint.retained
+    assert endpoint.one("aws:sagemaker/endpoint:Endpoint").name not in endpoint.retained
 
 
 @pytest.mark.parametrize(
@@ -480,6 +509,30 @@ def test_drift_alarm_triggers_repository_dispatch(retrain: Run) -> None:
     }
 
 
+def test_the_connection_has_a_key_of_its_own_that_eventbridge_accepts(retrain: Run) -> None:
+    connection = retrain.one("aws:cloudwatch/eventConnection:EventConnection").inputs
+    key = retrain.named("mlops-prod-retrain-connection-key")
+    # The artifact store's key (KEY_ARN) carries neither the tag nor the statement below.
+    assert connection["kmsKeyIdentifier"] == key.state["arn"] != KEY_ARN
+    assert key.inputs["tags"]["EventBridgeApiDestinations"] == "true"
+    assert key.inputs["enableKeyRotation"] is True
+    statements = {s["Sid"]: s for s in policy_document(key.inputs["policy"])["Statement"]}
+    use = statements["EventBridgeConnectionsThroughSecretsManager"]
+    assert sorted(use["Action"]) == ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
+    assert (
+        use["Condition"]["StringLike"]["kms:ViaService"] == "secretsmanager.us-east-1.amazonaws.com"
+    )
+    assert use["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"] == [
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:events!connection/*"
+    ]
+    assert use["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/EventBridgeApiDestinations": "true"
+    }
+    # Nothing else may use the key: the account only administers it.
+    admin = statements["AccountAdministersTheKey"]["Action"]
+    assert not {"kms:*", "kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"} & set(admin)
+
+
 def test_a_dispatch_that_keeps_failing_lands_in_an_encrypted_dead_letter_queue(
     retrain: Run,
 ) -> None:
@@ -639,3 +692,45 @@ def test_a_stack_that_does_not_own_the_image_repository_looks_it_up() -> None:
     run = run_program(program)
     assert not run.of("aws:ecr/repository:Repository")
     assert run.outputs["url"].endswith("/mlops-serving")
+
+
+def _lifecycle_images(deployed: str, newer: int) -> list[ecr_lifecycle.Image]:
+    """``deployed`` pushed 200 days ago, ``newer`` images pushed since, one untagged leftover."""
+    images = [ecr_lifecycle.Image("sha256:deployed", (deployed,), 200.0)]
+    images += [ecr_lifecycle.Image(f"sha256:{n}", (f"{n:040x}",), float(n)) for n in range(newer)]
+    return [*images, ecr_lifecycle.Image("sha256:untagged", (), 3.0)]
+
+
+def test_ecr_lifecycle_keeps_a_deployed_image_behind_100_newer_ones() -> None:
+    deployed = "a" * 40
+    images = _lifecycle_images(deployed, newer=100)
+    policy = json.loads(ecr_lifecycle_policy(30, [deployed, "b" * 40]))
+    gone = ecr_lifecycle.expired(policy, images)
+    assert "sha256:deployed" not in gone
+    assert "sha256:untagged" in gone
+    # Still pruned: everything past the newest 30 that no stack runs.
+    assert gone == {"sha256:untagged", *(f"sha256:{n}" for n in range(30, 100))}
+
+
+def test_ecr_lifecycle_without_protection_would_expire_the_deployed_image() -> None:
+    # The evaluator can say no: the old policy (count only) deletes what prod runs.
+    images = _lifecycle_images("a" * 40, newer=100)
+    assert "sha256:deployed" in ecr_lifecycle.expired(json.loads(ecr_lifecycle_policy(30)), images)
+
+
+def test_registries_protect_the_tags_they_are_given() -> None:
+    args = RegistriesArgs(
+        environment="prod",
+        tags=tags(SHARED, "prod", OWNER),
+        bucket_name="b",
+        bucket_arn=BUCKET_ARN,
+        key_arn=KEY_ARN,
+        protected_tags=["c" * 40],
+        boundary_arn=BOUNDARY_ARN,
+        mlflow=False,
+    )
+    run = run_program(lambda: Registries("mlops-prod-registries", args))
+    rules = json.loads(run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
+    assert rules[0]["selection"]["tagPatternList"] == ["c" * 40]
+    assert image_tag("1.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:" + "c" * 40) == "c" * 40
+    assert image_tag("1.dkr.ecr.us-east-1.amazonaws.com/mlops-serving@sha256:00") is None

@@ -201,6 +201,9 @@ class Need:
     delete: tuple[str, ...] = ()
     on: str = "self"  # "self", or the input naming the resource the calls are made on
     passes_role: str | None = None  # the input holding a role ARN passed to the service
+    # The input holding a KMS key the service uses on the caller's behalf, and what it needs.
+    uses_key: str | None = None
+    key_actions: tuple[str, ...] = ()
 
 
 BUCKET_CONFIG = dict(on="bucket")
@@ -351,6 +354,10 @@ NEEDS: dict[str, Need] = {
         ("events:DescribeConnection",),
         ("events:UpdateConnection",),
         ("events:DeleteConnection",),
+        # EventBridge encrypts the connection's secret with the key "on your behalf": the
+        # caller needs these on the key (EventBridge user guide, encryption-connections).
+        uses_key="kmsKeyIdentifier",
+        key_actions=("kms:DescribeKey", "kms:GenerateDataKey", "kms:Decrypt"),
     ),
     "aws:cloudwatch/eventApiDestination:EventApiDestination": Need(
         ("events:CreateApiDestination",),
@@ -464,6 +471,10 @@ def _checks(run: Run) -> list[tuple[Declared, str, str, dict[str, str]]]:
             service = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"]
             passed = {"iam:PassedToService": service["Service"]}
             checks.append((resource, "iam:PassRole", role.state["arn"], passed))
+        if need.uses_key and resource.inputs.get(need.uses_key):
+            key = _by_reference(run)[resource.inputs[need.uses_key]]
+            for action in need.key_actions:
+                checks.append((resource, action, key.state["arn"], _context(key, key, False)))
     return checks
 
 

@@ -43,6 +43,7 @@ from infra.policy.rules import (
     oidc_trust_is_scoped,
     taggable,
 )
+from infra.stack import StackSettings, build
 from pipelines.core.conventions import (
     DISPATCH_TOKEN_PLACEHOLDER,
     REQUIRED_TAGS,
@@ -586,3 +587,36 @@ def test_kubernetes_objects_go_through_the_stacks_own_cluster_provider(
         "eks.amazonaws.com/role-arn" in a.inputs["metadata"].get("annotations", {})
         for a in accounts
     )
+
+
+def test_the_owning_stack_keeps_its_own_image_and_the_listed_ones(pinned_repo: Path) -> None:
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:" + "a" * 40
+    run = run_main(PRODUCTION, pinned_repo, image=image, protectedImageTags=["b" * 40], **CLUSTER)
+    rules = json.loads(run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
+    kept = [r["selection"]["tagPatternList"] for r in rules if "tagPatternList" in r["selection"]]
+    assert kept == [["a" * 40], ["b" * 40]]
+
+
+def test_a_protected_image_tag_that_is_no_ecr_tag_is_refused(pinned_repo: Path) -> None:
+    with pytest.raises(DefinitionError, match="is not an ECR image tag") as error:
+        run_main(PRODUCTION, pinned_repo, protectedImageTags=["prod-*"])
+    assert error.value.field == "protectedImageTags"
+
+
+def test_the_stack_outputs_the_configuration_each_endpoint_should_run(pinned_repo: Path) -> None:
+    settings = StackSettings(
+        stack=PRODUCTION,
+        owner="ml-platform@example.com",
+        github_repository="o/r",
+        image="i:1",
+        eks_cluster_name=CLUSTER["eksClusterName"],
+        eks_oidc_provider_arn=CLUSTER["eksOidcProviderArn"],
+        eks_oidc_issuer=CLUSTER["eksOidcIssuer"],
+    )
+    run = run_program(lambda: build(settings, pinned_repo), stack=PRODUCTION)
+    configs = {
+        r.state["name"] for r in run.of("aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+    }
+    claimed = run.outputs["endpoint_configs"]
+    assert claimed and set(claimed.values()) <= configs
+    assert set(claimed) <= set(run.outputs["endpoints"])
