@@ -92,8 +92,9 @@ class DeployerAccess(pulumi.ComponentResource):
         super().__init__("mlops:index:DeployerAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         group = deployers_group(environment)
-        meta = {
-            "name": f"mlops-{slug(environment)}-namespace-manager",
+        role_name = f"mlops-{slug(environment)}-namespace-manager"
+        meta: k8s.meta.v1.ObjectMetaArgsDict = {
+            "name": role_name,
             "labels": {
                 "app.kubernetes.io/part-of": "mlops",
                 "app.kubernetes.io/managed-by": "pulumi",
@@ -124,7 +125,7 @@ class DeployerAccess(pulumi.ComponentResource):
             metadata=meta,
             rules=[
                 {
-                    "apiGroups": [""],
+                    "api_groups": [""],
                     "resources": ["namespaces"],
                     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
                 }
@@ -135,11 +136,11 @@ class DeployerAccess(pulumi.ComponentResource):
             f"{name}-namespace-manager-binding",
             metadata=meta,
             role_ref={
-                "apiGroup": "rbac.authorization.k8s.io",
+                "api_group": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": role.metadata["name"],
+                "name": role_name,
             },
-            subjects=[{"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"}],
-            opts=child,
+            subjects=[{"kind": "Group", "name": group, "api_group": "rbac.authorization.k8s.io"}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
         )
         self.register_outputs({})

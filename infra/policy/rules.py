@@ -162,7 +162,7 @@ def rollout_fits_the_deploy(resource_type: str, props: Mapping[str, Any]) -> lis
     wait, termination = routing.get("waitIntervalInSeconds"), policy.get("terminationWaitInSeconds")
     if not isinstance(wait, int | float) or _unknown(termination):
         return []
-    steps = {"CANARY": 2, "LINEAR": 0}.get(routing.get("type"), 1)
+    steps = {"CANARY": 2, "LINEAR": 0}.get(str(routing.get("type")), 1)
     if routing.get("type") == "LINEAR":
         step = (routing.get("linearStepSize") or {}).get("value") or 100
         steps = -(-100 // int(step))  # a percentage of the fleet per step
