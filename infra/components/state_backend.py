@@ -116,15 +116,20 @@ def state_backend(
     return StateBackend(bucket, secrets_key_arn, project, stack)
 
 
+def _list_the_bucket(backend: StateBackend) -> Statement:
+    """The CLI lists ``.pulumi/`` to find stacks, history and (on ``up``) other locks."""
+    return {
+        "Sid": "ListTheStateBucket",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+        "Resource": backend.bucket_arn,
+    }
+
+
 def deploy_statements(backend: StateBackend) -> list[Statement]:
     """``pulumi up``: read and write the stack's checkpoint, take its lock, use the key."""
     return [
-        {
-            "Sid": "ListTheStateBucket",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-            "Resource": backend.bucket_arn,
-        },
+        _list_the_bucket(backend),
         {
             "Sid": "ThisStacksState",
             "Effect": "Allow",
@@ -151,12 +156,7 @@ def deploy_statements(backend: StateBackend) -> list[Statement]:
 def preview_statements(backend: StateBackend) -> list[Statement]:
     """``pulumi preview``: read the stack's checkpoint (no lock on this backend), unwrap its key."""
     return [
-        {
-            "Sid": "ListTheStateBucket",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-            "Resource": backend.bucket_arn,
-        },
+        _list_the_bucket(backend),
         {
             "Sid": "ReadThisStacksState",
             "Effect": "Allow",

@@ -38,6 +38,7 @@ from pipelines.core.conventions import (
     IMAGE_REPOSITORY,
     capture_uri,
     endpoint_name,
+    image_uri,
     model_data_key,
     package_group_name,
 )
@@ -89,10 +90,11 @@ class AwsSettings(BaseSettings):
         default="arn:aws:iam::123456789012:role/mlops-sagemaker",
         description="Execution role of models and training jobs (moto accepts any).",
     )
-    serving_image: str = Field(
-        default="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:latest",
+    serving_image: str | None = Field(
+        default=None,
         description="The serving image in ECR for versions not trained by a SageMaker job; "
-        "those are served by the image they trained in.",
+        "those are served by the image they trained in. Default: `latest` of image_repository "
+        "in the role's account (the local stack accepts any).",
     )
     image_repository: str = Field(
         default=IMAGE_REPOSITORY,
@@ -111,6 +113,12 @@ class AwsSettings(BaseSettings):
         import os
 
         return self.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+    def default_serving_image(self) -> str:
+        if self.serving_image:
+            return self.serving_image
+        account = self.role_arn.split(":")[4]
+        return image_uri(account, self.region_name(), self.image_repository, "latest")
 
 
 def aws_client(service: str, aws: AwsSettings) -> Any:
@@ -319,7 +327,7 @@ def serving_image(aws: AwsSettings, run: Any) -> str:
     """The image a version is served by: the one its SageMaker training job trained in (same
     lock, same code), else ``MLOPS_AWS_SERVING_IMAGE`` for runs trained elsewhere."""
     trained_in: str | None = run.data.tags.get(SAGEMAKER_TRAINING_IMAGE_TAG)
-    return trained_in or aws.serving_image
+    return trained_in or aws.default_serving_image()
 
 
 def package_request(

@@ -7,28 +7,32 @@ from typing import Any
 
 import pytest
 from iam_evaluator import allows
-from pulumi_mocks import ACCOUNT, Run, policy_document
-from test_infra_stacks import PRODUCTION, run_main
+from pulumi_mocks import ACCOUNT, Run, policy_document, stack_config
+from test_infra_stacks import NON_PRODUCTION, PRODUCTION, run_main
 
 from pipelines.core.errors import DefinitionError
 
 pytestmark = pytest.mark.infra
 
 DEV_ACCOUNT, STAGING_ACCOUNT = "111111111111", "222222222222"
-IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:abc123"
-REPOSITORY = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/mlops-serving"
+# Whatever the team named its first environment (the one in an account of its own here), and
+# the region its stacks deploy to.
+DEV = NON_PRODUCTION[0]
+REGION = stack_config(DEV)["aws:region"]
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/mlops-serving:abc123"
+REPOSITORY = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/mlops-serving"
 
 
 @pytest.fixture(scope="module")
 def accounts(repo_factory: Any) -> dict[str, Run]:
     """prod owns the repository (the mocks' account); dev runs in an account of its own."""
-    pins = {"dev": {"seattle_weather": ["3"]}, "prod": {"seattle_weather": ["3"]}}
+    pins = {DEV: {"seattle_weather": ["3"]}, PRODUCTION: {"seattle_weather": ["3"]}}
     repo = repo_factory(pins=pins)
     return {
         "prod": run_main(
             PRODUCTION, repo, image=IMAGE, imagePullAccounts=[DEV_ACCOUNT, STAGING_ACCOUNT]
         ),
-        "dev": run_main("dev", repo, image=IMAGE, ownsAccountResources=True, imageAccount=ACCOUNT),
+        "dev": run_main(DEV, repo, image=IMAGE, ownsAccountResources=True, imageAccount=ACCOUNT),
     }
 
 
@@ -101,6 +105,6 @@ def test_account_settings_that_could_not_work_are_refused(
     repo_factory: Any, settings: dict[str, Any], field: str, says: str
 ) -> None:
     with pytest.raises(DefinitionError, match=says) as error:
-        run_main("dev", repo_factory(), **settings)
+        run_main(DEV, repo_factory(), **settings)
     assert error.value.field == field
-    assert "Pulumi.dev.yaml" in str(error.value)
+    assert f"Pulumi.{DEV}.yaml" in str(error.value)

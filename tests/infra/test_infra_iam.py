@@ -25,7 +25,7 @@ import pulumi
 import pytest
 from cloudsplaining.command.scan_policy_file import scan_policy
 from iam_evaluator import action_facts, allows, supports_condition_key
-from pulumi_mocks import ACCOUNT, Declared, Run, policy_document, run_program
+from pulumi_mocks import ACCOUNT, PROJECT, Declared, Run, policy_document, run_program
 from test_infra_stacks import PRODUCTION, STACKS, run_main
 
 from infra.components.ci_access import github_provider_arn
@@ -688,9 +688,9 @@ def test_dependants_of_a_role_wait_for_its_policy() -> None:
 
 def _state(stack: str, part: str = "stacks", suffix: str = ".json") -> str:
     path = {
-        "stacks": f"stacks/mlops/{stack}{suffix}",
-        "locks": f"locks/organization/mlops/{stack}/a1b2c3.json",
-        "history": f"history/mlops/{stack}/{stack}-1733480000.history.json",
+        "stacks": f"stacks/{PROJECT}/{stack}{suffix}",
+        "locks": f"locks/organization/{PROJECT}/{stack}/a1b2c3.json",
+        "history": f"history/{PROJECT}/{stack}/{stack}-1733480000.history.json",
     }[part]
     return f"arn:aws:s3:::{STATE_BUCKET}/.pulumi/{path}"
 

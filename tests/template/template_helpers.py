@@ -198,7 +198,18 @@ def mlops(root: Path, *args: str, timeout: float = 120) -> Result:
 
 
 def run_tests(root: Path, *paths: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """pytest of the adopted checkout, on its own code (the rendered folder, not this one)."""
+    """pytest of the adopted checkout, on its own code (the rendered folder, not this one).
+
+    Like this checkout's .venv, its installed node tools serve the adopted one (tests/infra
+    validates CRDs with them); copied, so that nothing run there can change this checkout's.
+    """
+    tools = REPO_ROOT / "tools" / "node_modules"
+    if (
+        tools.is_dir()
+        and (root / "tools").is_dir()
+        and not (root / "tools" / "node_modules").exists()
+    ):
+        shutil.copytree(tools, root / "tools" / "node_modules", symlinks=True)
     env = {**os.environ, "PYTHONPATH": str(root)}
     for name in ("MLOPS_ROOT", "MLOPS_HOME", "PYTEST_ADDOPTS"):
         env.pop(name, None)

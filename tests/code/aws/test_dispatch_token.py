@@ -7,7 +7,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 from typer.testing import CliRunner
 
 from pipelines.aws.dispatch_token import auth_parameters
@@ -24,18 +23,10 @@ TOKEN = "github_pat_11ABCDEFG0123456789"
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for key, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def aws(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.delenv("GITHUB_DISPATCH_TOKEN", raising=False)
-    with mock_aws():
-        boto3.setup_default_session()
-        yield boto3.client("events")
+    boto3.setup_default_session()
+    yield boto3.client("events")
 
 
 @pytest.fixture

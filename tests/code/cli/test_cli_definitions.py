@@ -103,12 +103,23 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/ABC"
 
 
-def _pin_penguins_on_kubernetes(repo: Path, stack: str, **config: str) -> Path:
-    """penguins on Kubernetes, pinned in ``stack``, whose stack file holds ``config``."""
-    from pipelines.core.pins import Pin, load_environment, save_environment, with_pin
+def _pin_penguins_on_kubernetes(repo: Path, **config: str) -> Path:
+    """penguins on Kubernetes, pinned in the first environment (whatever the team named it),
+    whose stack file holds ``config``."""
+    from pipelines.core.pins import (
+        Pin,
+        in_promotion_order,
+        list_environments,
+        load_environment,
+        save_environment,
+        with_pin,
+    )
 
     edit_model(repo, "penguins", deployment__target="kubernetes")
-    environment = load_environment(repo / "environments", stack)
+    environments = [load_environment(repo / "environments", name)
+                    for name in list_environments(repo / "environments")]  # fmt: skip
+    environment = in_promotion_order(environments)[0]
+    stack = environment.environment
     pin = Pin(
         version="1",
         run_id="r",
@@ -121,8 +132,8 @@ def _pin_penguins_on_kubernetes(repo: Path, stack: str, **config: str) -> Path:
     save_environment(repo / "environments", with_pin(environment, "penguins", pin))
     (repo / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
     stack_file = repo / f"Pulumi.{stack}.yaml"
-    data = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
-    data["config"].update({f"mlops:{k}": v for k, v in config.items()})
+    # Only the settings under test: the fixture's environments need not match the repository's.
+    data = {"config": {"aws:region": "us-east-1", **{f"mlops:{k}": v for k, v in config.items()}}}
     stack_file.write_text(yaml.safe_dump(data))
     return stack_file
 
@@ -130,7 +141,7 @@ def _pin_penguins_on_kubernetes(repo: Path, stack: str, **config: str) -> Path:
 def test_a_kubernetes_model_pinned_where_the_cluster_is_not_configured_is_refused(
     repo: Path,
 ) -> None:
-    stack_file = _pin_penguins_on_kubernetes(repo, "dev", eksClusterName="ml-serving")
+    stack_file = _pin_penguins_on_kubernetes(repo, eksClusterName="ml-serving")
     result = mlops_check(repo)
     assert result.exit_code == 2
     assert f"{stack_file}: eksOidcProviderArn: eksOidcProviderArn is not set" in result.output
@@ -139,7 +150,6 @@ def test_a_kubernetes_model_pinned_where_the_cluster_is_not_configured_is_refuse
 def test_a_kubernetes_model_with_its_cluster_settings_passes(repo: Path) -> None:
     _pin_penguins_on_kubernetes(
         repo,
-        "dev",
         eksClusterName="ml-serving",
         eksOidcProviderArn=f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}",
         eksOidcIssuer=ISSUER,

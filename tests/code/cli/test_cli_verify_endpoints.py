@@ -9,7 +9,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 from typer.testing import CliRunner
 
 from pipelines.aws.endpoint_check import ExpectedEndpoint, live_problem
@@ -22,36 +21,29 @@ ENDPOINT = "penguins-prod"
 
 
 @pytest.fixture
-def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        client = boto3.client("sagemaker", region_name="us-east-1")
-        for version in ("4", "5"):
-            client.create_model(
-                ModelName=f"penguins-prod-model-v{version}",
-                ExecutionRoleArn=ROLE,
-                PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"},
-            )
-            client.create_endpoint_config(
-                EndpointConfigName=f"penguins-prod-config-v{version}",
-                ProductionVariants=[
-                    {
-                        "VariantName": "AllTraffic",
-                        "ModelName": f"penguins-prod-model-v{version}",
-                        "InstanceType": "ml.m5.large",
-                        "InitialInstanceCount": 2,
-                    }
-                ],
-            )
-        # The rollback left the endpoint on version 4's configuration.
-        client.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="penguins-prod-config-v4")
-        yield client
+def sagemaker(moto_aws: None) -> Iterator[Any]:
+    # The endpoint's models and configurations, as a deploy leaves them.
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    for version in ("4", "5"):
+        client.create_model(
+            ModelName=f"penguins-prod-model-v{version}",
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"},
+        )
+        client.create_endpoint_config(
+            EndpointConfigName=f"penguins-prod-config-v{version}",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": f"penguins-prod-model-v{version}",
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 2,
+                }
+            ],
+        )
+    # The rollback left the endpoint on version 4's configuration.
+    client.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="penguins-prod-config-v4")
+    yield client
 
 
 def _outputs(tmp_path: Path, config: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli.main import app
-from pipelines.core.pins import Pin, load_environment, save_environment, with_pin
+from pipelines.core.pins import Environment, Pin, load_environment, save_environment, with_pin
 from pipelines.core.registry import CHALLENGER, aliases_of, connect
 from pipelines.core.settings import Settings
 
@@ -22,7 +21,14 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Any]:
     root = tmp_path / "repo"
-    shutil.copytree(REPO / "environments", root / "environments")
+    # The environments this suite is about, not the repository's (a team may have renamed them).
+    (root / "environments").mkdir(parents=True)
+    for name, after, champion in [("dev", None, False), ("staging", "dev", False),
+                                  ("prod", "staging", True)]:  # fmt: skip
+        save_environment(
+            root / "environments",
+            Environment(environment=name, promote_from=after, champion=champion),
+        )
     (root / "models" / "penguins").mkdir(parents=True)
     (root / "models" / "penguins" / "model.yaml").write_text("name: penguins\n")
     for key in ("MLFLOW_TRACKING_URI", "MLOPS_TRACKING_URI", "GITHUB_SHA"):
