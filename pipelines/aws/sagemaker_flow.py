@@ -115,6 +115,8 @@ class AwsSettings(BaseSettings):
         return self.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
     def default_serving_image(self) -> str:
+        """The image of runs trained elsewhere; the account comes from the role, not a literal,
+        so an adopted repository serves from its own registry."""
         if self.serving_image:
             return self.serving_image
         account = self.role_arn.split(":")[4]
@@ -325,7 +327,8 @@ def _upload_model_data(
 
 def serving_image(aws: AwsSettings, run: Any) -> str:
     """The image a version is served by: the one its SageMaker training job trained in (same
-    lock, same code), else ``MLOPS_AWS_SERVING_IMAGE`` for runs trained elsewhere."""
+    lock, same code), else ``MLOPS_AWS_SERVING_IMAGE`` (default: ``latest`` of the image
+    repository in the execution role's account) for runs trained elsewhere."""
     trained_in: str | None = run.data.tags.get(SAGEMAKER_TRAINING_IMAGE_TAG)
     return trained_in or aws.default_serving_image()
 
