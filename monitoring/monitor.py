@@ -119,14 +119,17 @@ def run_monitor(
     since: datetime | None = None,
     until: datetime | None = None,
     endpoint: str | None = None,
+    reference: Reference | None = None,
 ) -> MonitorResult:
     """Compare the captured window with the monitored version's training rows.
 
     ``endpoint`` (default: the model's name, as the server names its capture folder) scopes a
-    capture destination that holds several endpoints' folders to this model's.
+    capture destination that holds several endpoints' folders to this model's. ``reference``
+    (a frozen baseline, ``monitoring.baseline``) replaces the registry's.
     """
     started = time.perf_counter()
-    reference = load_reference(settings, name, client=client, env=env, version=version)
+    if reference is None:
+        reference = load_reference(settings, name, client=client, env=env, version=version)
     model = reference.model
     definition = model.definition
     kinds = feature_kinds(model)
@@ -162,7 +165,9 @@ def _prediction_drift(reference: Reference, current: Current, model: Model) -> t
     definition = model.definition
     kind: Kind = "categorical" if definition.task.value == "classification" else "numeric"
     ref_values = reference.frame[definition.target]
-    if reference.model_uri:
+    if reference.predictions is not None:
+        ref_values = reference.predictions
+    elif reference.model_uri:
         from pipelines.core.registry import load_sklearn_model
 
         estimator = load_sklearn_model(reference.model_uri)

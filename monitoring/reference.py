@@ -34,6 +34,10 @@ class Reference:
     run_id: str | None = None
     model_uri: str | None = None
     metrics: dict[str, float] | None = None  # the version's test metrics (concept drift)
+    # The version's predictions on ``frame`` when they were frozen in a baseline
+    # (monitoring.baseline); otherwise prediction drift loads the model from ``model_uri``.
+    predictions: pd.Series | None = None
+    overrides: dict[str, Any] | None = None  # the run's --set overrides of model.yaml
 
 
 def monitored_version(
@@ -94,6 +98,7 @@ def load_reference(
         "run_id": run.info.run_id,
         "model_uri": f"models:/{name}/{chosen}" if tags.get(MODEL_URI_TAG) else None,
         "metrics": metrics,
+        "overrides": overrides,
     }
     trained_on = tags.get(DATA_FINGERPRINT_TAG)
     if trained_on != now:

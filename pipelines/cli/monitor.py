@@ -107,6 +107,12 @@ def monitor(
     cloudwatch: bool = typer.Option(
         False, "--cloudwatch", help="Send the metrics to CloudWatch (boto3's credentials)."
     ),
+    baseline: str | None = typer.Option(
+        None,
+        "--baseline",
+        help="Read the reference from this baseline (folder or s3://, written by `mlops "
+        "monitor-baseline`) instead of the registry: what the scheduled cloud job does.",
+    ),
     trigger: bool = typer.Option(
         False,
         "--trigger/--dry-run",
@@ -118,6 +124,7 @@ def monitor(
     from rich.console import Console
     from rich.table import Table
 
+    from monitoring.baseline import load_baseline
     from monitoring.exporters import (
         PROMETHEUS_FILE,
         push_prometheus,
@@ -132,9 +139,16 @@ def monitor(
     from pipelines.core.drift_rules import check_definition
 
     since = _since(since_hours)
-    settings, client = connect_registry()
-    loaded = load_model(settings.models_dir, settings.data_dir, model)  # unknown model: first
-    check_definition(loaded.definition, loaded.dataset, str(loaded.path))
+    frozen = None
+    if baseline:  # the scheduled job: no registry, no models/ folder, only the frozen reference
+        if version:
+            raise MlopsError("--version and --baseline exclude each other", field="--version")
+        settings, client = current_settings(), None
+        frozen = load_baseline(baseline, model)
+    else:
+        settings, client = connect_registry()
+        loaded = load_model(settings.models_dir, settings.data_dir, model)  # unknown model: first
+        check_definition(loaded.definition, loaded.dataset, str(loaded.path))
     monitor_settings = MonitorSettings()
     gateway = monitor_settings.pushgateway
     if push and not gateway:  # before any work, not after it
@@ -148,7 +162,7 @@ def monitor(
     out = _output_dir(output_dir or settings.reports_dir / "monitoring" / model)
     result = run_monitor(
         settings, model, location, client=client, env=env, version=version, labels=labels,
-        since=since, endpoint=endpoint,
+        since=since, endpoint=endpoint, reference=frozen,
     )  # fmt: skip
     try:
         json_path, html_path = write_reports(result, out)
@@ -224,6 +238,59 @@ def monitor(
         except MlopsError as exc:  # drift was found: the exit code must still say so
             console.print(f"[bold red]error:[/] retrain trigger: {escape(exc.render())}")
     raise typer.Exit(int(ExitCode.DRIFT))
+
+
+@commands.command("monitor-baseline")
+@guarded
+def monitor_baseline(
+    model: str = typer.Argument(..., help="Model name (folder under models/)."),
+    env: str | None = typer.Option(
+        None, "--env", help="Freeze the version pinned in this environment (default: champion)."
+    ),
+    version: str | None = typer.Option(None, "--version", help="Freeze this registered version."),
+    to: str | None = typer.Option(
+        None,
+        "--to",
+        help="Folder or s3://bucket/prefix to write to (default: s3://$MLOPS_AWS_BUCKET/"
+        "baselines/<model>/<version>, where the scheduled monitor job reads it).",
+    ),
+) -> None:
+    """Freeze a version's monitoring reference for the scheduled job (run before `pulumi up`).
+
+    The job runs `mlops monitor --baseline` in the serving image, which has no registry access
+    and no models/ or data/ folder: everything it needs is in this baseline.
+    """
+    import os
+
+    from monitoring.baseline import write_baseline
+    from monitoring.reference import load_reference
+    from pipelines.core.conventions import baseline_prefix
+    from pipelines.core.registry import load_sklearn_model
+
+    settings, client = connect_registry()
+    reference = load_reference(settings, model, client=client, env=env, version=version)
+    if reference.version is None:
+        raise MlopsError(
+            f"no registered version of {model} to freeze ({reference.source})",
+            field="--version" if version else "--env",
+        )
+    if to is None:
+        bucket = os.environ.get("MLOPS_AWS_BUCKET")
+        if not bucket:
+            raise MlopsError(
+                "pass --to, or set MLOPS_AWS_BUCKET to the stack's artifact bucket",
+                field="--to",
+            )
+        to = f"s3://{bucket}/{baseline_prefix(model, reference.version)}"
+    if reference.model_uri:
+        import pandas as pd
+
+        features = list(reference.model.definition.features)
+        estimator = load_sklearn_model(reference.model_uri)
+        predicted = estimator.predict(reference.frame[features])
+        reference.predictions = pd.Series(predicted, index=reference.frame.index)
+    write_baseline(reference, to)
+    typer.echo(f"{model} version {reference.version}: baseline written to {to}")
 
 
 @commands.command("demo-drift")

@@ -71,7 +71,7 @@ def capture_uri(bucket: str, environment: str) -> str:
 
 
 def baseline_prefix(model: str, version: str) -> str:
-    """Where training leaves Model Monitor's ``statistics.json`` and ``constraints.json``."""
+    """Where ``mlops monitor-baseline`` freezes a deployed version's monitoring reference."""
     return f"{BASELINES_PREFIX}/{model}/{version}"
 
 
