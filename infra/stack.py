@@ -21,8 +21,6 @@ from infra.components.eks_access import DeployerAccess, eks_provider
 from infra.components.kubernetes_endpoint import KubernetesEndpoint, KubernetesEndpointArgs
 from infra.components.monitoring import (
     DEFAULT_LATENCY_MS,
-    ModelMonitor,
-    ModelMonitorArgs,
     MonitoredModel,
     Monitoring,
     MonitoringArgs,
@@ -32,6 +30,7 @@ from infra.components.monitoring import (
 from infra.components.registries import Registries, RegistriesArgs, image_tag
 from infra.components.roles import WorkloadBoundary
 from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndpointArgs
+from infra.components.scheduled_monitor import ScheduledMonitor, ScheduledMonitorArgs
 from infra.components.state_backend import state_backend
 from infra.model_plan import ModelPlan, plan, rollout_steps
 from pipelines.core.cluster_settings import cluster_settings
@@ -280,14 +279,16 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 boundary_arn=boundary.arn,
             ),
         )
-        ModelMonitor(
+        ScheduledMonitor(
             f"{name}-monitor",
-            ModelMonitorArgs(
+            ScheduledMonitorArgs(
                 model=p.name,
                 version=p.version,
                 environment=env,
                 endpoint_name=endpoint.endpoint_name,
                 schedule=p.definition.monitoring.schedule,
+                image_uri=settings.image,
+                repository_arn=registries.repository_arn,
                 bucket_name=store.bucket_name,
                 bucket_arn=store.bucket_arn,
                 key_arn=store.key_arn,

@@ -42,7 +42,7 @@ AUDIENCE = "sts.amazonaws.com"
 # A deploy may run for as long as the job's timeout: one session covers the whole `pulumi up`.
 SESSION_SECONDS = 3600
 # Workload roles go to these services only (SageMaker models, monitors, MLflow; EventBridge).
-PASSED_TO = ("sagemaker.amazonaws.com", "events.amazonaws.com")
+PASSED_TO = ("sagemaker.amazonaws.com", "events.amazonaws.com", "scheduler.amazonaws.com")
 # Service-linked roles created on first use: SageMaker endpoint auto-scaling, and EventBridge's
 # API destinations (which keep a connection's credentials in Secrets Manager through it).
 SERVICE_LINKED = (
@@ -214,8 +214,6 @@ def deploy_policy(
                 "sagemaker:CreateEndpointConfig",
                 "sagemaker:CreateEndpoint",
                 "sagemaker:CreateModelPackageGroup",
-                "sagemaker:CreateDataQualityJobDefinition",
-                "sagemaker:CreateMonitoringSchedule",
                 "sagemaker:CreateMlflowTrackingServer",
                 "sagemaker:AddTags",
             ],
@@ -235,11 +233,6 @@ def deploy_policy(
                 "sagemaker:DeleteEndpoint",
                 "sagemaker:DescribeModelPackageGroup",
                 "sagemaker:DeleteModelPackageGroup",
-                "sagemaker:DescribeDataQualityJobDefinition",
-                "sagemaker:DeleteDataQualityJobDefinition",
-                "sagemaker:DescribeMonitoringSchedule",
-                "sagemaker:UpdateMonitoringSchedule",
-                "sagemaker:DeleteMonitoringSchedule",
                 "sagemaker:ListTags",
                 "sagemaker:AddTags",
                 "sagemaker:DeleteTags",
@@ -369,6 +362,18 @@ def deploy_policy(
                 "events:ListTagsForResource",
             ],
             f"arn:aws:events:{region_account}:rule/mlops-{env}-*",
+        ),
+        # Schedules take no tags (only schedule groups do): recognised by name, in the default
+        # group, where the scheduled monitor's schedules live.
+        _statement(
+            "ThisEnvironmentsSchedules",
+            [
+                "scheduler:CreateSchedule",
+                "scheduler:GetSchedule",
+                "scheduler:UpdateSchedule",
+                "scheduler:DeleteSchedule",
+            ],
+            f"arn:aws:scheduler:{region_account}:schedule/default/mlops-{env}-*",
         ),
         _statement(
             "ThisEnvironmentsGitHubConnection",
@@ -604,8 +609,6 @@ def preview_policy(account_id: str, state: StateBackend | None = None) -> str:
                         "sagemaker:DescribeEndpointConfig",
                         "sagemaker:DescribeEndpoint",
                         "sagemaker:DescribeModelPackageGroup",
-                        "sagemaker:DescribeDataQualityJobDefinition",
-                        "sagemaker:DescribeMonitoringSchedule",
                         "sagemaker:DescribeMlflowTrackingServer",
                         "sagemaker:ListTags",
                         "cloudwatch:GetDashboard",
@@ -638,6 +641,11 @@ def preview_policy(account_id: str, state: StateBackend | None = None) -> str:
                         f"arn:aws:budgets::{account_id}:budget/mlops-*",
                         f"arn:aws:ecr:{region_account}:repository/*",
                     ],
+                ),
+                _statement(
+                    "PlatformSchedules",
+                    ["scheduler:GetSchedule"],
+                    f"arn:aws:scheduler:{region_account}:schedule/default/mlops-*",
                 ),
                 _statement(
                     "MetadataWithNoResource",

@@ -1,6 +1,6 @@
 """Watching the models: CloudWatch alarms and a dashboard, an encrypted SNS topic for alerts,
-SageMaker Model Monitor on SageMaker endpoints, and for Kubernetes the Prometheus alert rules
-and Grafana dashboards from ``monitoring/`` as ConfigMaps.
+and for Kubernetes the Prometheus alert rules and Grafana dashboards from ``monitoring/`` (the
+scheduled drift monitor is ``infra.components.scheduled_monitor``).
 
 Metric names come from ``serving.metrics`` (the one list of them). The latency and 5xx alarms
 have fixed names derived from the endpoint name, because the SageMaker endpoint created after
@@ -21,16 +21,11 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra.components.roles import assume_role_policy, workload_role
 from monitoring.dashboards.cloudwatch import cloudwatch_dashboard_body, metric_widget
 from pipelines.core.conventions import (
-    MONITORING_PREFIX,
     SHARED,
-    baseline_prefix,
-    capture_prefix,
     slug,
 )
-from pipelines.core.deploy_limits import has_instance_storage
 from serving.metrics import (
     CLOUDWATCH_NAMESPACE,
     CW_DRIFT_DETECTED,
@@ -393,137 +388,3 @@ class Monitoring(pulumi.ComponentResource):
                 data=args.dashboards,
                 opts=child,
             )
-
-
-@dataclass
-class ModelMonitorArgs:
-    model: str
-    version: str
-    environment: str
-    endpoint_name: pulumi.Input[str]
-    schedule: str  # model.yaml's 5-field cron
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    key_arn: pulumi.Input[str]
-    tags: dict[str, str]
-    instance_type: str = "ml.m5.large"
-    boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
-
-
-def sagemaker_schedule(cron: str) -> str:
-    """model.yaml's cron as Model Monitor accepts it: hourly, or daily at a fixed hour.
-
-    Model Monitor runs at the top of the hour only, so the minute is dropped; an hour field
-    that is one number becomes a daily run at that hour, anything else an hourly run.
-    """
-    hour = cron.split()[1]
-    return f"cron(0 {hour} ? * * *)" if hour.isdigit() else "cron(0 * ? * * *)"
-
-
-def model_monitor_policy(bucket_arn: str, key_arn: str, model: str, environment: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": "s3:GetObject",
-                    "Resource": [
-                        f"{bucket_arn}/{capture_prefix(environment)}/*",
-                        f"{bucket_arn}/{baseline_prefix(model, '*')}/*",
-                    ],
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": "s3:PutObject",
-                    "Resource": f"{bucket_arn}/{MONITORING_PREFIX}/{environment}/{model}/*",
-                },
-                {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
-                {
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": key_arn,
-                },
-            ],
-        }
-    )
-
-
-class ModelMonitor(pulumi.ComponentResource):
-    """A SageMaker Model Monitor data-quality schedule on one endpoint's captures."""
-
-    schedule: aws.sagemaker.MonitoringSchedule
-
-    def __init__(
-        self, name: str, args: ModelMonitorArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("mlops:index:ModelMonitor", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        image = aws.sagemaker.get_prebuilt_ecr_image_output(
-            repository_name="sagemaker-model-monitor-analyzer",
-            opts=pulumi.InvokeOutputOptions(parent=self),
-        )
-        role = workload_role(
-            f"{name}-role",
-            f"{name}-role-policy",
-            environment=args.environment,
-            boundary=args.boundary_arn,
-            trust=assume_role_policy("sagemaker.amazonaws.com"),
-            policy=pulumi.Output.all(args.bucket_arn, args.key_arn).apply(
-                lambda a: model_monitor_policy(a[0], a[1], args.model, args.environment)
-            ),
-            tags=args.tags,
-            opts=child,
-        )
-        baseline = pulumi.Output.concat(
-            "s3://", args.bucket_name, "/", baseline_prefix(args.model, args.version)
-        )
-        cluster: aws.sagemaker.DataQualityJobDefinitionJobResourcesClusterConfigArgsDict = {
-            "instance_count": 1,
-            "instance_type": args.instance_type,
-            "volume_size_in_gb": 20,
-        }
-        # SageMaker refuses a volume key where the instance's own storage is encrypted.
-        if not has_instance_storage(args.instance_type):
-            cluster["volume_kms_key_id"] = args.key_arn
-        definition = aws.sagemaker.DataQualityJobDefinition(
-            f"{name}-job-v{args.version}",
-            role_arn=role.arn,
-            data_quality_app_specification={"image_uri": image.registry_path},
-            data_quality_baseline_config={
-                "constraints_resource": {
-                    "s3_uri": pulumi.Output.concat(baseline, "/constraints.json")
-                },
-                "statistics_resource": {
-                    "s3_uri": pulumi.Output.concat(baseline, "/statistics.json")
-                },
-            },
-            data_quality_job_input={"endpoint_input": {"endpoint_name": args.endpoint_name}},
-            data_quality_job_output_config={
-                "kms_key_id": args.key_arn,
-                "monitoring_outputs": {
-                    "s3_output": {
-                        "s3_uri": pulumi.Output.concat(
-                            "s3://",
-                            args.bucket_name,
-                            f"/{MONITORING_PREFIX}/{args.environment}/{args.model}",
-                        )
-                    }
-                },
-            },
-            job_resources={"cluster_config": cluster},
-            stopping_condition={"max_runtime_in_seconds": 1800},
-            tags=args.tags,
-            opts=child,
-        )
-        self.schedule = aws.sagemaker.MonitoringSchedule(
-            f"{name}-schedule",
-            monitoring_schedule_config={
-                "monitoring_type": "DataQuality",
-                "monitoring_job_definition_name": definition.name,
-                "schedule_config": {"schedule_expression": sagemaker_schedule(args.schedule)},
-            },
-            tags=args.tags,
-            opts=child,
-        )
-        self.register_outputs({"schedule": self.schedule.name})

@@ -2,7 +2,7 @@
 
 Two kinds of role on two IAM paths, so that a policy can tell them apart by ARN alone:
 
-- workload roles (endpoint execution, Model Monitor, MLflow, EventBridge, Kubernetes pods) under
+- workload roles (endpoint execution, scheduled monitor, MLflow, EventBridge, Kubernetes pods) under
   ``/mlops/<env>/``. The deploy role creates them during ``pulumi up``, and only with the stack's
   permissions boundary attached (its policy says so with ``iam:PermissionsBoundary``
   conditions), so whatever inline policy a deploy writes, a workload role can never do more than
@@ -22,6 +22,9 @@ import pulumi
 import pulumi_aws as aws
 
 from pipelines.core.conventions import slug
+from serving.metrics import CLOUDWATCH_NAMESPACE
+
+SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"  # iam:PassedToService of roles SageMaker runs with
 
 WORKLOAD_PATH_ROOT = "/mlops/"
 CI_PATH_ROOT = "/mlops-ci/"
@@ -185,6 +188,28 @@ def boundary_policy(account_id: str, environment: str, image_account: str = "") 
                     # The endpoint role's own policy names its log group in any region/account
                     # form SageMaker uses; the boundary keeps it to SageMaker's log groups.
                     "Resource": "arn:aws:logs:*:*:log-group:/aws/sagemaker/*",
+                },
+                {
+                    "Sid": "PublishThePlatformsMetrics",
+                    "Effect": "Allow",
+                    "Action": "cloudwatch:PutMetricData",
+                    "Resource": "*",  # PutMetricData has no resource; the namespace is the scope
+                    "Condition": {"StringEquals": {"cloudwatch:namespace": CLOUDWATCH_NAMESPACE}},
+                },
+                {
+                    # The scheduled monitor: Scheduler starts this environment's jobs only,
+                    # passing only this environment's workload roles, to SageMaker only.
+                    "Sid": "StartThisEnvironmentsMonitorJobs",
+                    "Effect": "Allow",
+                    "Action": ["sagemaker:CreateProcessingJob", "sagemaker:AddTags"],
+                    "Resource": f"arn:aws:sagemaker:*:{account_id}:processing-job/mlops-{env}-*",
+                },
+                {
+                    "Sid": "PassThisEnvironmentsWorkloadRolesToSageMaker",
+                    "Effect": "Allow",
+                    "Action": "iam:PassRole",
+                    "Resource": f"arn:aws:iam::{account_id}:role{workload_path(environment)}*",
+                    "Condition": {"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
                 },
                 {
                     "Sid": "CallThisEnvironmentsDestinations",

@@ -23,6 +23,7 @@ from pipelines.core.deploy_limits import (
     MAX_ROLLOUT_MINUTES,
     MIN_SHIFTING_INSTANCES,
     SAGEMAKER_NAME_MAX,
+    SCHEDULE_NAME_MAX,
     has_instance_storage,
 )
 
@@ -40,15 +41,14 @@ BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 ROLE = "aws:iam/role:Role"
-MONITOR_JOB = "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
 # The name property of each type the program names (or lets Pulumi name) from a model, and the
 # longest name its service accepts (sources in pipelines.core.deploy_limits).
 NAME_LIMITS: dict[str, tuple[str, int]] = {
     ENDPOINT: ("name", SAGEMAKER_NAME_MAX),
     ENDPOINT_CONFIG: ("name", SAGEMAKER_NAME_MAX),
     "aws:sagemaker/model:Model": ("name", SAGEMAKER_NAME_MAX),
-    MONITOR_JOB: ("name", SAGEMAKER_NAME_MAX),
-    "aws:sagemaker/monitoringSchedule:MonitoringSchedule": ("name", SAGEMAKER_NAME_MAX),
+    SCHEDULE: ("name", SCHEDULE_NAME_MAX),
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": (
         "modelPackageGroupName",
         SAGEMAKER_NAME_MAX,
@@ -141,9 +141,9 @@ def no_volume_key_on_instance_storage(resource_type: str, props: Mapping[str, An
             for v in props.get("productionVariants") or []
             if isinstance(v, Mapping)
         ]
-    elif resource_type == MONITOR_JOB:
-        cluster = (props.get("jobResources") or {}).get("clusterConfig") or {}
-        types = [cluster.get("instanceType")] if cluster.get("volumeKmsKeyId") else []
+    elif resource_type == SCHEDULE and _processing_request(props):
+        cluster = _processing_request(props).get("ProcessingResources", {}).get("ClusterConfig", {})
+        types = [cluster.get("InstanceType")] if cluster.get("VolumeKmsKeyId") else []
     else:
         return []
     return [
@@ -463,6 +463,19 @@ def _denies_plain_http(statement: Mapping[str, Any]) -> bool:
         "false",
         False,
     )
+
+
+def _processing_request(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The CreateProcessingJob request a schedule sends, when its input is known and is one."""
+    target = props.get("target") or {}
+    raw = target.get("input") if isinstance(target, Mapping) else None
+    if not isinstance(raw, str) or not str(target.get("arn", "")).endswith("createProcessingJob"):
+        return {}
+    try:
+        request = json.loads(raw)
+    except ValueError:
+        return {}
+    return request if isinstance(request, dict) else {}
 
 
 def _unknown(value: Any) -> bool:

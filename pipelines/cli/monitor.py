@@ -27,7 +27,8 @@ EXIT_CODES_HELP = (
     "sending the retrain trigger failed afterwards (the reports are written first, the failure "
     "is printed naming the exporter); 2 bad input or configuration, or nothing could be judged "
     "(no valid capture record, unreadable labels), or no drift but an exporter failed (so that "
-    "a scheduled job does not pass while its metrics went nowhere). Never 1. Malformed capture "
+    "a scheduled job does not pass while its metrics went nowhere). With --no-fail-on-drift, "
+    "drift exits 0 too, or 2 when an exporter failed. Never 1. Malformed capture "
     "records are skipped and counted (console and drift.json), not fatal."
 )
 
@@ -112,6 +113,12 @@ def monitor(
         "--baseline",
         help="Read the reference from this baseline (folder or s3://, written by `mlops "
         "monitor-baseline`) instead of the registry: what the scheduled cloud job does.",
+    ),
+    fail_on_drift: bool = typer.Option(
+        True,
+        "--fail-on-drift/--no-fail-on-drift",
+        help="Exit 3 on drift (default). The scheduled job passes --no-fail-on-drift: drift is "
+        "a finding it reports through the metrics, not a failed job.",
     ),
     trigger: bool = typer.Option(
         False,
@@ -237,7 +244,9 @@ def monitor(
             console.print(f"retrain trigger: {request.describe()}", markup=False)
         except MlopsError as exc:  # drift was found: the exit code must still say so
             console.print(f"[bold red]error:[/] retrain trigger: {escape(exc.render())}")
-    raise typer.Exit(int(ExitCode.DRIFT))
+    if failures and not fail_on_drift:  # the metrics were the way drift was to be reported
+        raise typer.Exit(int(ExitCode.BAD_INPUT))
+    raise typer.Exit(int(ExitCode.DRIFT) if fail_on_drift else 0)
 
 
 @commands.command("monitor-baseline")

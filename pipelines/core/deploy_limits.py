@@ -25,6 +25,9 @@ from pipelines.core.errors import DefinitionError
 # MonitoringScheduleName, ModelPackageGroupName) all match ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}:
 # at most 63 characters (SageMaker API Reference, CreateEndpoint and the other Create* actions).
 SAGEMAKER_NAME_MAX = 63
+# EventBridge Scheduler: a schedule's Name, 1-64 characters (Scheduler API Reference,
+# CreateSchedule).
+SCHEDULE_NAME_MAX = 64
 # IAM: RoleName, 1-64 characters (IAM API Reference, CreateRole).
 IAM_ROLE_NAME_MAX = 64
 # A Kubernetes namespace is an RFC 1123 label: at most 63 characters (Kubernetes docs, "Object
@@ -52,7 +55,7 @@ def cloud_names(
     """The names the Pulumi components derive from a model in one environment.
 
     They mirror the logical names in ``infra/components`` (``sagemaker_endpoint.py``,
-    ``monitoring.py``'s ModelMonitor, ``kubernetes_endpoint.py``, ``registries.py``); a test runs
+    ``scheduled_monitor.py``, ``kubernetes_endpoint.py``, ``registries.py``); a test runs
     the program with the longest name this allows and holds every physical name to its limit.
     """
     base = endpoint_name(model, environment)
@@ -67,15 +70,8 @@ def cloud_names(
             CloudName(
                 "endpoint configuration", f"{base}-config-v{version}{AUTONAME}", SAGEMAKER_NAME_MAX
             ),
-            CloudName("Model Monitor role", f"{base}-monitor-role{AUTONAME}", IAM_ROLE_NAME_MAX),
-            CloudName(
-                "Model Monitor job definition",
-                f"{base}-monitor-job-v{version}{AUTONAME}",
-                SAGEMAKER_NAME_MAX,
-            ),
-            CloudName(
-                "monitoring schedule", f"{base}-monitor-schedule{AUTONAME}", SAGEMAKER_NAME_MAX
-            ),
+            CloudName("monitor job role", f"{base}-monitor-job{AUTONAME}", IAM_ROLE_NAME_MAX),
+            CloudName("monitor schedule role", f"{base}-monitor-cron{AUTONAME}", IAM_ROLE_NAME_MAX),
         ]
     elif target == "kubernetes":
         names += [
@@ -114,8 +110,8 @@ def check_cloud_names(
 # using a hardware module on the instance. You can't request a KmsKeyId when using an instance
 # type with local storage ... the call to CreateEndpointConfig fails" (SageMaker API Reference,
 # CreateEndpointConfig, KmsKeyId). The same sentence stands for VolumeKmsKeyId of training
-# (ResourceConfig) and batch transform (TransformResources); Model Monitor runs processing jobs
-# on the same instances. Which types have instance storage: Amazon EC2 "Instance store
+# (ResourceConfig), batch transform (TransformResources) and processing jobs (ClusterConfig, which
+# the scheduled monitor runs on). Which types have instance storage: Amazon EC2 "Instance store
 # specifications". EC2 names such families with a "d" (c5d, m5d, r5d, g4dn, p3dn, p4d, m6id);
 # these have NVMe instance storage without the letter:
 INSTANCE_STORAGE_FAMILIES = frozenset(

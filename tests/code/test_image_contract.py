@@ -61,6 +61,19 @@ def test_each_sagemaker_program_is_a_console_script_the_image_installs(program: 
     assert f"{module.split('.')[0]}/" in copied
 
 
+def test_the_scheduled_monitor_job_finds_its_program_in_the_image() -> None:
+    """The Processing job runs ``mlops monitor --baseline`` (infra.components.scheduled_monitor)."""
+    from infra.components.scheduled_monitor import monitor_job_command
+
+    command = monitor_job_command("penguins", "dev", "penguins-dev", "b", "1", 1)
+    assert command[:3] == ["mlops", "monitor", "penguins"] and "--baseline" in command
+    module = _scripts()["mlops"].partition(":")[0]
+    assert callable(importlib.import_module(module).main)
+    copied = " ".join(args for word, args in _instructions() if word == "COPY")
+    for package in ("pipelines/", "serving/", "monitoring/"):  # the monitor imports all three
+        assert package in copied
+
+
 def test_no_entrypoint_so_sagemaker_chooses_serve_or_train() -> None:
     words = [word for word, _ in _instructions()]
     assert "ENTRYPOINT" not in words

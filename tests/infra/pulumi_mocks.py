@@ -185,12 +185,7 @@ _ARN_FORMATS = {
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": (
         "arn:aws:sagemaker:{r}:{a}:model-package-group/{lower}"
     ),
-    "aws:sagemaker/monitoringSchedule:MonitoringSchedule": (
-        "arn:aws:sagemaker:{r}:{a}:monitoring-schedule/{lower}"
-    ),
-    "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition": (
-        "arn:aws:sagemaker:{r}:{a}:data-quality-job-definition/{lower}"
-    ),
+    "aws:scheduler/schedule:Schedule": "arn:aws:scheduler:{r}:{a}:schedule/default/{n}",
     "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": (
         "arn:aws:sagemaker:{r}:{a}:mlflow-tracking-server/{n}"
     ),

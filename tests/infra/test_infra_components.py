@@ -14,12 +14,9 @@ from infra.components.budget import Budget, BudgetArgs
 from infra.components.ci_access import CiAccess, CiAccessArgs, subjects, trust_policy
 from infra.components.drift_to_retrain import DriftToRetrain, DriftToRetrainArgs
 from infra.components.monitoring import (
-    ModelMonitor,
-    ModelMonitorArgs,
     MonitoredModel,
     Monitoring,
     MonitoringArgs,
-    sagemaker_schedule,
 )
 from infra.components.registries import (
     Registries,
@@ -32,6 +29,13 @@ from infra.components.sagemaker_endpoint import (
     SagemakerEndpointArgs,
     instances_after_update,
     traffic_routing,
+)
+from infra.components.scheduled_monitor import (
+    EXECUTION_ID,
+    ScheduledMonitor,
+    ScheduledMonitorArgs,
+    scheduler_expression,
+    window_hours,
 )
 from infra.policy.rules import RESOURCE_RULES, buckets_are_private_and_encrypted
 from pipelines.core.conventions import (
@@ -52,6 +56,8 @@ OWNER = "ml-platform@example.com"
 SHARED_TAGS = tags("shared", "dev", OWNER)
 MODEL_TAGS = tags("seattle_weather", "dev", OWNER)
 BUCKET_ARN = "arn:aws:s3:::mlops-dev-bucket"
+REPOSITORY_ARN = "arn:aws:ecr:us-east-1:123456789012:repository/mlops"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops:abc123"
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/k"
 BOUNDARY_ARN = "arn:aws:iam::123456789012:policy/mlops-ci/dev/mlops-dev-workload-boundary"
 
@@ -352,14 +358,16 @@ def monitoring() -> Run:
 
     def program() -> None:
         Monitoring("mlops-dev-monitoring", args)
-        ModelMonitor(
+        ScheduledMonitor(
             "seattle-weather-dev-monitor",
-            ModelMonitorArgs(
+            ScheduledMonitorArgs(
                 model="seattle_weather",
                 version="7",
                 environment="dev",
                 endpoint_name="seattle-weather-dev",
                 schedule="30 4 * * *",
+                image_uri=IMAGE,
+                repository_arn=REPOSITORY_ARN,
                 bucket_name="mlops-dev-bucket",
                 bucket_arn=BUCKET_ARN,
                 key_arn=KEY_ARN,
@@ -417,32 +425,81 @@ def test_dashboards_cover_every_model_and_the_endpoint(monitoring: Run) -> None:
     assert metrics.SM_MODEL_LATENCY in json.dumps(bodies["mlops-dev-seattle-weather"])
 
 
-def test_model_monitor_checks_captures_against_the_versions_baseline(monitoring: Run) -> None:
-    job = monitoring.one("aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition").inputs
-    assert job["dataQualityJobInput"]["endpointInput"]["endpointName"] == "seattle-weather-dev"
-    baseline = job["dataQualityBaselineConfig"]["constraintsResource"]["s3Uri"]
-    assert baseline == "s3://mlops-dev-bucket/baselines/seattle_weather/7/constraints.json"
-    assert "sagemaker-model-monitor-analyzer" in job["dataQualityAppSpecification"]["imageUri"]
-    schedule = monitoring.one("aws:sagemaker/monitoringSchedule:MonitoringSchedule").inputs
-    assert (
-        schedule["monitoringScheduleConfig"]["scheduleConfig"]["scheduleExpression"]
-        == "cron(0 4 ? * * *)"
-    )
+def _request(run: Run) -> dict[str, Any]:
+    schedule = run.one("aws:scheduler/schedule:Schedule").inputs
+    assert schedule["target"]["arn"] == "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
+    request: dict[str, Any] = json.loads(schedule["target"]["input"])
+    return request
+
+
+def test_the_scheduled_monitor_runs_mlops_monitor_on_the_versions_baseline(
+    monitoring: Run,
+) -> None:
+    """Not Model Monitor: the project's image runs `mlops monitor` and publishes DriftDetected."""
+    schedule = monitoring.one("aws:scheduler/schedule:Schedule").inputs
+    assert schedule["scheduleExpression"] == "cron(30 4 * * ? *)"
+    assert schedule["scheduleExpressionTimezone"] == "UTC"
+    request = _request(monitoring)
+    assert request["AppSpecification"]["ImageUri"] == IMAGE
+    command = request["AppSpecification"]["ContainerEntrypoint"]
+    assert command[:3] == ["mlops", "monitor", "seattle_weather"]
+    flags = dict(zip(command[3::2], command[4::2], strict=False))
+    assert flags["--baseline"] == "s3://mlops-dev-bucket/baselines/seattle_weather/7"
+    assert flags["--captures"] == "s3://mlops-dev-bucket/captures/dev"
+    assert flags["--endpoint"] == "seattle-weather-dev"
+    assert flags["--since-hours"] == "24", "a daily run reads the day since the last one"
+    assert "--cloudwatch" in command and "--no-fail-on-drift" in command
+    # Every run needs its own job name: Scheduler fills in the execution id.
+    name = request["ProcessingJobName"]
+    assert name.endswith(f"-{EXECUTION_ID}") and len(name) - len(EXECUTION_ID) + 22 <= 63
+    assert request["ProcessingOutputConfig"]["KmsKeyId"] == KEY_ARN, "reports stay encrypted"
+    assert {t["Key"] for t in request["Tags"]} >= {"model", "environment", "owner"}
     assert no_rule_violations(monitoring) == []
+
+
+def test_the_schedule_may_start_only_its_jobs_with_only_the_job_role(monitoring: Run) -> None:
+    roles = {r.name: r for r in monitoring.of("aws:iam/role:Role")}
+    job_role, cron_role = (
+        roles["seattle-weather-dev-monitor-job"],
+        roles["seattle-weather-dev-monitor-cron"],
+    )
+    trust = json.loads(cron_role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert "aws:SourceAccount" in trust["Condition"]["StringEquals"], "no confused deputy"
+    policies = {
+        p.name: policy_document(p.inputs["policy"])
+        for p in monitoring.of("aws:iam/rolePolicy:RolePolicy")
+    }
+    cron = {s["Sid"]: s for s in policies["seattle-weather-dev-monitor-cron-policy"]["Statement"]}
+    assert cron["PassOnlyTheJobsRoleToSageMaker"]["Resource"] == job_role.state["arn"]
+    start = cron["StartThisModelsMonitorJobs"]["Resource"]
+    assert start.endswith(":processing-job/mlops-dev-seattle-weather-mon-*")
+    job = {s["Sid"]: s for s in policies["seattle-weather-dev-monitor-job-policy"]["Statement"]}
+    assert job["PublishThePlatformsMetricsOnly"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": metrics.CLOUDWATCH_NAMESPACE}
+    }
+    assert job["ReadTheEndpointsCapturesAndTheModelsBaselines"]["Resource"] == [
+        f"{BUCKET_ARN}/captures/dev/seattle-weather-dev/*",
+        f"{BUCKET_ARN}/baselines/seattle_weather/*/*",
+    ]
+    for role in (job_role, cron_role):
+        assert role.inputs["permissionsBoundary"] == BOUNDARY_ARN
 
 
 @pytest.mark.parametrize(
     ("instance_type", "keyed"), [("ml.m5.large", True), ("ml.m5d.large", False)]
 )
-def test_model_monitor_keys_its_volume_only_where_sagemaker_accepts_one(
+def test_the_monitor_job_keys_its_volume_only_where_sagemaker_accepts_one(
     instance_type: str, keyed: bool
 ) -> None:
-    args = ModelMonitorArgs(
+    args = ScheduledMonitorArgs(
         model="seattle_weather",
         version="7",
         environment="dev",
         endpoint_name="seattle-weather-dev",
         schedule="0 * * * *",
+        image_uri=IMAGE,
+        repository_arn=REPOSITORY_ARN,
         bucket_name="mlops-dev-bucket",
         bucket_arn=BUCKET_ARN,
         key_arn=KEY_ARN,
@@ -450,19 +507,20 @@ def test_model_monitor_keys_its_volume_only_where_sagemaker_accepts_one(
         instance_type=instance_type,
         boundary_arn=BOUNDARY_ARN,
     )
-    run = run_program(lambda: ModelMonitor("m", args))
-    job = run.one("aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition").inputs
-    cluster = job["jobResources"]["clusterConfig"]
-    assert cluster["instanceType"] == instance_type
-    assert ("volumeKmsKeyId" in cluster) is keyed
-    assert job["dataQualityJobOutputConfig"]["kmsKeyId"] == KEY_ARN, "reports stay encrypted"
+    run = run_program(lambda: ScheduledMonitor("m", args))
+    cluster = _request(run)["ProcessingResources"]["ClusterConfig"]
+    assert cluster["InstanceType"] == instance_type
+    assert ("VolumeKmsKeyId" in cluster) is keyed
     assert no_rule_violations(run) == []
 
 
-def test_model_monitor_schedules_hourly_unless_the_hour_is_fixed() -> None:
-    assert sagemaker_schedule("0 * * * *") == "cron(0 * ? * * *)"
-    assert sagemaker_schedule("30 */2 * * *") == "cron(0 * ? * * *)"
-    assert sagemaker_schedule("15 3 * * 1") == "cron(0 3 ? * * *)"
+def test_model_yaml_cron_becomes_scheduler_cron_and_the_window_follows_it() -> None:
+    assert scheduler_expression("0 * * * *") == "cron(0 * * * ? *)"
+    assert scheduler_expression("30 */2 * * *") == "cron(30 */2 * * ? *)"
+    # cron counts weekdays 0-6 from Sunday, Scheduler 1-7: Monday is 1 in one, 2 in the other.
+    assert scheduler_expression("15 3 * * 1") == "cron(15 3 ? * 2 *)"
+    assert scheduler_expression("15 3 * * 0,6") == "cron(15 3 ? * 1,7 *)"
+    assert window_hours("0 * * * *") == 1 and window_hours("15 3 * * *") == 24
 
 
 # --- drift to retrain ----------------------------------------------------------------------

@@ -279,18 +279,13 @@ NEEDS: dict[str, Need] = {
         (),
         ("sagemaker:DeleteModelPackageGroup",),
     ),
-    "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition": Need(
-        ("sagemaker:CreateDataQualityJobDefinition", "sagemaker:AddTags"),
-        ("sagemaker:DescribeDataQualityJobDefinition", "sagemaker:ListTags"),
-        (),
-        ("sagemaker:DeleteDataQualityJobDefinition",),
-        passes_role="roleArn",
-    ),
-    "aws:sagemaker/monitoringSchedule:MonitoringSchedule": Need(
-        ("sagemaker:CreateMonitoringSchedule", "sagemaker:AddTags"),
-        ("sagemaker:DescribeMonitoringSchedule", "sagemaker:ListTags"),
-        ("sagemaker:UpdateMonitoringSchedule",),
-        ("sagemaker:DeleteMonitoringSchedule",),
+    # Schedules take no tags; the scheduler role is passed with CreateSchedule/UpdateSchedule.
+    "aws:scheduler/schedule:Schedule": Need(
+        ("scheduler:CreateSchedule",),
+        ("scheduler:GetSchedule",),
+        ("scheduler:UpdateSchedule",),
+        ("scheduler:DeleteSchedule",),
+        passes_role="target.roleArn",
     ),
     "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": Need(
         ("sagemaker:CreateMlflowTrackingServer", "sagemaker:AddTags"),
@@ -443,6 +438,14 @@ def _ci_owned(resource: Declared, run: Run) -> bool:
     )
 
 
+def _input(inputs: dict[str, Any], path: str) -> Any:
+    """An input by dotted path (``target.roleArn``)."""
+    value: Any = inputs
+    for key in path.split("."):
+        value = value[key]
+    return value
+
+
 def _checks(run: Run) -> list[tuple[Declared, str, str, dict[str, str]]]:
     """(resource, action, ARN, context) for every call a deploy makes."""
     checks = []
@@ -467,7 +470,7 @@ def _checks(run: Run) -> list[tuple[Declared, str, str, dict[str, str]]]:
         for action in (*need.read, *need.update, *need.delete):
             checks.append((resource, action, arn, _context(resource, target, False)))
         if need.passes_role:
-            role = _by_reference(run)[resource.inputs[need.passes_role]]
+            role = _by_reference(run)[_input(resource.inputs, need.passes_role)]
             service = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"]
             passed = {"iam:PassedToService": service["Service"]}
             checks.append((resource, "iam:PassRole", role.state["arn"], passed))
@@ -532,9 +535,12 @@ def test_every_workload_roles_policy_fits_inside_the_boundary(stacks: dict[str, 
                     if isinstance(statement["Resource"], list)
                     else [statement["Resource"]]
                 )
+                # A conditioned grant is checked in the context its own condition requires.
+                equals = statement.get("Condition", {}).get("StringEquals", {})
+                context = {k: v for k, v in equals.items() if isinstance(v, str)}
                 for action in actions:
                     for resource in resources:
-                        if not allows([boundary], action, resource):
+                        if not allows([boundary], action, resource, context):
                             outside.append(f"{stack} {role.name}: {action} on {resource}")
     assert outside == []
 

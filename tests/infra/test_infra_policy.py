@@ -77,8 +77,10 @@ def test_a_volume_key_on_instance_storage_is_rejected() -> None:
         )
         == []
     )
-    cluster = {"instanceType": "ml.m5d.large", "volumeKmsKeyId": "k"}
-    assert check(rules.MONITOR_JOB, {"jobResources": {"clusterConfig": cluster}})
+    cluster = {"InstanceType": "ml.m5d.large", "VolumeKmsKeyId": "k"}
+    request = json.dumps({"ProcessingResources": {"ClusterConfig": cluster}})
+    target = {"arn": "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob", "input": request}
+    assert check(rules.SCHEDULE, {"target": target})
 
 
 def test_canary_on_a_one_instance_configuration_is_rejected() -> None:

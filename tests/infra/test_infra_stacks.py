@@ -246,12 +246,12 @@ def test_a_pin_without_an_image_deploys_nothing_yet(pinned_repo: Path) -> None:
     assert run.of("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
 
 
-def test_sagemaker_endpoints_get_a_model_monitor_schedule(pinned: dict[str, Run]) -> None:
+def test_sagemaker_endpoints_get_a_scheduled_monitor(pinned: dict[str, Run]) -> None:
     for stack, run in pinned.items():
-        schedule = run.one("aws:sagemaker/monitoringSchedule:MonitoringSchedule")
-        config = schedule.inputs["monitoringScheduleConfig"]
-        assert config["monitoringType"] == "DataQuality"
-        assert config["scheduleConfig"]["scheduleExpression"] == "cron(0 * ? * * *)", stack
+        schedule = run.one("aws:scheduler/schedule:Schedule")
+        assert schedule.inputs["scheduleExpression"] == "cron(30 * * * ? *)", stack  # hourly
+        request = json.loads(schedule.inputs["target"]["input"])
+        assert request["AppSpecification"]["ContainerEntrypoint"][:2] == ["mlops", "monitor"]
 
 
 def test_kubernetes_pins_run_on_kubernetes_with_a_canary_in_production(

@@ -36,7 +36,8 @@ def test_every_sagemaker_name_is_checked_against_its_services_limit() -> None:
     assert names["endpoint"].name == "penguins-staging"
     assert names["model"].name == "penguins-staging-model-v12-xxxxxxx"
     assert names["endpoint execution role"].limit == IAM_ROLE_NAME_MAX
-    assert names["monitoring schedule"].limit == SAGEMAKER_NAME_MAX
+    assert names["monitor schedule role"].limit == IAM_ROLE_NAME_MAX
+    assert names["endpoint configuration"].limit == SAGEMAKER_NAME_MAX
     assert "namespace" not in names and "model package group" in names
 
 
@@ -49,16 +50,16 @@ def test_kubernetes_and_local_models_are_held_only_to_the_names_they_get() -> No
 def test_a_name_that_fits_passes_and_one_more_character_is_refused(repo: Path) -> None:
     model = definition(repo)
     check_cloud_names(model, "m.yaml", "staging")
-    long = model.model_copy(update={"name": "s" * 30})
+    long = model.model_copy(update={"name": "s" * 35})
     with pytest.raises(DefinitionError) as error:
         check_cloud_names(long, "m.yaml", "staging")
     assert (error.value.file, error.value.field) == ("m.yaml", "name")
-    assert "at most 29 characters" in error.value.message
-    check_cloud_names(long.model_copy(update={"name": "s" * 29}), "m.yaml", "staging")
+    assert "at most 34 characters" in error.value.message
+    check_cloud_names(long.model_copy(update={"name": "s" * 34}), "m.yaml", "staging")
 
 
 def test_a_longer_version_shortens_what_fits(repo: Path) -> None:
-    model = definition(repo).model_copy(update={"name": "s" * 29})
+    model = definition(repo).model_copy(update={"name": "s" * 34})
     check_cloud_names(model, "m.yaml", "staging", "9999")
     with pytest.raises(DefinitionError, match="version 99999 assumed"):
         check_cloud_names(model, "m.yaml", "staging", "99999")
