@@ -227,6 +227,70 @@ def test_drift_monitor_reads_the_capture_back_from_s3(
     assert drifted.exit_code == 3, drifted.output
 
 
+def test_the_scheduled_monitor_job_publishes_drift_detected_from_the_baseline(
+    local_stack: LocalStack, state: dict[str, Any], tmp_path: Path
+) -> None:
+    """What EventBridge Scheduler starts every hour, in the job's own layout.
+
+    ``mlops monitor-baseline`` freezes the version's reference into S3 (the deploy does this
+    before ``pulumi up``); then the schedule's CreateProcessingJob request is taken as the
+    Pulumi program builds it, and its command runs as SageMaker would run it in the image: a
+    separate process in an empty folder, with only the request's environment and the AWS
+    endpoint, no registry and no ``models/``. The drift it finds must reach CloudWatch as the
+    metric the drift alarm watches.
+    """
+    import subprocess
+    import sys
+
+    import boto3
+
+    from infra.components.scheduled_monitor import REPORT_PATH, processing_request
+    from pipelines.core.conventions import baseline_prefix
+    from serving.metrics import CLOUDWATCH_NAMESPACE, CW_DRIFT_DETECTED
+
+    frozen = local_stack.mlops("monitor-baseline", MODEL, "--version", state["version"])
+    assert frozen.exit_code == 0, frozen.output
+    bucket = local_stack.env["MLOPS_AWS_BUCKET"]
+    assert f"s3://{bucket}/{baseline_prefix(MODEL, state['version'])}" in frozen.output
+    request = processing_request(
+        model=MODEL, version=state["version"], environment=ENV, endpoint=ENDPOINT, bucket=bucket,
+        key_arn="arn:aws:kms:us-east-1:123456789012:key/k", role_arn="arn:aws:iam::1:role/r",
+        image_uri="image", region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        schedule="0 * * * *", instance_type="ml.m5.large", tags={},
+    )  # fmt: skip
+    reports = tmp_path / "opt-ml-processing-output-report"
+    command = [
+        str(reports) if word == REPORT_PATH else word
+        for word in request["AppSpecification"]["ContainerEntrypoint"]
+    ]
+    empty = tmp_path / "app"  # the image's WORKDIR holds no models/ or data/
+    empty.mkdir()
+    aws = {k: v for k, v in local_stack.env.items() if k.startswith("AWS_")}
+    job_env = {
+        "PATH": os.environ["PATH"], **aws, **request["Environment"],
+        "MLOPS_HOME": str(tmp_path / "home"), "MLOPS_ROOT": str(empty),
+    }  # fmt: skip
+    mlops = str(Path(sys.executable).with_name("mlops"))
+    job = subprocess.run(
+        [mlops, *command[1:]], cwd=empty, env=job_env, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+    assert job.returncode == 0, job.stdout + job.stderr  # drift is a finding, not a failure
+    assert "drift detected" in job.stdout
+    assert json.loads((reports / "drift.json").read_text())["drift_detected"] is True
+    cloudwatch = boto3.client("cloudwatch")
+    points = cloudwatch.get_metric_statistics(
+        Namespace=CLOUDWATCH_NAMESPACE,
+        MetricName=CW_DRIFT_DETECTED,
+        Dimensions=[{"Name": "Model", "Value": MODEL}, {"Name": "Environment", "Value": ENV}],
+        StartTime=time.time() - 3600,
+        EndTime=time.time() + 60,
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    assert points and max(p["Maximum"] for p in points) == 1.0
+
+
 def test_shift_sets_variant_weights_and_names_an_unknown_variant(local_stack: LocalStack) -> None:
     unknown = local_stack.mlops("sagemaker", "shift", MODEL, "--env", ENV, "--weight", "v9=1")
     assert unknown.exit_code == 2
