@@ -19,6 +19,7 @@ from infra.components.ci_access import CiAccess, CiAccessArgs
 from infra.components.drift_to_retrain import DriftToRetrain, DriftToRetrainArgs
 from infra.components.eks_access import DeployerAccess, eks_provider
 from infra.components.kubernetes_endpoint import KubernetesEndpoint, KubernetesEndpointArgs
+from infra.components.kubernetes_monitor import KubernetesMonitor, KubernetesMonitorArgs
 from infra.components.monitoring import (
     DEFAULT_LATENCY_MS,
     MonitoredModel,
@@ -332,6 +333,31 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             opts=kubernetes,
         )
         endpoints[p.name] = pulumi.Output.concat(name, "/", k8s_endpoint.service_name)
+        if cluster and kubernetes:
+            KubernetesMonitor(
+                f"{name}-monitor",
+                KubernetesMonitorArgs(
+                    model=p.name,
+                    version=p.version,
+                    environment=env,
+                    owner=p.definition.owner,
+                    namespace=name,
+                    endpoint_name=name,
+                    schedule=p.definition.monitoring.schedule,
+                    image=settings.image,
+                    bucket_name=store.bucket_name,
+                    bucket_arn=store.bucket_arn,
+                    key_arn=store.key_arn,
+                    tags=model_tags[p.name],
+                    oidc_provider_arn=cluster.oidc_provider_arn,
+                    oidc_issuer=cluster.oidc_issuer,
+                    region=settings.region or None,
+                    boundary_arn=boundary.arn,
+                ),
+                opts=pulumi.ResourceOptions.merge(
+                    kubernetes, pulumi.ResourceOptions(depends_on=[k8s_endpoint.namespace])
+                ),
+            )
 
     retrain = [p for p in plans if p.definition.retraining.on_drift]
     dispatch_connection: pulumi.Output[str] | None = None

@@ -93,7 +93,8 @@ def monitor_job_command(
     """The job's command: one ``mlops monitor`` over the last window, metrics to CloudWatch."""
     return [
         "mlops", "monitor", model,
-        "--captures", f"s3://{bucket}/{capture_prefix(environment)}",
+        # The endpoint's own folder: the job's role may list nothing wider.
+        "--captures", f"s3://{bucket}/{capture_prefix(environment)}/{endpoint}/",
         "--endpoint", endpoint,
         "--env", environment,
         "--baseline", f"s3://{bucket}/{baseline_prefix(model, version)}",
@@ -164,75 +165,89 @@ def processing_request(
 
 
 def job_policy(
-    *, bucket_arn: str, key_arn: str, repository_arn: str, model: str, environment: str,
+    *, bucket_arn: str, key_arn: str, repository_arn: str | None, model: str, environment: str,
     endpoint: str,
 ) -> str:  # fmt: skip
-    """What one model's monitor job may do: read its captures and baselines, report, log."""
+    """What one model's monitor job may do: read its captures and baselines, report, log.
+
+    ``repository_arn`` None: the Kubernetes CronJob, whose image the nodes pull and whose logs
+    the cluster keeps, so the pod's role needs neither.
+    """
     captures = f"{capture_prefix(environment)}/{endpoint}"
     return json.dumps(
         {
             "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "ReadTheEndpointsCapturesAndTheModelsBaselines",
-                    "Effect": "Allow",
-                    "Action": "s3:GetObject",
-                    "Resource": [
-                        f"{bucket_arn}/{captures}/*",
-                        f"{bucket_arn}/{baseline_prefix(model, '*')}/*",
-                    ],
-                },
-                {
-                    "Sid": "ListOnlyThosePrefixes",
-                    "Effect": "Allow",
-                    "Action": "s3:ListBucket",
-                    "Resource": bucket_arn,
-                    "Condition": {
-                        "StringLike": {
-                            "s3:prefix": [f"{captures}/*", f"{baseline_prefix(model, '*')}/*"]
-                        }
-                    },
-                },
-                {
-                    "Sid": "WriteTheReports",
-                    "Effect": "Allow",
-                    "Action": "s3:PutObject",
-                    "Resource": f"{bucket_arn}/{MONITORING_PREFIX}/{environment}/{model}/*",
-                },
-                {
-                    "Sid": "UseTheArtifactKey",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": key_arn,
-                },
-                {
-                    "Sid": "PublishThePlatformsMetricsOnly",
-                    "Effect": "Allow",
-                    "Action": "cloudwatch:PutMetricData",
-                    "Resource": "*",  # PutMetricData has no resource; the namespace is the scope
-                    "Condition": {"StringEquals": {"cloudwatch:namespace": CLOUDWATCH_NAMESPACE}},
-                },
-                {
-                    "Sid": "PullTheProjectsImage",
-                    "Effect": "Allow",
-                    "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                    "Resource": repository_arn,
-                },
-                {
-                    "Sid": "EcrLoginHasNoResource",
-                    "Effect": "Allow",
-                    "Action": "ecr:GetAuthorizationToken",
-                    "Resource": "*",
-                },
-                {
-                    "Sid": "WriteTheJobsLogs",
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": "arn:aws:logs:*:*:log-group:/aws/sagemaker/ProcessingJobs:*",
-                },
-            ],
+            "Statement": _data_statements(bucket_arn, key_arn, model, environment, captures)
+            + ([] if repository_arn is None else _sagemaker_statements(repository_arn)),
         }
     )
+
+
+def _data_statements(
+    bucket_arn: str, key_arn: str, model: str, environment: str, captures: str
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "Sid": "ReadTheEndpointsCapturesAndTheModelsBaselines",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [
+                f"{bucket_arn}/{captures}/*",
+                f"{bucket_arn}/{baseline_prefix(model, '*')}/*",
+            ],
+        },
+        {
+            "Sid": "ListOnlyThosePrefixes",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {
+                "StringLike": {"s3:prefix": [f"{captures}/*", f"{baseline_prefix(model, '*')}/*"]}
+            },
+        },
+        {
+            "Sid": "WriteTheReports",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": f"{bucket_arn}/{MONITORING_PREFIX}/{environment}/{model}/*",
+        },
+        {
+            "Sid": "UseTheArtifactKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": key_arn,
+        },
+        {
+            "Sid": "PublishThePlatformsMetricsOnly",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",  # PutMetricData has no resource; the namespace is the scope
+            "Condition": {"StringEquals": {"cloudwatch:namespace": CLOUDWATCH_NAMESPACE}},
+        },
+    ]
+
+
+def _sagemaker_statements(repository_arn: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "Sid": "PullTheProjectsImage",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Resource": repository_arn,
+        },
+        {
+            "Sid": "EcrLoginHasNoResource",
+            "Effect": "Allow",
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+        {
+            "Sid": "WriteTheJobsLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": "arn:aws:logs:*:*:log-group:/aws/sagemaker/ProcessingJobs:*",
+        },
+    ]
 
 
 def scheduler_policy(*, region: str, account: str, job_role_arn: str, prefix: str) -> str:

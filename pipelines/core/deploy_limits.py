@@ -77,6 +77,7 @@ def cloud_names(
         names += [
             CloudName("namespace", base, KUBERNETES_LABEL_MAX),
             CloudName("pod role", f"{base}-pod-role{AUTONAME}", IAM_ROLE_NAME_MAX),
+            CloudName("monitor pod role", f"{base}-monitor-pod{AUTONAME}", IAM_ROLE_NAME_MAX),
         ]
     return names
 

@@ -445,7 +445,7 @@ def test_the_scheduled_monitor_runs_mlops_monitor_on_the_versions_baseline(
     assert command[:3] == ["mlops", "monitor", "seattle_weather"]
     flags = dict(zip(command[3::2], command[4::2], strict=False))
     assert flags["--baseline"] == "s3://mlops-dev-bucket/baselines/seattle_weather/7"
-    assert flags["--captures"] == "s3://mlops-dev-bucket/captures/dev"
+    assert flags["--captures"] == "s3://mlops-dev-bucket/captures/dev/seattle-weather-dev/"
     assert flags["--endpoint"] == "seattle-weather-dev"
     assert flags["--since-hours"] == "24", "a daily run reads the day since the last one"
     assert "--cloudwatch" in command and "--no-fail-on-drift" in command

@@ -20,6 +20,7 @@ from infra.components.kubernetes_endpoint import (
     KubernetesEndpointArgs,
     canary_replicas,
 )
+from infra.components.kubernetes_monitor import KubernetesMonitor, KubernetesMonitorArgs
 from infra.components.monitoring import (
     Monitoring,
     MonitoringArgs,
@@ -27,6 +28,7 @@ from infra.components.monitoring import (
     read_monitoring_files,
 )
 from infra.components.roles import boundary_arn
+from infra.components.scheduled_monitor import REPORT_PATH, monitor_job_command, window_hours
 from pipelines.core.conventions import tags
 from pipelines.core.definitions import Deployment
 
@@ -257,3 +259,70 @@ def test_a_group_name_used_twice_across_rule_files_is_refused() -> None:
 
 def test_missing_monitoring_files_are_skipped(tmp_path: Path) -> None:
     assert read_monitoring_files(tmp_path / "monitoring") == ({}, {})
+
+
+# --- the scheduled drift monitor ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def monitor_run() -> Run:
+    args = KubernetesMonitorArgs(
+        model="penguins",
+        version="5",
+        environment="prod",
+        owner="ml-platform@example.com",
+        namespace="penguins-prod",
+        endpoint_name="penguins-prod",
+        schedule="15 * * * *",
+        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops-serving:abc123",
+        bucket_name="mlops-prod-bucket",
+        bucket_arn="arn:aws:s3:::mlops-prod-bucket",
+        key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+        tags=tags("penguins", "prod", "ml-platform@example.com"),
+        oidc_provider_arn=f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}",
+        oidc_issuer=ISSUER,
+        region="us-east-1",
+        boundary_arn=boundary_arn("123456789012", "prod"),
+    )
+    return run_program(lambda: KubernetesMonitor("penguins-prod-monitor", args), stack="prod")
+
+
+def test_the_monitor_cron_job_runs_the_processing_jobs_command(monitor_run: Run) -> None:
+    """One drift loop for both targets: the same `mlops monitor --baseline ... --cloudwatch`."""
+    manifests = monitor_run.kubernetes_manifests()
+    assert {m["kind"] for m in manifests} == {"CronJob", "ServiceAccount", "NetworkPolicy"}
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    cron = next(m for m in manifests if m["kind"] == "CronJob")
+    assert (cron["spec"]["schedule"], cron["spec"]["timeZone"]) == ("15 * * * *", "Etc/UTC")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    expected = monitor_job_command(
+        "penguins", "prod", "penguins-prod", "mlops-prod-bucket", "5", window_hours("15 * * * *")
+    )
+    assert container["command"] == [w.replace(REPORT_PATH, "/tmp/report") for w in expected]
+    assert pod["serviceAccountName"] == "penguins-monitor"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_the_monitor_pods_role_trusts_only_its_service_account(monitor_run: Run) -> None:
+    role = monitor_run.one("aws:iam/role:Role")
+    trust = role.inputs["assumeRolePolicy"]
+    assert "system:serviceaccount:penguins-prod:penguins-monitor" in trust
+    account = next(m for m in monitor_run.kubernetes_manifests() if m["kind"] == "ServiceAccount")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role.state["arn"]
+    policy = json.loads(monitor_run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    sids = {s["Sid"] for s in policy["Statement"]}
+    assert "PublishThePlatformsMetricsOnly" in sids
+    assert "PullTheProjectsImage" not in sids, "the nodes pull the image, not the pod"
+    network = next(m for m in monitor_run.kubernetes_manifests() if m["kind"] == "NetworkPolicy")
+    assert network["spec"]["ingress"] == [] and network["spec"]["policyTypes"] == [
+        "Ingress",
+        "Egress",
+    ]

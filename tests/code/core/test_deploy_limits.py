@@ -43,7 +43,7 @@ def test_every_sagemaker_name_is_checked_against_its_services_limit() -> None:
 
 def test_kubernetes_and_local_models_are_held_only_to_the_names_they_get() -> None:
     kubernetes = {n.what for n in cloud_names("penguins", "dev", "kubernetes")}
-    assert kubernetes == {"model package group", "namespace", "pod role"}
+    assert kubernetes == {"model package group", "namespace", "pod role", "monitor pod role"}
     assert {n.what for n in cloud_names("penguins", "dev", "local")} == {"model package group"}
 
 
