@@ -3,13 +3,16 @@ partial states that merge into the single-process verdict, S3 objects streamed."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from examples_root import EXAMPLE_DATA
-from monitoring_helpers import FEATURES, Writer, grown
+from monitoring_helpers import FEATURES, Champion, Writer, grown
+from typer.testing import CliRunner, Result
 
 from monitoring.current import PREDICTION, read_current
 from monitoring.drift import Profile, Sketched, compare, profile
@@ -22,6 +25,7 @@ from monitoring.window import (
     save_state,
     shard_files,
 )
+from pipelines.cli.main import app
 from pipelines.core.datasets import load_dataset_by_name
 from pipelines.core.drift_rules import ALLOWED, Kind
 from pipelines.core.errors import DataError
@@ -193,3 +197,40 @@ def test_captures_on_s3_are_streamed_not_read_whole(
             compare(profiles[name], remote.features[name].current()).as_dict()
             == compare(profiles[name], local.features[name].current()).as_dict()
         )
+
+
+def test_monitor_shards_and_merge_give_the_single_process_report(
+    champion: Champion, penguins: pd.DataFrame, write_captures: Writer, tmp_path: Path
+) -> None:
+    """`--shard i/n --state-out` twice, then `--merge`: the single-process drift.json."""
+    location = _window(penguins, write_captures, "records")
+    env = {**champion.env}
+
+    def mlops(*args: str) -> Result:
+        result = CliRunner().invoke(app, ["monitor", "penguins", *args], env=env)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+
+    single = mlops("--captures", str(location), "--output-dir", str(tmp_path / "single"))
+    assert single.exit_code == 3, single.output
+    states = []
+    for i in (1, 2):
+        state = tmp_path / f"part-{i}.npz"
+        shard = mlops("--captures", str(location), "--shard", f"{i}/2", "--state-out", str(state))
+        assert shard.exit_code == 0, shard.output
+        assert f"shard {i}/2:" in shard.output and state.is_file()
+        states.append(state)
+    merged = mlops("--merge", str(states[0]), "--merge", str(states[1]),
+                   "--output-dir", str(tmp_path / "merged"))  # fmt: skip
+    assert merged.exit_code == 3, merged.output
+
+    def report(folder: str) -> dict[str, Any]:
+        out = json.loads((tmp_path / folder / "drift.json").read_text())
+        for volatile in ("at", "seconds"):
+            out.pop(volatile)
+        return out
+
+    assert report("merged") == report("single")
+    bad = mlops("--captures", str(location), "--shard", "3/2", "--state-out", str(states[0]))
+    assert bad.exit_code == 2 and "--shard" in bad.output
