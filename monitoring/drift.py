@@ -88,6 +88,7 @@ class FeatureDriftResult:
     reference_rows: int
     current_rows: int
     stats: dict[str, float] = field(default_factory=dict)
+    summary: str = "exact"  # what the current column was judged on (exact, or a sketch)
 
     @property
     def p_value(self) -> bool:
@@ -106,6 +107,7 @@ class FeatureDriftResult:
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "stats": {k: _finite(v) for k, v in self.stats.items()},
+            "summary": self.summary,
         }
 
 
@@ -153,6 +155,32 @@ class Counts:
             by_label[str(key)] = by_label.get(str(key), 0) + int(count)
         keys = np.array(sorted(by_label), dtype=object)
         return cls(keys, np.array([by_label[k] for k in keys], dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Sketched:
+    """A numeric current column too long to keep exactly: what the tests need of it, and its error.
+
+    ``quantiles`` is the column's quantile function read from a rank-error sketch at evenly
+    spaced probabilities (an equal-weight sample of it); ``rank_error`` bounds
+    ``sup |F_quantiles - F_current|`` (the sketch's rank error plus the spacing). Then:
+    - KS: the statistic is within ``rank_error`` of the exact one (the sup of CDF gaps moves by
+      at most the sup of one CDF's error); the p-value is taken at that statistic.
+    - Wasserstein: W1(ref, cur) and W1(ref, quantiles) differ by at most W1(cur, quantiles) =
+      integral |F_cur - F_quantiles| <= rank_error * (high - low): divided by the reference
+      standard deviation, that bound is reported as ``wasserstein_normed_error_bound``.
+    - PSI, the mean and the few-values counts are exact (``bins``, ``mean``, ``value_counts``).
+    """
+
+    rows: int
+    mean: float
+    bins: np.ndarray  # current counts in the reference's PSI bins
+    quantiles: np.ndarray  # ascending
+    rank_error: float
+    low: float
+    high: float
+    value_counts: tuple[np.ndarray, np.ndarray] | None  # distinct values and counts, if few
+    summary: str
 
 
 def label_counts(values: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -416,6 +444,8 @@ def compare(
     """
     if method != "auto" and method not in ALLOWED[reference.kind]:
         raise ValueError(f"method {method!r} does not apply to {reference.kind} columns")
+    if isinstance(current, Sketched):
+        return _compare_sketched(reference, current, method, threshold, model_threshold)
     if reference.kind == "numeric":
         cur = np.sort(as_float(current))
         rows = int(cur.size)
@@ -444,6 +474,19 @@ def compare(
             stats.update(categorical_stats(*_value_counts(ref, cur)))
     elif chosen == "chi2":
         stats["chi2_statistic"], stats["chi2_p_value"] = chi_square(*aligned)
+    return _verdict(reference, method, chosen, stats, threshold, model_threshold, rows)
+
+
+def _verdict(
+    reference: Profile,
+    method: str,
+    chosen: str,
+    stats: dict[str, float],
+    threshold: float | None,
+    model_threshold: float | None,
+    rows: int,
+    summary: str = "exact",
+) -> FeatureDriftResult:
     if threshold is None:
         if model_threshold is not None and (method != "auto" or chosen not in P_VALUE_METHODS):
             threshold = model_threshold
@@ -453,8 +496,84 @@ def compare(
     drifted = score < threshold if chosen in P_VALUE_METHODS else score >= threshold
     return FeatureDriftResult(
         reference.name, reference.kind, chosen, score, threshold, bool(drifted),
-        reference.rows, rows, stats,
+        reference.rows, rows, stats, summary,
     )  # fmt: skip
+
+
+def _compare_sketched(
+    reference: Profile,
+    current: Sketched,
+    method: str,
+    threshold: float | None,
+    model_threshold: float | None,
+) -> FeatureDriftResult:
+    """``compare`` on a sketched numeric column: the bounds are in ``Sketched``'s docstring."""
+    ref = reference.sorted_values
+    if reference.kind != "numeric" or ref is None or reference.psi_edges is None:
+        raise ValueError(f"a sketched column needs a numeric reference ({reference.name})")
+    cur = current.quantiles
+    wasserstein = wasserstein_sorted(ref, cur)
+    spread = max(reference.std, STD_FLOOR)
+    ref_bins = np.diff(
+        np.searchsorted(ref, reference.psi_edges, side="right"), prepend=0, append=ref.size
+    )
+    if current.value_counts is not None:
+        keys = current.value_counts[0]
+        distinct = float(_distinct_union(ref, keys))
+    else:  # more distinct values than counted: far more than the few-values cut-off
+        distinct = float(max(_distinct_sorted(ref), FEW_VALUES + 1))
+    stats = {
+        "wasserstein": wasserstein,
+        "wasserstein_normed": wasserstein / spread,
+        "wasserstein_normed_error_bound": current.rank_error
+        * (current.high - current.low)
+        / spread,
+        "psi": psi(ref_bins / ref.size, current.bins / current.rows),
+        "reference_mean": float(ref.mean()),
+        "current_mean": current.mean,
+        "distinct_values": distinct,
+        "rank_error": current.rank_error,
+    }
+    chosen = method
+    if method == "auto":
+        chosen = auto_method(reference.kind, reference.rows, int(distinct))
+    if chosen == "ks":
+        d = ks_statistic_sorted(ref, cur)
+        stats["ks_statistic"], stats["ks_p_value"] = d, ks_p_value(d, ref.size, current.rows)
+        stats["ks_statistic_error_bound"] = current.rank_error
+    elif chosen == "jensen_shannon":
+        stats["jensen_shannon"] = _js_sketched(ref, current)
+    elif chosen in ("chi2", "z"):  # few values: counted exactly
+        assert current.value_counts is not None
+        stats.update(categorical_stats(*_value_counts_of(ref, *current.value_counts)))
+    return _verdict(
+        reference, method, chosen, stats, threshold, model_threshold, current.rows,
+        current.summary,
+    )  # fmt: skip
+
+
+def _value_counts_of(
+    ref: np.ndarray, keys: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_value_counts`` with the current column given as distinct values and counts."""
+    union, inverse = np.unique(np.concatenate([ref, keys]), return_inverse=True)
+    ref_counts = np.bincount(inverse[: ref.size], minlength=union.size).astype(float)
+    cur_counts = np.zeros(union.size)
+    cur_counts[inverse[ref.size :]] = counts
+    return ref_counts, cur_counts
+
+
+def _js_sketched(ref: np.ndarray, current: Sketched) -> float:
+    """``js_numeric`` on a sketched column: exact counts when few values, else sketched bins."""
+    if _distinct_sorted(ref) <= JS_VALUE_BINS and current.value_counts is not None:
+        return jensen_shannon(*_value_counts_of(ref, *current.value_counts))
+    low, high = min(float(ref[0]), current.low), max(float(ref[-1]), current.high)
+    # numpy's Sturges rule on the merged sample, whose size and range are known exactly.
+    bins = max(int(np.ceil(np.log2(ref.size + current.rows) + 1)), 1)
+    edges = np.linspace(low, high, bins + 1) if high > low else np.array([low - 0.5, low + 0.5])
+    p = np.histogram(ref, edges)[0] / ref.size
+    q = np.histogram(current.quantiles, edges)[0] / current.quantiles.size
+    return jensen_shannon(p, q)
 
 
 def _value_counts(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

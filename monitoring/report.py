@@ -39,16 +39,24 @@ def _plot(name: str, kind: str, reference: Any, current: Any) -> str:
     import numpy as np
     import pandas as pd
 
+    from monitoring.drift import Counts, Sketched
+
     fig, ax = plt.subplots(figsize=(5, 2.6), dpi=80)
     if kind == "numeric":
         ref = pd.to_numeric(pd.Series(reference), errors="coerce").dropna().to_numpy(float)
+        if isinstance(current, Sketched):  # the sketch's quantile function, evenly weighted
+            current = current.quantiles
         cur = pd.to_numeric(pd.Series(current), errors="coerce").dropna().to_numpy(float)
         edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins=30).tolist()
         ax.hist(ref, bins=edges, density=True, alpha=0.5, label="reference")
         ax.hist(cur, bins=edges, density=True, alpha=0.5, label="current")
     else:
         ref_s = pd.Series(reference).dropna().astype(str).value_counts(normalize=True)
-        cur_s = pd.Series(current).dropna().astype(str).value_counts(normalize=True)
+        if isinstance(current, Counts):
+            cur_s = pd.Series(current.counts, index=current.labels, dtype=float)
+            cur_s = cur_s / cur_s.sum()
+        else:
+            cur_s = pd.Series(current).dropna().astype(str).value_counts(normalize=True)
         keys = sorted(set(ref_s.index) | set(cur_s.index))
         x = np.arange(len(keys))
         ax.bar(x - 0.2, [ref_s.get(k, 0) for k in keys], 0.4, label="reference")
@@ -77,9 +85,18 @@ def _row(f: FeatureDriftResult, image: str) -> str:
     )
 
 
-def render_html(result: MonitorResult) -> str:
-    from monitoring.current import PREDICTION
+def _summaries(result: MonitorResult) -> str:
+    """Which columns were judged on a sketch rather than exactly (all exact: nothing to say)."""
+    sketched = {n: s for n, s in result.current.summaries().items() if "sketch" in s}
+    if not sketched:
+        return ""
+    return "; judged on quantile sketches: " + html.escape(
+        ", ".join(f"{n} ({s})" for n, s in sketched.items())
+    )
 
+
+def render_html(result: MonitorResult) -> str:
+    window = result.current
     rows = [
         _row(
             f,
@@ -87,7 +104,7 @@ def render_html(result: MonitorResult) -> str:
                 f.feature,
                 f.kind,
                 result.reference.frame[f.feature],
-                result.current.frame[f.feature],
+                window.features[f.feature].current(),
             ),
         )
         for f in result.drift.features
@@ -98,7 +115,7 @@ def render_html(result: MonitorResult) -> str:
             _row(
                 prediction,
                 _plot("prediction", prediction.kind, result.prediction_reference,
-                      result.current.frame[PREDICTION]),
+                      window.prediction.current()),
             )
         )  # fmt: skip
     concept = ""
@@ -132,7 +149,8 @@ tr.drift {{ background: #fde2e2; }} tr.ok {{ background: #e6f4ea; }}
 (share {d.share:.2f}; drift when &ge; {d.share_threshold:g}).
 Reference: {html.escape(result.reference.source)} ({len(result.reference.frame)} rows).
 Current: {result.current.rows} rows in {result.current.records} captured requests from
-{html.escape(result.current.location)}{skipped}. Computed {result.at:%Y-%m-%d %H:%M:%S} UTC.</p>
+{html.escape(result.current.location)}{skipped}{_summaries(result)}.
+Computed {result.at:%Y-%m-%d %H:%M:%S} UTC.</p>
 <table><tr><th>column</th><th>kind</th><th>test</th><th>score</th><th>drift when</th>
 <th>verdict</th><th>current rows</th><th>reference vs current</th></tr>
 {"".join(rows)}

@@ -239,17 +239,48 @@ def read_capture_lines(location: str | Path, endpoint: str | None = None) -> Ite
     a location holding per-endpoint folders is read only in ``<location>/<endpoint>/`` (see
     ``_scope``); a location that is the endpoint folder or below it is read whole.
     """
+    client = _s3() if str(location).startswith("s3://") else None
+    for name in capture_files(location, endpoint):
+        yield from read_file_lines(name, client)
+
+
+def capture_files(location: str | Path, endpoint: str | None = None) -> list[str]:
+    """The capture files under a location, in path (time) order: local paths or s3:// URIs.
+
+    Listing is separate from reading so that a window can be split across workers by file
+    (``mlops monitor --shard``), the way SageMaker's ``ShardedByS3Key`` splits objects.
+    """
     text = str(location)
     if text.startswith("s3://"):
-        yield from _read_s3(text, endpoint)
-        return
+        bucket, _, prefix = text.removeprefix("s3://").partition("/")
+        keys: list[tuple[str, tuple[str, ...]]] = []
+        pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for o in page.get("Contents", []):
+                key = o["Key"]
+                if key.endswith(".jsonl"):
+                    below = key[len(prefix) :].strip("/")
+                    keys.append((key, tuple(part for part in below.split("/") if part)))
+        return [f"s3://{bucket}/{key}" for key in _scope(sorted(keys), endpoint)]
     root = Path(text)
     files = [(str(p), p.relative_to(root).parts) for p in sorted(root.rglob("*.jsonl"))]
-    for name in _scope(files, endpoint):
-        with open(name, "rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield CaptureLine(name, number, line)
+    return _scope(files, endpoint)
+
+
+def read_file_lines(name: str, client: Any = None) -> Iterator[CaptureLine]:
+    """The non-blank lines of one capture file; an S3 object is streamed, never held whole."""
+    if name.startswith("s3://"):
+        bucket, _, key = name.removeprefix("s3://").partition("/")
+        body = (client or _s3()).get_object(Bucket=bucket, Key=key)["Body"]
+        lines: Iterator[bytes] = body.iter_lines(chunk_size=1 << 20)
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                yield CaptureLine(name, number, line)
+        return
+    with open(name, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield CaptureLine(name, number, line)
 
 
 def read_captures(location: str | Path, endpoint: str | None = None) -> Iterator[dict[str, Any]]:
@@ -263,20 +294,3 @@ def read_captures(location: str | Path, endpoint: str | None = None) -> Iterator
             yield orjson.loads(line.data)
         except orjson.JSONDecodeError as exc:
             raise ValueError(f"{line.source}:{line.number}: not a JSON line: {exc}") from None
-
-
-def _read_s3(uri: str, endpoint: str | None) -> Iterator[CaptureLine]:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    client = _s3()
-    keys: list[tuple[str, tuple[str, ...]]] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for o in page.get("Contents", []):
-            key = o["Key"]
-            if key.endswith(".jsonl"):
-                below = key[len(prefix) :].strip("/")
-                keys.append((key, tuple(part for part in below.split("/") if part)))
-    for key in _scope(sorted(keys), endpoint):
-        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        for number, line in enumerate(body.splitlines(), start=1):
-            if line.strip():
-                yield CaptureLine(f"s3://{bucket}/{key}", number, line)

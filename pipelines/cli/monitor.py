@@ -20,6 +20,9 @@ from pipelines.cli.common import (
 )
 from pipelines.core.errors import ExitCode, MlopsError
 
+# monitoring.window.EXACT_LIMIT, repeated so that `mlops --help` does not import numpy.
+EXACT_LIMIT = 1_000_000
+
 commands = typer.Typer()
 
 EXIT_CODES_HELP = (
@@ -46,6 +49,20 @@ def _since(hours: float | None) -> datetime | None:
         return datetime.now(UTC) - timedelta(hours=hours)
     except OverflowError:  # further back than datetime reaches: every capture
         return None
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """``i/n`` (1 <= i <= n) as a pair; anything else is bad input."""
+    if text is None:
+        return None
+    index, _, total = text.partition("/")
+    try:
+        shard = int(index), int(total)
+    except ValueError:
+        shard = (0, 0)
+    if not 1 <= shard[0] <= shard[1]:
+        raise MlopsError(f"{text!r} is not a shard i/n with 1 <= i <= n", field="--shard")
+    return shard
 
 
 def _output_dir(path: Path) -> Path:
@@ -126,6 +143,27 @@ def monitor(
         help="On drift, when the model retrains on drift: send the repository_dispatch "
         "(needs GITHUB_TOKEN, GITHUB_REPOSITORY) or only print it (default).",
     ),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="Read only shard i/n of the capture files (every n-th file in path order) and "
+        "write its partial state to --state-out; no verdict (see --merge).",
+    ),
+    state_out: Path | None = typer.Option(
+        None, "--state-out", help="Where --shard writes its partial state (.npz)."
+    ),
+    merge: list[Path] | None = typer.Option(
+        None,
+        "--merge",
+        help="Judge the partial states written by --shard runs (repeat for each file) "
+        "instead of reading --captures.",
+    ),
+    exact_rows: int = typer.Option(
+        EXACT_LIMIT,
+        "--exact-rows",
+        help="Numeric values kept exactly per column; past it KS and Wasserstein use a KLL "
+        "quantile sketch with a stated rank error (the report says which).",
+    ),
 ) -> None:
     """Compare captured traffic with the training reference; exit 3 on drift, 0 without."""
     from rich.console import Console
@@ -138,7 +176,7 @@ def monitor(
         put_cloudwatch,
         write_prometheus,
     )
-    from monitoring.monitor import run_monitor
+    from monitoring.monitor import run_merge, run_monitor, run_shard
     from monitoring.report import write_reports
     from monitoring.retrain import dispatch
     from monitoring.settings import MonitorSettings
@@ -146,6 +184,13 @@ def monitor(
     from pipelines.core.drift_rules import check_definition
 
     since = _since(since_hours)
+    shard_of = _shard(shard)
+    if (shard_of is None) != (state_out is None):
+        raise MlopsError("--shard and --state-out go together", field="--shard")
+    if shard_of is not None and merge:
+        raise MlopsError("--shard writes a partial state, --merge judges them: not both")
+    if exact_rows < 1:
+        raise MlopsError(f"{exact_rows} is not a number of rows >= 1", field="--exact-rows")
     frozen = None
     if baseline:  # the scheduled job: no registry, no models/ folder, only the frozen reference
         if version:
@@ -161,16 +206,35 @@ def monitor(
     if push and not gateway:  # before any work, not after it
         raise MlopsError("--push needs MLOPS_MONITOR_PUSHGATEWAY", field="--push")
     location = captures or monitor_settings.captures
-    if not location:
+    if not location and not merge:
         raise MlopsError(
             "no captures to read: pass --captures PATH|s3://... or set MLOPS_MONITOR_CAPTURES",
             field="--captures",
         )
+    if shard_of is not None and state_out is not None:
+        assert location
+        partial = run_shard(
+            settings, model, location, shard_of, state_out, client=client, env=env,
+            version=version, labels=labels, since=since, endpoint=endpoint,
+            exact_limit=exact_rows, reference=frozen,
+        )  # fmt: skip
+        typer.echo(
+            f"shard {shard}: {partial.records} requests, {partial.rows} rows from "
+            f"{partial.files} file(s), {partial.skipped} skipped; state: {state_out}"
+        )
+        return
     out = _output_dir(output_dir or settings.reports_dir / "monitoring" / model)
-    result = run_monitor(
-        settings, model, location, client=client, env=env, version=version, labels=labels,
-        since=since, endpoint=endpoint, reference=frozen,
-    )  # fmt: skip
+    if merge:
+        result = run_merge(
+            settings, model, merge, client=client, env=env, version=version, labels=labels,
+            endpoint=endpoint, reference=frozen,
+        )  # fmt: skip
+    else:
+        assert location
+        result = run_monitor(
+            settings, model, location, client=client, env=env, version=version, labels=labels,
+            since=since, endpoint=endpoint, exact_limit=exact_rows, reference=frozen,
+        )  # fmt: skip
     try:
         json_path, html_path = write_reports(result, out)
         prom_path = write_prometheus(result, out / PROMETHEUS_FILE)

@@ -196,13 +196,13 @@ def test_a_probability_metric_falls_back_to_a_label_metric(
         base.definition.model_copy(update={"primary_metric": "log_loss"}), base.path, base.dataset
     )
     current = read_current(location, FEATURES, SCHEMA)
-    concept = monitor._concept_drift(reference, current, model, labels)
+    concept = monitor._concept_drift(reference, current.frame, model, labels)
     assert concept.metric == "f1_macro" and concept.current == pytest.approx(1.0)
     assert concept.note is not None and "log_loss" in concept.note
     assert concept.degraded is False
     no_metric = dataclasses.replace(reference, metrics=None)
     with pytest.raises(DataError, match="no test f1_macro"):
-        monitor._concept_drift(no_metric, current, model, labels)
+        monitor._concept_drift(no_metric, current.frame, model, labels)
 
 
 def test_a_nan_score_is_never_not_degraded() -> None:
