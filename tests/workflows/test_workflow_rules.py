@@ -100,3 +100,14 @@ def test_actionlint_accepts_vars_but_still_flags_an_unknown_context(tmp_path: Pa
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert f"{findings} findings" in done.stdout, done.stdout
+
+
+def test_retraining_by_hand_is_checked_before_the_promotion_job() -> None:
+    """Item 4: the check runs in a job of its own, so prod's reviewers are never asked."""
+    jobs = load_workflows()["promote-manual.yml"]["jobs"]
+    assert jobs["promote"]["needs"] == "check"
+    assert "environment" not in jobs["check"] and "id-token" not in jobs["check"]["permissions"]
+    step = jobs["check"]["steps"][-1]
+    assert step["if"] == "${{ inputs.retrain }}" or step["if"] == "inputs.retrain"
+    assert step["run"] == 'mlops check-promote --to "$ENVIRONMENT"'
+    assert step["env"]["ENVIRONMENT"] == "${{ inputs.environment }}"
