@@ -111,3 +111,21 @@ def test_retraining_by_hand_is_checked_before_the_promotion_job() -> None:
     assert step["if"] == "${{ inputs.retrain }}" or step["if"] == "inputs.retrain"
     assert step["run"] == 'mlops check-promote --to "$ENVIRONMENT"'
     assert step["env"]["ENVIRONMENT"] == "${{ inputs.environment }}"
+
+
+def test_pins_pull_requests_are_opened_with_an_app_token_when_one_is_configured() -> None:
+    """Item 5: a PR pushed with GITHUB_TOKEN starts no workflow, so an App's token is used when
+    APP_ID/APP_PRIVATE_KEY are set; without them the job summary says what the PR will lack."""
+    steps = steps_of("promote.yml", "promote")
+    names = [str(s.get("uses", "")).split("@")[0] for s in steps]
+    app = steps[names.index("actions/create-github-app-token")]
+    opening = steps[names.index("peter-evans/create-pull-request")]
+    assert app["if"] == "env.HAS_APP == 'true'"
+    assert app["with"]["app-id"] == "${{ secrets.APP_ID }}"
+    assert app["with"]["private-key"] == "${{ secrets.APP_PRIVATE_KEY }}"
+    assert opening["with"]["token"] == "${{ steps.app-token.outputs.token || github.token }}"
+    warning = next(s for s in steps if s.get("if") == "env.HAS_APP != 'true'")
+    assert "no workflow will run on it" in warning["run"]
+    assert "GITHUB_STEP_SUMMARY" in warning["run"]
+    for name, job_id, job in callers_of("promote.yml"):
+        assert {"APP_ID", "APP_PRIVATE_KEY"} <= set(job["secrets"]), f"{name}: {job_id}"
