@@ -6,6 +6,7 @@ GitHub enforces is checked here, as a policy over every job it concerns.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,49 @@ def test_pins_pull_requests_are_opened_with_an_app_token_when_one_is_configured(
     assert "GITHUB_STEP_SUMMARY" in warning["run"]
     for name, job_id, job in callers_of("promote.yml"):
         assert {"APP_ID", "APP_PRIVATE_KEY"} <= set(job["secrets"]), f"{name}: {job_id}"
+
+
+MAKE = shutil.which("make") or "make"
+FAKE = {
+    "id": 'if [ "$1" = -u ]; then echo "$FAKE_UID"; fi',
+    "sudo": 'echo "sudo $*" >> "$CALLS"; [ "$1" = -n ] && shift; "$@"',
+    "apt-get": 'echo "apt-get $*" >> "$CALLS"',
+    "env": 'while [ "${1#*=}" != "$1" ]; do shift; done; "$@"',
+}
+
+
+def make_promtool(tmp_path: Path, uid: str, with_sudo: bool) -> tuple[int, str, str]:
+    """`make promtool` with promtool missing and id/sudo/apt-get replaced by recorders."""
+    bin_dir = tmp_path / f"bin-{uid}-{with_sudo}"
+    bin_dir.mkdir()
+    for name, body in FAKE.items():
+        if name == "sudo" and not with_sudo:
+            continue
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    calls = bin_dir / "calls"
+    done = subprocess.run(
+        [MAKE, "--no-print-directory", "-f", "mk/monitoring.mk", "promtool",
+         "PROMTOOL=promtool-that-is-not-installed"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": str(bin_dir), "FAKE_UID": uid, "CALLS": str(calls)},
+    )  # fmt: skip
+    return done.returncode, calls.read_text() if calls.exists() else "", done.stderr
+
+
+def test_promtool_installs_through_sudo_as_a_runner_user_and_directly_as_root(
+    tmp_path: Path,
+) -> None:
+    """Item 6: hosted runners run jobs as a user with password-less sudo."""
+    code, calls, _ = make_promtool(tmp_path, "1001", with_sudo=True)
+    assert code == 0
+    assert "sudo -n apt-get update -qq" in calls
+    assert "apt-get install -y -qq --no-install-recommends prometheus" in calls
+    code, calls, _ = make_promtool(tmp_path, "0", with_sudo=False)
+    assert code == 0 and "sudo" not in calls and "apt-get install" in calls
+    code, calls, err = make_promtool(tmp_path, "1001", with_sudo=False)
+    assert code != 0 and calls == ""
+    assert "promtool not found: install Debian's prometheus package" in err
+    test = load_workflows()["test.yml"]["jobs"]["test"]["steps"]
+    runs = [s.get("run", "") for s in test]
+    assert runs.index("make promtool && promtool --version") < runs.index("make test")
