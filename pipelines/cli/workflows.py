@@ -82,6 +82,11 @@ def report(
     part: bool = typer.Option(
         False, "--part", help="Write only the model sections, for a later report to --section."
     ),
+    fork: bool = typer.Option(
+        False,
+        "--fork",
+        help="The pull request comes from a fork: say the credentialed jobs were skipped.",
+    ),
 ) -> None:
     """Compose the pull-request comment from what the MLflow runs recorded."""
     from pipelines.gitops.pr_report import collect, compose, render_model
@@ -93,7 +98,7 @@ def report(
     for path in _expand(section, "*.section.md", "--section"):
         sections.append(path.read_text(encoding="utf-8"))
     previews = _expand(infra_preview, "*.txt", "--infra-preview")
-    text = "\n".join(sections) if part else compose(sections, previews)
+    text = "\n".join(sections) if part else compose(sections, previews, fork=fork)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     typer.echo(str(output))

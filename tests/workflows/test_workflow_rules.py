@@ -176,3 +176,33 @@ def test_promtool_installs_through_sudo_as_a_runner_user_and_directly_as_root(
     test = load_workflows()["test.yml"]["jobs"]["test"]["steps"]
     runs = [s.get("run", "") for s in test]
     assert runs.index("make promtool && promtool --version") < runs.index("make test")
+
+
+SAME_REPOSITORY = "github.event.pull_request.head.repo.full_name == github.repository"
+
+
+def test_pull_request_jobs_with_credentials_are_skipped_for_forks() -> None:
+    """Item 7: a fork gets no secrets or OIDC token, so those jobs would fail at the credentials
+    step; they are skipped instead, and the report says so."""
+    jobs = load_workflows()["pull-request.yml"]["jobs"]
+    credentialed = [j for j, job in jobs.items() if job.get("secrets")]
+    assert {"train-and-gate", "infra-preview"} <= set(credentialed)
+    for job_id in credentialed:
+        assert SAME_REPOSITORY in jobs[job_id]["if"], job_id
+    steps = jobs["report"]["steps"]
+    fork_steps = [s for s in steps if "!= github.repository" in str(s.get("if", ""))]
+    assert [s["run"] for s in fork_steps] == ["mlops report --fork --output comment.md"]
+
+
+def test_a_forks_report_says_the_credentialed_jobs_were_skipped(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli.main import app
+
+    out = tmp_path / "comment.md"
+    done = CliRunner().invoke(app, ["report", "--fork", "--output", str(out)])
+    assert done.exit_code == 0, done.output
+    text = out.read_text(encoding="utf-8")
+    assert "**Skipped: this pull request comes from a fork.**" in text
+    assert "no model was trained, gated or compared with a champion" in text
+    assert "no stack was previewed" in text
