@@ -206,3 +206,20 @@ def test_a_forks_report_says_the_credentialed_jobs_were_skipped(tmp_path: Path) 
     assert "**Skipped: this pull request comes from a fork.**" in text
     assert "no model was trained, gated or compared with a champion" in text
     assert "no stack was previewed" in text
+
+
+@pytest.mark.parametrize("job", ["preview", "up"])
+def test_pulumi_logs_in_to_the_configured_backend_and_applies_the_policy_pack(job: str) -> None:
+    """Item 8: a self-managed backend from the PULUMI_BACKEND_URL variable (Pulumi Cloud only
+    when it is unset), and infra/policy on every preview and up."""
+    steps = pulumi_steps(job)
+    assert len(steps) == 2
+    for step in steps:
+        assert step["with"]["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
+    applying = next(s for s in steps if s["with"]["command"] == job)
+    assert applying["with"]["policyPacks"] == "infra/policy"
+    assert (REPO_ROOT / "infra" / "policy" / "PulumiPolicy.yaml").is_file()
+    config = applying["with"]["policyPackConfigs"]
+    writes = [s for s in steps_of(INFRA, job) if "policy-config.json" in str(s.get("run", ""))]
+    assert config.endswith("/policy-config.json") and len(writes) == 1
+    assert "github-oidc-trust-scoped" in writes[0]["run"]
