@@ -6,6 +6,7 @@ GitHub enforces is checked here, as a policy over every job it concerns.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -223,3 +224,71 @@ def test_pulumi_logs_in_to_the_configured_backend_and_applies_the_policy_pack(jo
     writes = [s for s in steps_of(INFRA, job) if "policy-config.json" in str(s.get("run", ""))]
     assert config.endswith("/policy-config.json") and len(writes) == 1
     assert "github-oidc-trust-scoped" in writes[0]["run"]
+
+
+def deploy_jobs() -> list[tuple[str, str, dict[str, Any]]]:
+    """Jobs that change a stack or what an environment runs."""
+    return [
+        (name, job_id, job)
+        for name, doc in load_workflows().items()
+        for job_id, job in doc["jobs"].items()
+        if (name, job_id) in {(INFRA, "up"), ("promote.yml", "promote")}
+    ]
+
+
+def test_every_deploy_runs_in_its_stacks_environment_and_queues_per_stack() -> None:
+    """Item 13: per-commit groups let an older commit apply after a newer one."""
+    up = load_workflows()[INFRA]["jobs"]["up"]
+    assert up["environment"] == "${{ inputs.stack }}"
+    assert up["concurrency"] == {"group": "deploy-${{ inputs.stack }}", "cancel-in-progress": False}
+    for name, job_id, job in deploy_jobs():
+        assert "environment" in job, f"{name}: {job_id}"
+        assert job["concurrency"]["cancel-in-progress"] is False, f"{name}: {job_id}"
+        assert "github.sha" not in job["concurrency"]["group"], f"{name}: {job_id}"
+
+
+def test_an_up_whose_commit_is_no_longer_mains_head_applies_nothing() -> None:
+    steps = steps_of(INFRA, "up")
+    ids = [s.get("id") for s in steps]
+    check = steps[ids.index("head")]
+    assert "git ls-remote origin refs/heads/main" in check["run"]
+    assert '[ "$main" = "$GITHUB_SHA" ]' in check["run"]
+    later = steps[ids.index("head") + 1 :]
+    assert later and all(s.get("if") == "steps.head.outputs.current == 'true'" for s in later)
+    # Before the check only the checkout: nothing assumes a role or touches the stack.
+    assert [str(s.get("uses", "")).split("@")[0] for s in steps[: ids.index("head")]] == [
+        "actions/checkout"
+    ]
+
+
+def test_the_head_check_tells_a_current_commit_from_a_superseded_one(tmp_path: Path) -> None:
+    """The check's own script, run against a local origin whose main moves on."""
+    from workflow_helpers import git
+
+    origin, clone = tmp_path / "origin.git", tmp_path / "clone"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    script = steps_of(INFRA, "up")[1]["run"]
+
+    def check(sha: str) -> str:
+        out = tmp_path / "output"
+        out.write_text("")
+        env = {"PATH": os.environ["PATH"], "GH_TOKEN": "t", "GITHUB_SHA": sha}
+        done = subprocess.run(
+            ["bash", "-e", "-c", script], cwd=clone, capture_output=True, text=True,
+            timeout=60, check=True, env={**env, "GITHUB_OUTPUT": str(out)},
+        )  # fmt: skip
+        return out.read_text().strip() + done.stdout
+
+    first = clone / "f"
+    first.write_text("1")
+    git(clone, "add", "f")
+    git(clone, "commit", "-q", "-m", "one")
+    old = git(clone, "rev-parse", "HEAD")
+    git(clone, "push", "-q", "origin", "main")
+    assert check(old) == "current=true"
+    first.write_text("2")
+    git(clone, "commit", "-q", "-am", "two")
+    git(clone, "push", "-q", "origin", "main")
+    assert check(old).startswith("current=false")
+    assert "skipped: main is at" in check(old)
