@@ -292,3 +292,33 @@ def test_the_head_check_tells_a_current_commit_from_a_superseded_one(tmp_path: P
     git(clone, "push", "-q", "origin", "main")
     assert check(old).startswith("current=false")
     assert "skipped: main is at" in check(old)
+
+
+def test_the_verdict_job_needs_every_job_and_always_runs() -> None:
+    """Item 14: the one required check; path filters would leave it pending."""
+    doc = load_workflows()["pull-request.yml"]
+    assert doc["on"]["pull_request"] is None, "no path filter: the verdict reports on every PR"
+    verdict = doc["jobs"]["verdict"]
+    assert verdict["if"] == "always()"
+    assert set(verdict["needs"]) == set(doc["jobs"]) - {"verdict"}
+    assert verdict["steps"][0]["env"]["RESULTS"] == "${{ join(needs.*.result, ' ') }}"
+
+
+@pytest.mark.parametrize(
+    ("results", "passes"),
+    [
+        ("success success success success success", True),
+        ("success skipped skipped success skipped", True),
+        ("success failure skipped success success", False),
+        ("success success cancelled skipped success", False),
+    ],
+)
+def test_the_verdict_fails_on_a_failed_or_cancelled_job_and_treats_skipped_as_ok(
+    results: str, passes: bool
+) -> None:
+    script = load_workflows()["pull-request.yml"]["jobs"]["verdict"]["steps"][0]["run"]
+    done = subprocess.run(
+        ["bash", "-e", "-c", script], capture_output=True, text=True, timeout=30, check=False,
+        env={"PATH": os.environ["PATH"], "RESULTS": results},
+    )  # fmt: skip
+    assert (done.returncode == 0) is passes, done.stdout
