@@ -322,3 +322,19 @@ def test_the_verdict_fails_on_a_failed_or_cancelled_job_and_treats_skipped_as_ok
         env={"PATH": os.environ["PATH"], "RESULTS": results},
     )  # fmt: skip
     assert (done.returncode == 0) is passes, done.stdout
+
+
+def test_no_job_that_can_mint_an_oidc_token_runs_the_scanner_or_the_build() -> None:
+    """Item 16: the scanner and the build run where no AWS role can be assumed."""
+    for name, doc in load_workflows().items():
+        for job_id, job in doc["jobs"].items():
+            if job.get("permissions", {}).get("id-token") != "write":
+                continue
+            for step in job.get("steps", []):
+                assert "trivy" not in str(step.get("uses", "")), f"{name}: {job_id}"
+                assert "docker build" not in str(step.get("run", "")), f"{name}: {job_id}"
+    jobs = load_workflows()["image.yml"]["jobs"]
+    assert "id-token" not in jobs["build"]["permissions"]
+    assert jobs["push"]["permissions"]["id-token"] == "write"
+    assert jobs["push"]["needs"] == "build"
+    assert "docker load" in "\n".join(str(s.get("run", "")) for s in jobs["push"]["steps"])
