@@ -462,7 +462,8 @@ def _workflow_rewrites(root: Path) -> list[Rewrite]:
     return [
         Rewrite(
             str(path.relative_to(root)),
-            r"^(\s+aws-region: )\S+",
+            # A plain region, or the default of `${{ vars.AWS_REGION || '<region>' }}`.
+            r"^(\s+aws-region: (?:\$\{\{ vars\.AWS_REGION \|\| ')?)[a-z0-9-]+",
             lambda a: f"\\g<1>{a.aws_region}",
             False,
         )
