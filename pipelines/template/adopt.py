@@ -324,6 +324,12 @@ def _rewrites(answers: Answers, project_was: str) -> list[Rewrite]:
             lambda a: f"\\g<1>{a.aws_region}\\g<2>",
             False,
         ),
+        Rewrite(
+            ".github/CODEOWNERS",
+            r"(?<=\s)@[A-Za-z0-9-]+/",
+            lambda a: f"@{a.github_repository.split('/')[0]}/",
+            False,
+        ),
         # The stack test pins the OIDC trust to the repository Pulumi.yaml names.
         Rewrite(
             "tests/infra/test_infra_stacks.py",

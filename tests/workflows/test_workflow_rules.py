@@ -6,6 +6,7 @@ GitHub enforces is checked here, as a policy over every job it concerns.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -338,3 +339,36 @@ def test_no_job_that_can_mint_an_oidc_token_runs_the_scanner_or_the_build() -> N
     assert jobs["push"]["permissions"]["id-token"] == "write"
     assert jobs["push"]["needs"] == "build"
     assert "docker load" in "\n".join(str(s.get("run", "")) for s in jobs["push"]["steps"])
+
+
+def code_owners(path: str) -> list[str]:
+    """Owners of ``path`` by .github/CODEOWNERS: the last matching pattern wins."""
+    owners: list[str] = []
+    for line in (REPO_ROOT / ".github" / "CODEOWNERS").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        pattern, *names = line.split()
+        anchored = pattern.lstrip("/")
+        if anchored.endswith("/"):
+            matches = path.startswith(anchored)
+        else:
+            matches = fnmatch.fnmatch(path, anchored)
+        if matches:
+            owners = names
+    return owners
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "environments/prod.yaml",
+        "infra/components/ci_access.py",
+        "Pulumi.prod.yaml",
+        ".github/workflows/infra.yml",
+        ".github/CODEOWNERS",
+    ],
+)
+def test_pins_stacks_and_workflows_have_code_owners(path: str) -> None:
+    """Item 17: a hand-edited pin or workflow needs its owners' review."""
+    owners = code_owners(path)
+    assert owners and all(o.startswith("@") for o in owners), path
