@@ -372,3 +372,30 @@ def test_pins_stacks_and_workflows_have_code_owners(path: str) -> None:
     """Item 17: a hand-edited pin or workflow needs its owners' review."""
     owners = code_owners(path)
     assert owners and all(o.startswith("@") for o in owners), path
+
+
+# Item 18: each pinned release's action.yml says `using: node24` (read from the tagged commit
+# when the pins were bumped). A new pin must be checked the same way and added here.
+NODE24_RELEASES = {
+    "actions/cache": "27d5ce7f107fe9357f9df03efb73ab90386fccae",  # v5.0.5
+    "actions/checkout": "3d3c42e5aac5ba805825da76410c181273ba90b1",  # v7.0.1
+    "actions/create-github-app-token": "1b10c78c7865c340bc4f6099eb2f838309f1e8c3",  # v3.1.1
+    "actions/download-artifact": "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c",  # v8.0.1
+    "actions/setup-python": "5fda3b95a4ea91299a34e894583c3862153e4b97",  # v7.0.0
+    "actions/upload-artifact": "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f",  # v7.0.0
+    "aws-actions/amazon-ecr-login": "03f1aad4c6c7ffd436567f42f9384779290529bd",  # v2.1.7
+    "aws-actions/configure-aws-credentials": "e6de054238d6b7531b4efff3b6587d9aade6a06c",  # v6.2.3
+    "peter-evans/create-pull-request": "5f6978faf089d4d20b00c7766989d076bb2fc7f1",  # v8.1.1
+    "pulumi/actions": "8e5e406f4007fca908480587cb9893c07090f58d",  # v7.0.0
+}
+# Composite actions run no Node runtime of their own.
+COMPOSITE = {"aquasecurity/trivy-action"}
+
+
+def test_every_javascript_action_is_pinned_to_a_node24_release() -> None:
+    from workflow_helpers import pinned_actions
+
+    for action, sha in pinned_actions():
+        if action in COMPOSITE:
+            continue
+        assert NODE24_RELEASES.get(action) == sha, f"{action}@{sha}: not a checked node24 release"
