@@ -399,3 +399,19 @@ def test_every_javascript_action_is_pinned_to_a_node24_release() -> None:
         if action in COMPOSITE:
             continue
         assert NODE24_RELEASES.get(action) == sha, f"{action}@{sha}: not a checked node24 release"
+
+
+def test_previews_assume_the_stacks_own_preview_role() -> None:
+    """Item 2, previews: each stack's preview role lives in its stack's account, and a preview
+    runs in no environment (its role trusts pull_request subjects), so the role is looked up
+    per stack in the AWS_PREVIEW_ROLES variable, the one secret only as a fallback."""
+    steps = steps_of(INFRA, "preview")
+    credentials = [s for s in steps if "configure-aws-credentials" in str(s.get("uses", ""))]
+    role = (
+        "${{ fromJSON(vars.AWS_PREVIEW_ROLES || '{}')[inputs.stack]"
+        " || secrets.AWS_PREVIEW_ROLE_ARN }}"
+    )
+    assert [s["with"]["role-to-assume"] for s in credentials] == [role]
+    check = steps[steps.index(credentials[0]) - 1]
+    assert check["env"]["ROLE"] == role and "no preview role for $STACK" in check["run"]
+    assert "environment" not in load_workflows()[INFRA]["jobs"]["preview"]
