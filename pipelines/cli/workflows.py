@@ -82,6 +82,11 @@ def report(
     part: bool = typer.Option(
         False, "--part", help="Write only the model sections, for a later report to --section."
     ),
+    fork: bool = typer.Option(
+        False,
+        "--fork",
+        help="The pull request comes from a fork: say the credentialed jobs were skipped.",
+    ),
 ) -> None:
     """Compose the pull-request comment from what the MLflow runs recorded."""
     from pipelines.gitops.pr_report import collect, compose, render_model
@@ -93,7 +98,7 @@ def report(
     for path in _expand(section, "*.section.md", "--section"):
         sections.append(path.read_text(encoding="utf-8"))
     previews = _expand(infra_preview, "*.txt", "--infra-preview")
-    text = "\n".join(sections) if part else compose(sections, previews)
+    text = "\n".join(sections) if part else compose(sections, previews, fork=fork)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     typer.echo(str(output))
@@ -169,3 +174,31 @@ def sync(
         typer.echo("the registry's aliases match the pins")
     elif check:
         raise typer.Exit(1)
+
+
+@commands.command("deploy-image")
+@guarded
+def deploy_image(
+    stack: str = typer.Option(..., "--stack", help="The stack being previewed or applied."),
+    built: str = typer.Option("", "--built", help="The image this run pushed, if it built one."),
+    current: str = typer.Option(
+        "", "--current", help="The stack's `image` output: the image it runs now."
+    ),
+    current_endpoints: str = typer.Option(
+        "", "--current-endpoints", help="The stack's `endpoints` output (JSON), if any."
+    ),
+    github_output: Path | None = typer.Option(
+        None, "--github-output", help="Also append image=<uri> to this file."
+    ),
+) -> None:
+    """The serving image a `pulumi up` applies: the one built now, else the one the stack runs.
+
+    Never empty for a stack that serves endpoints (exit 2): an empty image deletes them.
+    """
+    from pipelines.gitops.deploy_image import choose_image
+
+    choice = choose_image(stack, built.strip(), current.strip(), current_endpoints)
+    if github_output is not None:
+        with github_output.open("a", encoding="utf-8") as out:
+            out.write(f"image={choice.image}\n")
+    typer.echo(choice.describe(stack))

@@ -264,16 +264,32 @@ def _fit_section(section: str, budget: int) -> str:
     return head + "\n" + note + "\n" if budget > len(note) + 2 else ""
 
 
+# A fork's pull request gets no secrets and no OIDC token, so the jobs that need them are skipped
+# (pull-request.yml); the report must not read as if the models had passed.
+FORK_NOTE = (
+    "> [!WARNING]\n"
+    "> **Skipped: this pull request comes from a fork.** Jobs that need credentials did not run: "
+    "no model was trained, gated or compared with a champion, and no stack was previewed. "
+    "A maintainer can push the branch to this repository to run them.\n"
+)
+
+
 def compose(
     sections: list[str],
     previews: list[Path],
     *,
     title: str = "MLOps report",
     limit: int = COMMENT_LIMIT,
+    fork: bool = False,
 ) -> str:
     """The whole comment body, starting with the marker the workflow looks for, cut so that it
-    stays under ``limit`` characters (GitHub refuses longer comments)."""
+    stays under ``limit`` characters (GitHub refuses longer comments). With ``fork``, it opens
+    with the note that the credentialed jobs were skipped."""
     body = [MARKER, f"## {title}", ""]
+    if fork:
+        body.append(FORK_NOTE)
+        if not sections:
+            sections = ["No model was trained: the change comes from a fork.\n"]
     used = sum(len(part) + 1 for part in body)
     reserve = 400 * len(previews) + (200 if previews else 0)  # every preview gets its summary
     texts = [s.replace(MARKER, "").rstrip() + "\n" for s in sections]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,27 @@ def _record(client: MlflowClient, name: str, version: str) -> PinRecord:
         promoted_at=now(),
         promoted_by=_actor(),
     )
+
+
+def check_new_version_targets(settings: Settings, targets: Sequence[str]) -> None:
+    """Refuse, before anything is trained or registered, targets a new version cannot enter.
+
+    An environment with ``promote_from`` takes only the version its upstream runs, so a version
+    registered just now can reach it only if the upstream comes earlier in the same list;
+    otherwise the promotion would fail after registering an orphan version.
+    """
+    reached: set[str] = set()
+    for name in targets:
+        env = load_environment(settings.environments_dir, name)
+        upstream = env.promote_from
+        if upstream and upstream not in reached:
+            raise PromotionError(
+                f"a newly trained version cannot go to {name!r}: it takes only the version "
+                f"pinned in {upstream!r}. Promote to {upstream!r} first (--promote {upstream} "
+                f"--promote {name}), or promote what {upstream!r} runs without retraining",
+                field="--promote",
+            )
+        reached.add(name)
 
 
 def _choose_version(

@@ -23,7 +23,7 @@ from pipelines.core.tags import CARD_ARTIFACT_DIR, CARD_FILE
 from pipelines.stages.card import render_card
 from pipelines.stages.evaluate import evaluate
 from pipelines.stages.gating import record, run_gates
-from pipelines.stages.promote import promote
+from pipelines.stages.promote import check_new_version_targets, promote
 from pipelines.stages.register import register
 from pipelines.stages.train import train
 from pipelines.stages.validate import validate_for_model
@@ -116,7 +116,7 @@ def run_model(
     progress: Progress = lambda _: None,
 ) -> Outcome:
     """Run every stage; a rejection is recorded in the outcome instead of raised."""
-
+    check_new_version_targets(settings, promote_to or [])
     model = load_model(settings.models_dir, settings.data_dir, name, overrides)
     outcome = Outcome(name, primary_metric=model.definition.metric)
     try:

@@ -324,6 +324,12 @@ def _rewrites(answers: Answers, project_was: str) -> list[Rewrite]:
             lambda a: f"\\g<1>{a.aws_region}\\g<2>",
             False,
         ),
+        Rewrite(
+            ".github/CODEOWNERS",
+            r"(?<=\s)@[A-Za-z0-9-]+/",
+            lambda a: f"@{a.github_repository.split('/')[0]}/",
+            False,
+        ),
         # The stack test pins the OIDC trust to the repository Pulumi.yaml names.
         Rewrite(
             "tests/infra/test_infra_stacks.py",
@@ -462,7 +468,8 @@ def _workflow_rewrites(root: Path) -> list[Rewrite]:
     return [
         Rewrite(
             str(path.relative_to(root)),
-            r"^(\s+aws-region: )\S+",
+            # A plain region, or the default of `${{ vars.AWS_REGION || '<region>' }}`.
+            r"^(\s+aws-region: (?:\$\{\{ vars\.AWS_REGION \|\| ')?)[a-z0-9-]+",
             lambda a: f"\\g<1>{a.aws_region}",
             False,
         )

@@ -620,3 +620,5 @@ def test_the_stack_outputs_the_configuration_each_endpoint_should_run(pinned_rep
     claimed = run.outputs["endpoint_configs"]
     assert claimed and set(claimed.values()) <= configs
     assert set(claimed) <= set(run.outputs["endpoints"])
+    # The next `up` that built no image re-applies this one (pipelines/gitops/deploy_image.py).
+    assert run.outputs["image"] == "i:1"

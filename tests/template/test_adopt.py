@@ -49,6 +49,8 @@ def test_adoption_sets_every_answer_and_drops_the_declined_examples(
         text = path.read_text()
         for placeholder in ("us-east-1", "123456789012", "example-org/mlops-template"):
             assert placeholder not in text, (path, placeholder)
+    owners = (clone / ".github/CODEOWNERS").read_text()
+    assert "@acme/ml-platform" in owners and "@example-org/" not in owners
 
     # The examples leave the team's models/ and data/ for the tests' fixture folder, intact.
     fixtures = clone / "tests/examples"
