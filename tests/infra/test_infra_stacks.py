@@ -348,12 +348,17 @@ def test_every_endpoint_captures_data_and_has_rollback_alarms(pinned: dict[str, 
                 f"{endpoint.inputs['name']}-5xx",
             }
             assert names <= alarms, "rollback alarms exist in the same stack"
+        # The bucket is Pulumi's to know: pods read it from the namespace's cloud ConfigMap.
+        cloud = {
+            c.inputs["metadata"]["name"]: c.inputs["data"]
+            for c in run.of("kubernetes:core/v1:ConfigMap")
+            if "MODEL_BUCKET" in c.inputs.get("data", {})
+        }
         for deployment in run.of("kubernetes:apps/v1:Deployment"):
-            env = {
-                e["name"]: e["value"]
-                for e in deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
-            }
-            assert env["MLOPS_SERVE_CAPTURE_DESTINATION"].endswith(f"/captures/{stack}")
+            serve = deployment.inputs["spec"]["template"]["spec"]["containers"][0]
+            (source,) = serve["envFrom"]
+            data = cloud[source["configMapRef"]["name"]]
+            assert data["MLOPS_SERVE_CAPTURE_DESTINATION"].endswith(f"/captures/{stack}")
 
 
 def test_no_iam_statement_allows_everything_on_everything(pinned: dict[str, Run]) -> None:
