@@ -21,7 +21,12 @@ from infra.components.kubernetes_endpoint import KubernetesEndpoint
 from pipelines.core.alert_rules import read_alert_rules, rollback_expressions
 from pipelines.core.definitions import Deployment
 from pipelines.core.errors import DefinitionError
-from pipelines.core.kubernetes_manifests import OIP_LIVE_PATH, OIP_READY_PATH, PING_PATH
+from pipelines.core.kubernetes_manifests import (
+    OIP_LIVE_PATH,
+    OIP_READY_PATH,
+    PING_PATH,
+    workload_manifests,
+)
 from pipelines.core.yamlfile import Strict, validate_document
 
 pytestmark = pytest.mark.infra
@@ -270,3 +275,36 @@ def test_a_bad_flavour_or_setting_fails_validation_naming_the_field(
 def test_a_flavour_on_a_non_kubernetes_target_is_refused() -> None:
     with pytest.raises(ValueError, match="is for a target: kubernetes model"):
         Deployment.model_validate({"target": "sagemaker", "kubernetes": {"flavor": "kserve"}})
+
+
+@pytest.mark.parametrize("flavor", ["deployment", "kserve", "rollout"])
+def test_pulumi_declares_exactly_the_manifests_mlops_render_writes(
+    runs: dict[str, Run], flavor: str
+) -> None:
+    """One builder, two appliers: what the controller would sync is what Pulumi applies."""
+    args = endpoint_args(
+        deployment=deployment({"flavor": flavor}),
+        steps=(25, 50, 75, 100),
+        bake_minutes=5,
+        canary_weight=25,
+        rollback_expressions=rollback_expressions(ALERT_RULES),
+    )
+    expected = workload_manifests(args.endpoint_spec())
+    bound = {"Namespace", "ServiceAccount", "ConfigMap"}
+    declared = [m for m in runs[flavor].kubernetes_manifests() if m["kind"] not in bound]
+    if flavor == "rollout":  # the fixture's rollout sets its own analysis interval
+        expected = workload_manifests(
+            endpoint_args(
+                deployment=deployment({"flavor": "rollout", "analysis_interval": "2m"}),
+                steps=(25, 50, 75, 100),
+                bake_minutes=5,
+                canary_weight=25,
+                rollback_expressions=rollback_expressions(ALERT_RULES),
+            ).endpoint_spec()
+        )
+
+    def key(manifest: dict[str, Any]) -> tuple[str, str]:
+        return manifest["kind"], manifest["metadata"]["name"]
+
+    # Registration order is the runtime's; the objects are what must agree.
+    assert sorted(declared, key=key) == sorted(expected, key=key)
