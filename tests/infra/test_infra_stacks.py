@@ -276,6 +276,20 @@ def test_completing_a_rollout_leaves_only_the_pinned_version(pinned_repo: Path) 
     assert deployments[0].inputs["metadata"]["labels"]["mlops/version"] == "5"
 
 
+def test_a_gitops_stack_leaves_the_workloads_to_the_controller(pinned_repo: Path) -> None:
+    """kubernetesApply: gitops keeps only the cloud-bound objects in Pulumi's hands."""
+    run = run_main(PRODUCTION, pinned_repo, image="img:1", kubernetesApply="gitops", **CLUSTER)
+    kinds = {m["kind"] for m in run.kubernetes_manifests() if m["metadata"].get("namespace")}
+    assert {"ServiceAccount", "ConfigMap"} <= kinds
+    assert not kinds & {"Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy"}
+    assert run.of("aws:iam/role:Role"), "the pod role stays Pulumi's"
+
+
+def test_an_unknown_kubernetes_applier_is_refused_naming_the_setting(pinned_repo: Path) -> None:
+    with pytest.raises(Exception, match="kubernetesApply"):
+        run_main(PRODUCTION, pinned_repo, image="img:1", kubernetesApply="argo", **CLUSTER)
+
+
 # --- policies, over every stack --------------------------------------------------------------
 
 
