@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 from pulumi_mocks import KUBERNETES_VERSION, REPO_ROOT, Run, run_program
 from test_infra_kubernetes import endpoint_args, validate_crds
 
 from infra.components.kubernetes_endpoint import KubernetesEndpoint
+from infra.policy.rules import POD_SPECS, pods_are_locked_down
 from pipelines.core.alert_rules import read_alert_rules, rollback_expressions
 from pipelines.core.definitions import Deployment
 from pipelines.core.errors import DefinitionError
@@ -308,3 +312,86 @@ def test_pulumi_declares_exactly_the_manifests_mlops_render_writes(
 
     # Registration order is the runtime's; the objects are what must agree.
     assert sorted(declared, key=key) == sorted(expected, key=key)
+
+
+@pytest.mark.parametrize("flavor", ["deployment", "kserve", "rollout"])
+def test_the_policy_pack_checks_the_pods_of_every_flavour(
+    runs: dict[str, Run], flavor: str
+) -> None:
+    checked = [r for r in runs[flavor].resources if r.type in POD_SPECS]
+    assert checked, f"no {flavor} pod reached the pods-locked-down rule"
+    for resource in checked:
+        assert pods_are_locked_down(resource.type, resource.inputs) == []
+        root = copy.deepcopy(resource.inputs)
+        pod = root["spec"]["predictor"] if flavor == "kserve" else root["spec"]["template"]["spec"]
+        pod.pop("securityContext", None)
+        pod["containers"][0]["securityContext"]["runAsNonRoot"] = False
+        del pod["containers"][0]["resources"]["requests"]
+        problems = pods_are_locked_down(resource.type, root)
+        assert "pod securityContext.runAsNonRoot is not true" in problems
+        assert any("no resource requests" in p for p in problems)
+
+
+def test_the_analysis_fails_on_the_canarys_errors_and_ignores_the_stable_ones(
+    runs: dict[str, Run], tmp_path: Path
+) -> None:
+    """The analysis queries run under `promtool test rules`: a series (a failed measurement)
+    only for the canary's job, whatever the stable version does."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is required: apt-get install prometheus (Debian)"
+    metrics = by_kind(runs["rollout"], "AnalysisTemplate")[0]["spec"]["metrics"]
+    rules = [
+        {
+            "alert": f"analysis-{m['name']}",
+            "expr": m["provider"]["prometheus"]["query"].replace(
+                "{{args.service-name}}", "penguins-canary"
+            ),
+        }
+        for m in metrics
+    ]
+    (tmp_path / "analysis.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": "analysis", "rules": rules}]})
+    )
+
+    def series(job: str, ok: int, failed: int) -> list[dict[str, str]]:
+        total = "mlops_serving_requests_total"
+        return [
+            {"series": f'{total}{{job="{job}",status="200"}}', "values": f"0+{ok}x20"},
+            {"series": f'{total}{{job="{job}",status="500"}}', "values": f"0+{failed}x20"},
+            {"series": f'up{{job="{job}"}}', "values": "1x20"},
+        ]
+
+    def case(canary_failed: int, stable_failed: int, fires: bool) -> dict[str, Any]:
+        return {
+            "interval": "1m",
+            "input_series": [
+                *series("penguins-canary", 100 - canary_failed, canary_failed),
+                *series("penguins", 100 - stable_failed, stable_failed),
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": "10m",
+                    "alertname": "analysis-error-rate",
+                    "exp_alerts": [{"exp_labels": {"job": "penguins-canary"}}] if fires else [],
+                },
+                {"eval_time": "10m", "alertname": "analysis-latency-p99", "exp_alerts": []},
+            ],
+        }
+
+    (tmp_path / "analysis_test.yml").write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": ["analysis.yml"],
+                "evaluation_interval": "1m",
+                "tests": [case(10, 0, fires=True), case(0, 50, fires=False)],
+            }
+        )
+    )
+    run = subprocess.run(
+        [promtool, "test", "rules", "analysis_test.yml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
