@@ -339,9 +339,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 region=settings.region or None,
                 boundary_arn=boundary.arn,
                 prometheus_release=settings.prometheus_release,
-                rollback_expressions=rollback_expressions(alert_rules)
-                if isinstance(p.deployment.kubernetes, RolloutFlavor)
-                else {},
+                rollback_expressions=_rollback_expressions(p, alert_rules),
                 apply_workloads=settings.kubernetes_apply == "pulumi",
             ),
             opts=kubernetes,
@@ -421,6 +419,18 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
         # Set its token once, and on rotation: `mlops retrain-token --env <stack>`.
         "dispatch_connection": dispatch_connection,
     }
+
+
+def _rollback_expressions(p: ModelPlan, alert_rules: dict[str, str]) -> dict[str, str]:
+    """The alert expressions a ``rollout`` model's analysis runs (none for other flavours)."""
+    if not isinstance(p.deployment.kubernetes, RolloutFlavor):
+        return {}
+    try:
+        return rollback_expressions(alert_rules)
+    except ValueError as exc:
+        raise DefinitionError(
+            str(exc), file=f"models/{p.name}/model.yaml", field="deployment.kubernetes.flavor"
+        ) from None
 
 
 def _latency_threshold(p: ModelPlan) -> float:
