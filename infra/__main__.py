@@ -46,6 +46,7 @@ def settings_from_config() -> StackSettings:
         rollouts=config.get_object("rollouts") or [],
         kubernetes_monitoring_namespace=config.require("kubernetesMonitoringNamespace"),
         prometheus_release=config.require("prometheusRelease"),
+        kubernetes_apply=config.require("kubernetesApply"),
         eks_cluster_name=config.get("eksClusterName") or "",
         eks_oidc_provider_arn=config.get("eksOidcProviderArn") or "",
         eks_oidc_issuer=config.get("eksOidcIssuer") or "",

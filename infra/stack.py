@@ -34,13 +34,16 @@ from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndp
 from infra.components.scheduled_monitor import ScheduledMonitor, ScheduledMonitorArgs
 from infra.components.state_backend import state_backend
 from infra.model_plan import ModelPlan, plan, rollout_steps
+from pipelines.core.alert_rules import rollback_expressions
 from pipelines.core.cluster_settings import cluster_settings
 from pipelines.core.conventions import SHARED, endpoint_name, slug, tags
+from pipelines.core.definitions import RolloutFlavor
 from pipelines.core.errors import DefinitionError
 from pipelines.core.pins import load_environment
 
 # The endpoint's p99 alarm fires at this multiple of the model's offline latency gate.
 LATENCY_ALARM_FACTOR = 2.0
+KUBERNETES_APPLIERS = ("pulumi", "gitops")
 
 
 @dataclass
@@ -70,6 +73,9 @@ class StackSettings:
     rollouts: list[str] = field(default_factory=list)
     kubernetes_monitoring_namespace: str = "monitoring"
     prometheus_release: str = "kube-prometheus-stack"
+    # Who applies the endpoints' Kubernetes workload objects: this program, or a GitOps
+    # controller syncing `mlops render kubernetes` output (docs/infrastructure.md).
+    kubernetes_apply: str = "pulumi"
     eks_cluster_name: str = ""
     eks_oidc_provider_arn: str = ""
     eks_oidc_issuer: str = ""
@@ -158,6 +164,12 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
         settings.state_bucket, settings.secrets_key_arn, project=settings.project, stack=env
     )
     _check_image_accounts(settings)
+    if settings.kubernetes_apply not in KUBERNETES_APPLIERS:
+        raise DefinitionError(
+            f"Pulumi.{env}.yaml: kubernetesApply is {settings.kubernetes_apply!r}; choose one of "
+            + ", ".join(KUBERNETES_APPLIERS),
+            field="kubernetesApply",
+        )
     plans = plan(repo_root, env, settings.rollouts)
     shared_tags = tags(SHARED, env, settings.owner)
     model_tags = {p.name: tags(p.name, env, p.definition.owner) for p in plans}
@@ -329,6 +341,8 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 region=settings.region or None,
                 boundary_arn=boundary.arn,
                 prometheus_release=settings.prometheus_release,
+                rollback_expressions=_rollback_expressions(p, alert_rules),
+                apply_workloads=settings.kubernetes_apply == "pulumi",
             ),
             opts=kubernetes,
         )
@@ -435,6 +449,18 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
         # Set its token once, and on rotation: `mlops retrain-token --env <stack>`.
         "dispatch_connection": dispatch_connection,
     }
+
+
+def _rollback_expressions(p: ModelPlan, alert_rules: dict[str, str]) -> dict[str, str]:
+    """The alert expressions a ``rollout`` model's analysis runs (none for other flavours)."""
+    if not isinstance(p.deployment.kubernetes, RolloutFlavor):
+        return {}
+    try:
+        return rollback_expressions(alert_rules)
+    except ValueError as exc:
+        raise DefinitionError(
+            str(exc), file=f"models/{p.name}/model.yaml", field="deployment.kubernetes.flavor"
+        ) from None
 
 
 def _latency_threshold(p: ModelPlan) -> float:

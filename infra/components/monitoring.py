@@ -19,9 +19,9 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-import yaml
 
 from monitoring.dashboards.cloudwatch import cloudwatch_dashboard_body, metric_widget
+from pipelines.core.alert_rules import ALERTS_GLOB, prometheus_rule_groups
 from pipelines.core.conventions import (
     SHARED,
     slug,
@@ -38,7 +38,6 @@ from serving.metrics import (
 
 VARIANT = "AllTraffic"
 DEFAULT_LATENCY_MS = 500.0
-ALERTS_GLOB = "alerts/*.yml"
 DASHBOARDS_GLOB = "dashboards/*.json"
 
 
@@ -61,19 +60,6 @@ class MonitoringArgs:
     alert_rules: dict[str, str] = field(default_factory=dict)
     dashboards: dict[str, str] = field(default_factory=dict)
     prometheus_release: str = "kube-prometheus-stack"  # the operator's ruleSelector label
-
-
-def prometheus_rule_groups(alert_rules: dict[str, str]) -> list[dict[str, object]]:
-    """Every group of every rules file, as one PrometheusRule's spec.groups (same rules that
-    promtool checks and unit-tests: one definition)."""
-    groups: list[dict[str, object]] = []
-    for file_name, text in sorted(alert_rules.items()):
-        data = yaml.safe_load(text) or {}
-        for group in data.get("groups") or []:
-            if any(g["name"] == group["name"] for g in groups):
-                raise ValueError(f"monitoring/alerts/{file_name}: group {group['name']!r} twice")
-            groups.append(group)
-    return groups
 
 
 def read_monitoring_files(monitoring_dir: Path) -> tuple[dict[str, str], dict[str, str]]:

@@ -309,15 +309,31 @@ def encrypted_at_rest(resource_type: str, props: Mapping[str, Any]) -> list[str]
     return []
 
 
+# Where each kind that runs the serving image keeps its pod spec (every Kubernetes flavour).
+POD_SPECS: dict[str, tuple[str, ...]] = {
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:argoproj.io/v1alpha1:Rollout": ("spec", "template", "spec"),
+    "kubernetes:serving.kserve.io/v1beta1:InferenceService": ("spec", "predictor"),
+}
+
+
 def pods_are_locked_down(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """Deployments run non-root, read-only, without privilege escalation, with probes."""
-    if resource_type != "kubernetes:apps/v1:Deployment":
+    """Pods run non-root, read-only, without privilege escalation, with probes and resources."""
+    path = POD_SPECS.get(resource_type)
+    if path is None:
         return []
-    pod = ((props.get("spec") or {}).get("template") or {}).get("spec") or {}
+    pod: Any = props
+    for key in path:
+        pod = (pod or {}).get(key) or {}
     problems = []
-    if not (pod.get("securityContext") or {}).get("runAsNonRoot"):
+    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+    pod_non_root = (pod.get("securityContext") or {}).get("runAsNonRoot")
+    # KServe (Knative) takes the container-level field; either level satisfies the API server.
+    if not pod_non_root and not all(
+        (c.get("securityContext") or {}).get("runAsNonRoot") for c in containers or [{}]
+    ):
         problems.append("pod securityContext.runAsNonRoot is not true")
-    for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+    for container in containers:
         name = container.get("name", "?")
         security = container.get("securityContext") or {}
         if not security.get("readOnlyRootFilesystem"):
@@ -326,6 +342,8 @@ def pods_are_locked_down(resource_type: str, props: Mapping[str, Any]) -> list[s
             problems.append(f"container {name}: privilege escalation is allowed")
         if "ALL" not in ((security.get("capabilities") or {}).get("drop") or []):
             problems.append(f"container {name}: capabilities are not dropped")
+        if not (container.get("resources") or {}).get("requests"):
+            problems.append(f"container {name}: no resource requests")
     for container in pod.get("containers") or []:
         for probe in ("readinessProbe", "livenessProbe"):
             if probe not in container:

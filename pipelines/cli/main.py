@@ -15,6 +15,7 @@ from pipelines.cli import (
     definitions,
     demo,
     monitor,
+    render,
     sagemaker,
     serve,
     stack,
@@ -45,6 +46,7 @@ for commands in (
     app.add_typer(commands)
 app.add_typer(stack.group, name="stack")
 app.add_typer(sagemaker.group, name="sagemaker")
+app.add_typer(render.group, name="render")
 app.add_typer(template.template_group, name="template")
 
 

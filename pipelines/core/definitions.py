@@ -193,6 +193,40 @@ class Resources(Strict):
     memory: str = "1Gi"
 
 
+class DeploymentFlavor(Strict):
+    """Plain Deployments (stable and canary) behind one Service, scaled by an HPA."""
+
+    flavor: Literal["deployment"] = "deployment"
+
+
+class KServeFlavor(Strict):
+    """A KServe InferenceService with the serving image as its custom predictor."""
+
+    flavor: Literal["kserve"]
+
+
+class RolloutFlavor(Strict):
+    """An Argo Rollouts Rollout whose canary steps are gated by the alert rules' queries."""
+
+    flavor: Literal["rollout"]
+    analysis_interval: Annotated[
+        str,
+        Field(
+            pattern=r"^[1-9][0-9]*[smh]$",
+            description="How often the analysis runs the latency and error-rate queries.",
+        ),
+    ] = "1m"
+    failure_limit: Annotated[
+        int,
+        Field(ge=0, le=10, description="Failed measurements tolerated before the rollback."),
+    ] = 1
+
+
+KubernetesFlavor = Annotated[
+    DeploymentFlavor | KServeFlavor | RolloutFlavor, Field(discriminator="flavor")
+]
+
+
 class Deployment(Strict):
     target: Literal["local", "sagemaker", "kubernetes"] = "local"
     instance_type: str = Field(default="ml.m5.large", description="SageMaker instance type.")
@@ -200,6 +234,25 @@ class Deployment(Strict):
     resources: Resources = Field(default_factory=Resources, description="Kubernetes requests.")
     strategy: Annotated[AllAtOnce | Canary | Linear, Field(discriminator="type")] = AllAtOnce()
     autoscaling: Autoscaling = Autoscaling()
+    kubernetes: KubernetesFlavor = Field(
+        default_factory=DeploymentFlavor,
+        description="How a target: kubernetes endpoint is expressed: deployment, kserve or "
+        "rollout (docs/infrastructure.md says which needs what in the cluster).",
+    )
+
+    @model_validator(mode="after")
+    def _flavor_fits(self) -> Deployment:
+        if not isinstance(self.kubernetes, DeploymentFlavor) and self.target != "kubernetes":
+            raise ValueError(
+                f"kubernetes.flavor: {self.kubernetes.flavor} is for a target: kubernetes model "
+                f"(target is {self.target})"
+            )
+        if isinstance(self.kubernetes, RolloutFlavor) and isinstance(self.strategy, AllAtOnce):
+            raise ValueError(
+                "kubernetes.flavor: rollout needs strategy.type canary or linear (the steps "
+                "the Rollout walks through), not all_at_once"
+            )
+        return self
 
 
 class Monitoring(Strict):

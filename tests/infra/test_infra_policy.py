@@ -280,6 +280,7 @@ def test_privileged_pods_are_rejected() -> None:
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
         },
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
         "readinessProbe": {},
         "livenessProbe": {},
     }

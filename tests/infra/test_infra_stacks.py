@@ -276,6 +276,20 @@ def test_completing_a_rollout_leaves_only_the_pinned_version(pinned_repo: Path) 
     assert deployments[0].inputs["metadata"]["labels"]["mlops/version"] == "5"
 
 
+def test_a_gitops_stack_leaves_the_workloads_to_the_controller(pinned_repo: Path) -> None:
+    """kubernetesApply: gitops keeps only the cloud-bound objects in Pulumi's hands."""
+    run = run_main(PRODUCTION, pinned_repo, image="img:1", kubernetesApply="gitops", **CLUSTER)
+    kinds = {m["kind"] for m in run.kubernetes_manifests() if m["metadata"].get("namespace")}
+    assert {"ServiceAccount", "ConfigMap"} <= kinds
+    assert not kinds & {"Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy"}
+    assert run.of("aws:iam/role:Role"), "the pod role stays Pulumi's"
+
+
+def test_an_unknown_kubernetes_applier_is_refused_naming_the_setting(pinned_repo: Path) -> None:
+    with pytest.raises(Exception, match="kubernetesApply"):
+        run_main(PRODUCTION, pinned_repo, image="img:1", kubernetesApply="argo", **CLUSTER)
+
+
 # --- policies, over every stack --------------------------------------------------------------
 
 
@@ -348,12 +362,17 @@ def test_every_endpoint_captures_data_and_has_rollback_alarms(pinned: dict[str, 
                 f"{endpoint.inputs['name']}-5xx",
             }
             assert names <= alarms, "rollback alarms exist in the same stack"
+        # The bucket is Pulumi's to know: pods read it from the namespace's cloud ConfigMap.
+        cloud = {
+            c.inputs["metadata"]["name"]: c.inputs["data"]
+            for c in run.of("kubernetes:core/v1:ConfigMap")
+            if "MODEL_BUCKET" in c.inputs.get("data", {})
+        }
         for deployment in run.of("kubernetes:apps/v1:Deployment"):
-            env = {
-                e["name"]: e["value"]
-                for e in deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
-            }
-            assert env["MLOPS_SERVE_CAPTURE_DESTINATION"].endswith(f"/captures/{stack}")
+            serve = deployment.inputs["spec"]["template"]["spec"]["containers"][0]
+            (source,) = serve["envFrom"]
+            data = cloud[source["configMapRef"]["name"]]
+            assert data["MLOPS_SERVE_CAPTURE_DESTINATION"].endswith(f"/captures/{stack}")
 
 
 def test_no_iam_statement_allows_everything_on_everything(pinned: dict[str, Run]) -> None:
