@@ -4,6 +4,13 @@
 - ``POST /invocations``: JSON or CSV in (see ``serving.schema``), JSON or CSV out by ``Accept``.
 - ``GET /metrics``: Prometheus text (names in ``serving.metrics``).
 - ``GET /execution-parameters``: what SageMaker batch transform asks before sending work.
+- The Open Inference Protocol V2 (``serving.oip``): ``GET /v2/health/live``,
+  ``/v2/health/ready``, ``/v2``, ``/v2/models/{name}`` (metadata), ``/v2/models/{name}/ready``
+  and ``POST /v2/models/{name}/infer`` (each also under ``/versions/{version}``), as KServe,
+  Triton and their clients speak it.
+
+Both protocols predict through one path (``Server._predict``): the same schema checks,
+micro-batches, capture records and metrics.
 
 The model loads in a thread after the server starts listening, so probes get an answer (503)
 instead of a refused connection while it loads. Per request the path is: read the body (bounded),
@@ -19,10 +26,14 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from typing import Any
 
+import numpy as np
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -31,14 +42,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serving import metrics as metrics_module
+from serving import oip
 from serving.batching import MicroBatcher
 from serving.capture import CaptureWriter
 from serving.model import LoadedModel, load, resolve
 from serving.responses import JSON_OUT, encode, error_body, output_type
-from serving.schema import InputSchema, PayloadTooLarge, RequestError
+from serving.schema import JSON, Columns, InputSchema, PayloadTooLarge, RequestError
 from serving.settings import ServeSettings
 
 log = logging.getLogger("serving.app")
+
+try:
+    _VERSION = package_version("mlops-template")
+except PackageNotFoundError:  # run from a checkout that was not installed
+    _VERSION = "0"
 
 # Bodies bigger than this are parsed in a thread so one large batch cannot stall small requests.
 PARSE_INLINE_BYTES = 64 * 1024
@@ -46,6 +63,25 @@ PARSE_INLINE_BYTES = 64 * 1024
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type=JSON_OUT)
+
+
+def _sagemaker_error(status: int, payload: dict[str, Any]) -> Response:
+    """The /invocations error body: the message, and the column and row when there is one."""
+    return Response(error_body(payload), status_code=status, media_type=JSON_OUT)
+
+
+def _oip_error(status: int, payload: dict[str, Any]) -> Response:
+    """The Open Inference Protocol's error body: ``{"error": message}`` and nothing else."""
+    return Response(oip.error(payload["error"]), status_code=status, media_type=JSON_OUT)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A request decoded by its protocol: the checked columns, and how to answer and capture."""
+
+    columns: Columns
+    answer: Callable[[np.ndarray], tuple[bytes, str]]
+    captured: Callable[[np.ndarray, bytes, str], tuple[bytes, str, bytes, str]]
 
 
 def _silence_warnings() -> None:
@@ -71,6 +107,7 @@ class Server:
         self.batcher: MicroBatcher | None = None
         self.capture: CaptureWriter | None = None
         self.load_error: str | None = None
+        self._output_datatype: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -171,41 +208,138 @@ class Server:
         return Response(generate_latest(self.metrics.exposition), media_type=CONTENT_TYPE_LATEST)
 
     async def invocations(self, request: Request) -> Response:
+        accept = request.headers.get("accept")
+        content_type = request.headers.get("content-type", "")
+
+        def decode(body: bytes, schema: InputSchema, model: LoadedModel) -> Decoded:
+            kind = output_type(accept)
+            data = schema.parse_columns(body, content_type)
+
+            def answer(predictions: np.ndarray) -> tuple[bytes, str]:
+                return encode(predictions, kind)
+
+            def captured(
+                predictions: np.ndarray, out: bytes, out_type: str
+            ) -> tuple[bytes, str, bytes, str]:
+                return body, content_type, out, out_type
+
+            return Decoded(data, answer, captured)
+
+        return await self._predict(request, decode, _sagemaker_error)
+
+    async def _predict(
+        self,
+        request: Request,
+        decode: Callable[[bytes, InputSchema, LoadedModel], Decoded],
+        fail: Callable[[int, dict[str, Any]], Response],
+    ) -> Response:
+        """THE predict path of every protocol: read, decode and check, micro-batch, answer,
+        capture, count. ``decode`` is the protocol's; the rest is the same for all of them."""
         started = time.perf_counter()
-        batcher, schema = self.batcher, self.schema
-        if batcher is None or schema is None:
+        batcher, schema, model = self.batcher, self.schema, self.model
+        if batcher is None or schema is None or model is None:
             self.metrics.observe_request(503, time.perf_counter() - started)
-            return _json({"error": "the model is not loaded yet"}, 503)
+            return fail(503, {"error": "the model is not loaded yet"})
         status = 200
         batcher.arriving += 1
         arrived = True
         try:
-            kind = output_type(request.headers.get("accept"))
             body = await self._read_body(request)
-            content_type = request.headers.get("content-type", "")
             if len(body) > PARSE_INLINE_BYTES:
-                data = await asyncio.to_thread(schema.parse_columns, body, content_type)
+                decoded = await asyncio.to_thread(decode, body, schema, model)
             else:
-                data = schema.parse_columns(body, content_type)
+                decoded = decode(body, schema, model)
             batcher.arriving -= 1
             arrived = False
-            predictions = await batcher.predict(data)
-            out, out_type = encode(predictions, kind)
+            predictions = await batcher.predict(decoded.columns)
+            out, out_type = decoded.answer(predictions)
             if self.capture is not None and self.capture.sampled():
-                self.capture.capture(body, content_type, out, out_type)
+                self.capture.capture(*decoded.captured(predictions, out, out_type))
             return Response(out, media_type=out_type)
         except RequestError as exc:
             status = exc.status
             log.info("rejected request", extra={"status": status, **exc.body()})
-            return Response(error_body(exc.body()), status_code=status, media_type=JSON_OUT)
+            return fail(status, exc.body())
         except Exception:
             status = 500
             log.exception("prediction failed")
-            return _json({"error": "internal error; see the server log"}, 500)
+            return fail(500, {"error": "internal error; see the server log"})
         finally:
             if arrived:
                 batcher.arriving -= 1
             self.metrics.observe_request(status, time.perf_counter() - started)
+
+    # -- the Open Inference Protocol (serving.oip) ----------------------------------------------
+
+    async def oip_live(self, request: Request) -> Response:
+        return _json({"live": True})
+
+    async def oip_ready(self, request: Request) -> Response:
+        return _json({"ready": self.model is not None}, 200 if self.model is not None else 503)
+
+    async def oip_server(self, request: Request) -> Response:
+        return _json(oip.server_metadata(_VERSION))
+
+    def _oip_model(self, request: Request) -> LoadedModel | Response:
+        """The model a /v2/models path names, or the OIP error answer (503 loading, 404)."""
+        model = self.model
+        if model is None:
+            return _oip_error(503, {"error": "the model is not loaded yet"})
+        name = request.path_params["name"]
+        version = request.path_params.get("version")
+        if name != model.name or (version is not None and version != model.version):
+            shown = name if version is None else f"{name} version {version}"
+            return _oip_error(
+                404, {"error": f"no model {shown!r}; this server serves {model.name!r}"}
+            )
+        return model
+
+    async def oip_model_metadata(self, request: Request) -> Response:
+        model = self._oip_model(request)
+        if isinstance(model, Response):
+            return model
+        datatype = self._oip_datatype(model)
+        return _json(
+            oip.model_metadata(model.name, model.version, model.columns, model.schema, datatype)
+        )
+
+    async def oip_model_ready(self, request: Request) -> Response:
+        model = self._oip_model(request)
+        if isinstance(model, Response):
+            return model
+        return _json({"name": model.name, "ready": True})
+
+    async def oip_infer(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        version = request.path_params.get("version")
+        header_length = request.headers.get(oip.HEADER_LENGTH)
+        content_encoding = request.headers.get("content-encoding")
+
+        def decode(body: bytes, schema: InputSchema, model: LoadedModel) -> Decoded:
+            if name != model.name or (version is not None and version != model.version):
+                raise oip.ModelNotFound(f"no model {name!r}; this server serves {model.name!r}")
+            call = oip.parse_infer(body, header_length, content_encoding, schema)
+            datatype = self._oip_datatype(model)
+
+            def answer(predictions: np.ndarray) -> tuple[bytes, str]:
+                return oip.infer_response(
+                    model.name, model.version, call, predictions, datatype
+                ), JSON_OUT
+
+            def captured(
+                predictions: np.ndarray, out: bytes, out_type: str
+            ) -> tuple[bytes, str, bytes, str]:
+                # Recorded as /invocations records them, so the monitor reads both alike.
+                return (call.capture_body(model.columns), JSON, *encode(predictions, JSON))
+
+            return Decoded(call.columns, answer, captured)
+
+        return await self._predict(request, decode, _oip_error)
+
+    def _oip_datatype(self, model: LoadedModel) -> str:
+        if self._output_datatype is None:
+            self._output_datatype = oip.output_datatype(model.task, model.classes)
+        return self._output_datatype
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes
@@ -230,7 +364,17 @@ def create_app(settings: ServeSettings | None = None) -> Starlette:
         Route("/invocations", server.invocations, methods=["POST"]),
         Route("/metrics", server.metrics_endpoint, methods=["GET"]),
         Route("/execution-parameters", server.execution_parameters, methods=["GET"]),
+        # The Open Inference Protocol V2 (serving.oip), on the same port and the same model.
+        Route("/v2/health/live", server.oip_live, methods=["GET"]),
+        Route("/v2/health/ready", server.oip_ready, methods=["GET"]),
+        Route("/v2", server.oip_server, methods=["GET"]),
     ]
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        routes += [
+            Route(prefix, server.oip_model_metadata, methods=["GET"]),
+            Route(f"{prefix}/ready", server.oip_model_ready, methods=["GET"]),
+            Route(f"{prefix}/infer", server.oip_infer, methods=["POST"]),
+        ]
     app = Starlette(routes=routes, lifespan=server.lifespan)
     app.state.server = server
     return app

