@@ -28,6 +28,18 @@ PIN = {
 }
 
 
+def _production(root: Path) -> str:
+    """The team's last environment (``prod`` here; an adopted repository may name it otherwise)."""
+    from pipelines.core.pins import in_promotion_order, list_environments, load_environment
+
+    folder = root / "environments"
+    ordered = in_promotion_order([load_environment(folder, n) for n in list_environments(folder)])
+    return ordered[-1].environment
+
+
+PROD = _production(REPO_ROOT)
+
+
 def edit_model(root: Path, model: str, **deployment: Any) -> None:
     path = root / "models" / model / "model.yaml"
     data = yaml.safe_load(path.read_text())
@@ -47,22 +59,22 @@ def pin(root: Path, env: str, model: str, *versions: str) -> None:
 
 @pytest.fixture()
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Both examples on Kubernetes, one as a rollout and one on KServe, pinned in prod."""
+    """Both examples on Kubernetes, one as a rollout and one on KServe, pinned in production."""
     root = copy_examples(tmp_path / "repo")
-    for name in ("Pulumi.yaml", "Pulumi.prod.yaml"):
+    for name in ("Pulumi.yaml", f"Pulumi.{PROD}.yaml"):
         shutil.copy(REPO_ROOT / name, root / name)
     shutil.copytree(REPO_ROOT / "monitoring" / "alerts", root / "monitoring" / "alerts")
     edit_model(root, "penguins", target="kubernetes", kubernetes={"flavor": "rollout"})
     edit_model(root, "seattle_weather", target="kubernetes", kubernetes={"flavor": "kserve"})
-    pin(root, "prod", "penguins", "3", "4")
-    pin(root, "prod", "seattle_weather", "7")
+    pin(root, PROD, "penguins", "3", "4")
+    pin(root, PROD, "seattle_weather", "7")
     monkeypatch.setenv("MLOPS_ROOT", str(root))
     return root
 
 
 def render(out: Path, *extra: str) -> Any:
     return CliRunner().invoke(
-        app, ["render", "kubernetes", "--env", "prod", "--out", str(out), *extra]
+        app, ["render", "kubernetes", "--env", PROD, "--out", str(out), *extra]
     )
 
 
@@ -105,7 +117,7 @@ def test_the_folder_holds_one_file_per_object_and_kustomizations(
 def test_a_pin_change_alters_only_that_models_files(repo: Path, tmp_path: Path) -> None:
     before, after = tmp_path / "before", tmp_path / "after"
     assert render(before, "--image", IMAGE).exit_code == 0
-    pin(repo, "prod", "seattle_weather", "7", "8")
+    pin(repo, PROD, "seattle_weather", "7", "8")
     assert render(after, "--image", IMAGE).exit_code == 0
     old, new = tree(before), tree(after)
     changed = {p for p in set(old) | set(new) if old.get(p) != new.get(p)}
