@@ -78,7 +78,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def load_round(
-    port: int, body: bytes, concurrency: int, requests: int, seconds: float
+    port: int,
+    body: bytes,
+    concurrency: int,
+    requests: int,
+    seconds: float,
+    path: str = "/invocations",
+    headers: dict[str, str] | None = None,
 ) -> tuple[float, list[float], int]:
     """(requests/s, latencies in s, errors) for one bounded round."""
     per_client = max(1, requests // concurrency)
@@ -86,7 +92,7 @@ def load_round(
     errors = [0]
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
-    headers = {"Content-Type": "application/json"}
+    headers = headers or {"Content-Type": "application/json"}
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -96,7 +102,7 @@ def load_round(
             if time.monotonic() > deadline:
                 break
             started = time.perf_counter()
-            conn.request("POST", "/invocations", body=body, headers=headers)
+            conn.request("POST", path, body=body, headers=headers)
             response = conn.getresponse()
             response.read()
             mine.append(time.perf_counter() - started)

@@ -36,7 +36,13 @@ def serve(
     port: int = typer.Option(8080, "--port", help="Port (SageMaker's is 8080)."),
     workers: int = typer.Option(1, "--workers", help="Worker processes."),
 ) -> None:
-    """Serve a model on /ping, /invocations and /metrics: the serving image's server, locally."""
+    """Serve a model over SageMaker's contract and the Open Inference Protocol, locally.
+
+    The serving image's server: /ping and /invocations (SageMaker), /v2/health/live,
+    /v2/health/ready, /v2/models/NAME, /v2/models/NAME/ready and /v2/models/NAME/infer (the Open
+    Inference Protocol V2 that KServe, Triton and their clients speak), and /metrics; one model,
+    the same checks, micro-batching, capture and metrics on both.
+    """
     from serving.cli import run
 
     uri = _model_uri(model, alias, version, model_uri)
