@@ -24,7 +24,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.roles import SAGEMAKER_SERVICE, workload_role
+from infra.components.roles import SAGEMAKER_SERVICE, assume_role_policy, workload_role
 from pipelines.core.conventions import (
     MONITORING_PREFIX,
     baseline_prefix,
@@ -291,21 +291,6 @@ def scheduler_trust(account: str) -> str:
     )
 
 
-def sagemaker_trust() -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": SAGEMAKER_SERVICE},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-    )
-
-
 class ScheduledMonitor(pulumi.ComponentResource):
     """`mlops monitor` on one endpoint's captures, run by EventBridge Scheduler on a schedule."""
 
@@ -325,7 +310,7 @@ class ScheduledMonitor(pulumi.ComponentResource):
             f"{name}-job-policy",
             environment=args.environment,
             boundary=args.boundary_arn,
-            trust=sagemaker_trust(),
+            trust=assume_role_policy(SAGEMAKER_SERVICE),
             policy=pulumi.Output.all(
                 args.bucket_arn, args.key_arn, args.repository_arn, args.endpoint_name
             ).apply(
