@@ -1,17 +1,16 @@
 """The monitor's reports: ``drift.json`` for machines, ``drift.html`` for people.
 
-The HTML file is self-contained (one inline PNG per feature, reference against current, no
-scripts and no external assets) so that CI can attach it and anyone can open it offline.
+The HTML file is self-contained (one inline SVG per feature, reference against current, no
+scripts and no external assets: ``monitoring.charts``) so that CI can attach it and anyone can
+open it offline.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from monitoring.drift import FeatureDriftResult
@@ -30,48 +29,7 @@ def write_reports(result: MonitorResult, out_dir: Path) -> tuple[Path, Path]:
     return json_path, html_path
 
 
-def _plot(name: str, kind: str, reference: Any, current: Any) -> str:
-    """A base64 PNG of the two distributions of one column."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import pandas as pd
-
-    from monitoring.drift import Counts, Sketched
-
-    fig, ax = plt.subplots(figsize=(5, 2.6), dpi=80)
-    if kind == "numeric":
-        ref = pd.to_numeric(pd.Series(reference), errors="coerce").dropna().to_numpy(float)
-        if isinstance(current, Sketched):  # the sketch's quantile function, evenly weighted
-            current = current.quantiles
-        cur = pd.to_numeric(pd.Series(current), errors="coerce").dropna().to_numpy(float)
-        edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins=30).tolist()
-        ax.hist(ref, bins=edges, density=True, alpha=0.5, label="reference")
-        ax.hist(cur, bins=edges, density=True, alpha=0.5, label="current")
-    else:
-        ref_s = pd.Series(reference).dropna().astype(str).value_counts(normalize=True)
-        if isinstance(current, Counts):
-            cur_s = pd.Series(current.counts, index=current.labels, dtype=float)
-            cur_s = cur_s / cur_s.sum()
-        else:
-            cur_s = pd.Series(current).dropna().astype(str).value_counts(normalize=True)
-        keys = sorted(set(ref_s.index) | set(cur_s.index))
-        x = np.arange(len(keys))
-        ax.bar(x - 0.2, [ref_s.get(k, 0) for k in keys], 0.4, label="reference")
-        ax.bar(x + 0.2, [cur_s.get(k, 0) for k in keys], 0.4, label="current")
-        ax.set_xticks(x, keys, rotation=30, ha="right", fontsize=8)
-    ax.set_title(name, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _row(f: FeatureDriftResult, image: str) -> str:
+def _row(f: FeatureDriftResult, svg: str) -> str:
     verdict = "DRIFT" if f.drifted else "ok"
     rule = "<" if f.p_value else ">="
     score = "n/a" if f.score != f.score else f"{f.score:.4g}"
@@ -80,8 +38,7 @@ def _row(f: FeatureDriftResult, image: str) -> str:
         f'<tr class="{"drift" if f.drifted else "ok"}"><td>{html.escape(f.feature)}</td>'
         f"<td>{f.kind}</td><td>{f.method}</td><td>{score}</td><td>{rule} {f.threshold:g}</td>"
         f"<td><b>{verdict}</b></td><td>{f.current_rows}</td>"
-        f'<td><img alt="{html.escape(f.feature)}" src="data:image/png;base64,{image}"/>'
-        f"<br/><small>{html.escape(stats)}</small></td></tr>"
+        f"<td>{svg}<br/><small>{html.escape(stats)}</small></td></tr>"
     )
 
 
@@ -96,11 +53,13 @@ def _summaries(result: MonitorResult) -> str:
 
 
 def render_html(result: MonitorResult) -> str:
+    from monitoring.charts import chart
+
     window = result.current
     rows = [
         _row(
             f,
-            _plot(
+            chart(
                 f.feature,
                 f.kind,
                 result.reference.frame[f.feature],
@@ -114,7 +73,7 @@ def render_html(result: MonitorResult) -> str:
         rows.append(
             _row(
                 prediction,
-                _plot("prediction", prediction.kind, result.prediction_reference,
+                chart("prediction", prediction.kind, result.prediction_reference,
                       window.prediction.current()),
             )
         )  # fmt: skip

@@ -31,16 +31,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import orjson
 
 from monitoring.current import SKIPPED_EXAMPLES, Malformed, MissingColumns, _record, _typed
 from monitoring.drift import Counts, Sketched
+from monitoring.fast_records import SLOW, FastReader
 from pipelines.core.errors import DataError
 
 if TYPE_CHECKING:
+    from monitoring.fast_records import FastRecord
     from pipelines.core.datasets import ColumnSpec
     from pipelines.core.drift_rules import Kind
 
@@ -304,35 +306,59 @@ def fold_window(
     client = _s3() if any(f.startswith("s3://") for f in files) else None
     buffers: dict[str, list[Any]] = {f: [] for f in features}
     predictions: list[Any] = []
-    pending = 0
+    # Rows of fast-read records (lists in the features' order), turned into the column buffers
+    # by one zip before any slow-read record's columns go in, so row order is kept.
+    rows: list[list[Any]] = []
+    read = FastReader(features, since, until).read
+    pending = records = total = 0
+
+    def drain() -> None:
+        if rows:
+            for feature, column in zip(features, zip(*rows, strict=True), strict=True):
+                buffers[feature].extend(column)
+            rows.clear()
+
     try:
         for name in files:
             state.files += 1
             for line in read_file_lines(name, client):
-                try:
-                    record = _record(line.data, features, since, until)
-                except Malformed as exc:
-                    state.skipped += 1
-                    if len(state.skipped_examples) < SKIPPED_EXAMPLES:
-                        state.skipped_examples.append(f"{line.source}:{line.number}: {exc}")
-                    if isinstance(exc, MissingColumns):
-                        state.lacking += 1
-                        state.missing.extend(f for f in exc.columns if f not in state.missing)
+                quick = read(line.data)
+                if quick is None:
                     continue
-                if record is None:
-                    continue
-                for feature in features:
-                    buffers[feature].extend(record.columns[feature])
-                predictions.extend(record.predictions)
-                if labelled_events is not None and record.event_id in labelled_events:
+                if quick is not SLOW:
+                    event_id, stamp, new_rows, values = cast("FastRecord", quick)
+                    n = len(new_rows)
+                    rows.extend(new_rows)
+                    predictions.extend(values)
+                else:
+                    try:
+                        record = _record(line.data, features, since, until)
+                    except Malformed as exc:
+                        state.skipped += 1
+                        if len(state.skipped_examples) < SKIPPED_EXAMPLES:
+                            state.skipped_examples.append(f"{line.source}:{line.number}: {exc}")
+                        if isinstance(exc, MissingColumns):
+                            state.lacking += 1
+                            state.missing.extend(f for f in exc.columns if f not in state.missing)
+                        continue
+                    if record is None:
+                        continue
+                    drain()
+                    for feature in features:
+                        buffers[feature].extend(record.columns[feature])
+                    predictions.extend(record.predictions)
+                    event_id, stamp, values, n = (
+                        record.event_id, record.stamp, record.predictions, record.rows
+                    )  # fmt: skip
+                if labelled_events is not None and event_id in labelled_events:
                     state.labelled.extend(
-                        (record.event_id, row, record.stamp, value)
-                        for row, value in enumerate(record.predictions)
+                        (event_id, row, stamp, value) for row, value in enumerate(values)
                     )
-                state.records += 1
-                state.rows += record.rows
-                pending += record.rows
+                records += 1
+                total += n
+                pending += n
                 if pending >= BATCH_ROWS:
+                    drain()
                     _flush(state, buffers, predictions, schema)
                     pending = 0
     except OSError as exc:
@@ -341,6 +367,9 @@ def fold_window(
         if type(exc).__module__.startswith(("botocore", "boto3")):  # S3 refused or unreachable
             raise DataError(f"cannot read the captures: {exc}", file=state.location) from None
         raise
+    state.records += records
+    state.rows += total
+    drain()
     _flush(state, buffers, predictions, schema)
     return state
 
@@ -354,7 +383,7 @@ def _flush(
     """Type a batch of rows as ``read_current`` types the whole window, and fold it in."""
     for name, values in buffers.items():
         if values:
-            _fold(state.features[name], _typed(values, schema.get(name)))
+            _fold(state.features[name], _typed_batch(values, schema.get(name)))
             values.clear()
     if predictions:
         if isinstance(state.prediction, NumericState):
@@ -365,6 +394,24 @@ def _flush(
         else:
             _fold(state.prediction, predictions)
         predictions.clear()
+
+
+def _typed_batch(values: list[Any], spec: ColumnSpec | None) -> Any:
+    """``_typed`` without pandas for the batches that need none of its conversions.
+
+    A numeric column of only ints and floats (no booleans, no text, no gaps) is those numbers;
+    a categorical column is counted as it is (``_fold`` drops the absent values ``_typed``
+    would have made None). Anything else goes through ``_typed``.
+    """
+    from pipelines.core.datasets import ColumnType
+
+    if spec is not None and spec.type.is_numeric:
+        if set(map(type, values)) <= {float, int}:
+            return np.array(values, dtype=np.float64)
+        return _typed(values, spec)
+    if spec is not None and spec.type is ColumnType.BOOL:
+        return _typed(values, spec)
+    return values
 
 
 def _fold(state: State, values: Any) -> None:
