@@ -17,11 +17,12 @@ import numpy as np
 
 from monitoring.current import EVENT_ID, PREDICTION, ROW, TIME
 from monitoring.drift import DriftResult, Profile, compare, detect_columns, profile
+from monitoring.parallel import fold_files
 from monitoring.reference import Reference, load_reference
+from monitoring.settings import MonitorSettings
 from monitoring.window import (
     EXACT_LIMIT,
     WindowState,
-    fold_window,
     load_state,
     new_state,
     save_state,
@@ -222,13 +223,14 @@ def _fold(
             raise DataError(f"cannot read the captures: {exc}", file=where) from None
         raise
     events = set(context.labels["event_id"]) if context.labels is not None else None
-    return fold_window(
+    return fold_files(
         state,
         shard_files(files, shard),
         {f: columns[f] for f in definition.features},
         since=since,
         until=until,
         labelled_events=events,
+        workers=MonitorSettings().workers,
     )
 
 

@@ -40,3 +40,9 @@ class MonitorSettings(BaseSettings):
         description="GitHub API base URL (GitHub Enterprise, or a local server in tests).",
     )
     dispatch_timeout_seconds: float = Field(default=10.0, gt=0)
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="Processes that read the window's capture files (0: one per core when the "
+        "window is large enough to repay the forks; monitoring.parallel).",
+    )
