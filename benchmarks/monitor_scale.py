@@ -8,7 +8,7 @@ into rows) and response. Start-up (imports, finding and profiling the reference)
 by running the monitor on a window of 100 requests; "past start-up" subtracts it.
 
     .venv/bin/python benchmarks/monitor_scale.py [--requests 100000 1000000] [--ten-million]
-        [--shape json csv] [--workdir /tmp/monitor-scale]
+        [--shape json csv] [--workdir /tmp/monitor-scale] [--reference baseline|registry]
 
 The issue's targets: peak under 1 GiB at 10 M requests, within 1.5x of the parse floor past
 start-up (at least 150,000 requests/s), start-up under 2 s.
@@ -104,7 +104,24 @@ def parse_floor(folder: Path) -> tuple[float, int, int]:
     return time.perf_counter() - started, records, size
 
 
-def run_monitor(folder: Path, state: Path) -> tuple[float, float, int]:
+def freeze_baseline(workdir: Path, state: Path) -> Path:
+    """The frozen reference the scheduled job reads: penguins trained once, its baseline written."""
+    baseline = workdir / "baseline"
+    if (baseline / "baseline.json").exists():
+        return baseline
+    env = {**os.environ, "MLOPS_ROOT": str(ROOT), "MLOPS_HOME": str(state)}
+    for unset in ("MLFLOW_TRACKING_URI", "MLOPS_TRACKING_URI"):
+        env.pop(unset, None)
+    subprocess.run([str(BIN / "mlops"), "run", "penguins"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run([str(BIN / "mlops"), "monitor-baseline", "penguins", "--version", "1",
+                    "--to", str(baseline)], env=env, check=True)  # fmt: skip
+    return baseline
+
+
+def run_monitor(
+    folder: Path, state: Path, baseline: Path | None = None
+) -> tuple[float, float, int]:
     """Wall seconds and peak RSS (MiB) of one whole `mlops monitor` process, and its exit code."""
     env = {
         **os.environ,
@@ -116,6 +133,8 @@ def run_monitor(folder: Path, state: Path) -> tuple[float, float, int]:
         env.pop(unset, None)
     command = [str(BIN / "mlops"), "monitor", "penguins", "--captures", str(folder),
                "--output-dir", str(state / "reports")]  # fmt: skip
+    if baseline is not None:
+        command += ["--baseline", str(baseline)]
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
@@ -134,20 +153,32 @@ def main() -> None:
     parser.add_argument("--ten-million", action="store_true", help="add 10 M requests")
     parser.add_argument("--shape", nargs="+", choices=["json", "csv"], default=["json", "csv"])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/monitor-scale"))
+    parser.add_argument(
+        "--reference",
+        choices=["baseline", "registry"],
+        default="baseline",
+        help="baseline: --baseline, as the scheduled job runs (default); registry: the "
+        "registry's champion or the dataset's training split, as on a laptop",
+    )
     args = parser.parse_args()
     sizes = [*args.requests, *([10_000_000] if args.ten_million else [])]
     state = args.workdir / "state"
+    baseline = freeze_baseline(args.workdir, state) if args.reference == "baseline" else None
+    cores = len(os.sched_getaffinity(0))
+    workers = os.environ.get("MLOPS_MONITOR_WORKERS", "0")
+    print(f"reference: {args.reference}; {cores} cores; MLOPS_MONITOR_WORKERS={workers} "
+          "(0: one process per core for a large window)")  # fmt: skip
     print("| payload | requests | capture MB | wall s | start-up s | requests/s past start-up "
           "| peak MiB | parse floor s | floor requests/s | ratio |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
     for shape in args.shape:
         small = generate(args.workdir / f"{shape}-100", 100, shape)
-        run_monitor(small, state)  # warm the file cache and the registry
-        startup = min(run_monitor(small, state)[0] for _ in range(3))
+        run_monitor(small, state, baseline)  # warm the file cache and the registry
+        startup = min(run_monitor(small, state, baseline)[0] for _ in range(3))
         for n in sizes:
             folder = generate(args.workdir / f"{shape}-{n}", n, shape)
             floor, records, size = parse_floor(folder)
-            wall, peak, _ = run_monitor(folder, state)
+            wall, peak, _ = run_monitor(folder, state, baseline)
             past = max(wall - startup, 1e-9)
             print(
                 f"| {shape} | {records:,} | {size / 1e6:,.0f} | {wall:.2f} | {startup:.2f} "

@@ -85,6 +85,21 @@ def _lines() -> list[bytes]:
             raw=b"length,flag,island\n5,true,Dream\n",
             request_type="text/csv",
         ),
+        *(
+            _line(None, {"predictions": ["a"] * rows}, raw=raw, request_type="text/csv")
+            for rows, raw in [
+                (2, b" length , flag,island\n5,true,Dream\n\n,,\n"),  # spaced header, gaps
+                (1, b'length,flag,island\n"5,5",true,Dream\n'),  # quoted
+                (1, b"length,flag,island\r\n5,true,Dream\r\n"),  # CRLF
+                (1, "\ufefflength,flag,island\n5,true,Dream\n".encode()),  # byte-order mark
+                (1, b"island,length,flag\nDream,5,true\n"),  # another order
+                (1, b"length,flag,island\n5,true\n"),  # a short row
+                (1, b"length,flag,island\n5,true,Dream,\n"),  # a trailing comma
+                (0, b"length,flag,island\n"),  # a header alone
+                (0, b"\n\n"),  # nothing
+                (2, b"length,flag,island\n1,2,3\n"),  # too many predictions
+            ]
+        ),
         # values and brackets the fast checks must not let through
         _line(_split([[1.0, True, "[Dream]"]]), {"predictions": ["a"]}, event="bracket text"),
         _line(_split([[1.0, True, "{Dream}"]]), {"predictions": ["{a}"]}, event="brace text"),
@@ -160,9 +175,10 @@ def test_the_common_shape_takes_the_fast_path() -> None:
     reader = FastReader(FEATURES, None, None)
     accepted = [line for line in _lines() if reader.read(line) is not SLOW]
     assert GOOD in accepted
-    # the two good answers, no rows, the base64 body, values that are drift (a boolean or text
-    # in a numeric column) and the two records whose times only matter with --since-hours
-    assert len(accepted) == 8
+    # the two good answers, no rows, the base64 body, the plain CSV bodies (a header with
+    # spaces, gaps; a header alone), values that are drift (a boolean or text in a numeric
+    # column) and the two records whose times only matter with --since-hours
+    assert len(accepted) == 11
     rows = [[1.5, True, "Dream"], [2, "false", "Biscoe"]]
     assert reader.read(GOOD) == ("e", "2026-01-01T10:00:00.000Z", rows, ["a", "b"])
 
