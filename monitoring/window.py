@@ -42,9 +42,11 @@ from monitoring.fast_records import SLOW, FastReader
 from pipelines.core.errors import DataError
 
 if TYPE_CHECKING:
+    from monitoring.current import _Record
     from monitoring.fast_records import FastRecord
     from pipelines.core.datasets import ColumnSpec
     from pipelines.core.drift_rules import Kind
+    from serving.capture import CaptureLine
 
 # Rows a numeric column keeps exactly before switching to the sketch (8 bytes each).
 EXACT_LIMIT = 1_000_000
@@ -331,16 +333,7 @@ def fold_window(
                     rows.extend(new_rows)
                     predictions.extend(values)
                 else:
-                    try:
-                        record = _record(line.data, features, since, until)
-                    except Malformed as exc:
-                        state.skipped += 1
-                        if len(state.skipped_examples) < SKIPPED_EXAMPLES:
-                            state.skipped_examples.append(f"{line.source}:{line.number}: {exc}")
-                        if isinstance(exc, MissingColumns):
-                            state.lacking += 1
-                            state.missing.extend(f for f in exc.columns if f not in state.missing)
-                        continue
+                    record = _lenient_record(state, line, features, since, until)
                     if record is None:
                         continue
                     drain()
@@ -372,6 +365,26 @@ def fold_window(
     drain()
     _flush(state, buffers, predictions, schema)
     return state
+
+
+def _lenient_record(
+    state: WindowState,
+    line: CaptureLine,
+    features: list[str],
+    since: datetime | None,
+    until: datetime | None,
+) -> _Record | None:
+    """``current._record`` of a line; a malformed one is counted (and named) in ``state``."""
+    try:
+        return _record(line.data, features, since, until)
+    except Malformed as exc:
+        state.skipped += 1
+        if len(state.skipped_examples) < SKIPPED_EXAMPLES:
+            state.skipped_examples.append(f"{line.source}:{line.number}: {exc}")
+        if isinstance(exc, MissingColumns):
+            state.lacking += 1
+            state.missing.extend(f for f in exc.columns if f not in state.missing)
+        return None
 
 
 def _flush(
