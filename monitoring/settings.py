@@ -7,6 +7,8 @@ a workflow needs no extra configuration beyond the token.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,3 +42,12 @@ class MonitorSettings(BaseSettings):
         description="GitHub API base URL (GitHub Enterprise, or a local server in tests).",
     )
     dispatch_timeout_seconds: float = Field(default=10.0, gt=0)
+    kms_key: str | None = Field(
+        default=None,
+        description="KMS key the partial states of --shard auto are put on S3 with (the "
+        "stack's artifact key, as the reports); default: the bucket's default encryption.",
+    )
+    resource_config: Path = Field(
+        default=Path("/opt/ml/config/resourceconfig.json"),
+        description="SageMaker's description of the job's hosts, read by --shard auto.",
+    )
