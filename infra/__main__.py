@@ -51,6 +51,7 @@ def settings_from_config() -> StackSettings:
         eks_oidc_provider_arn=config.get("eksOidcProviderArn") or "",
         eks_oidc_issuer=config.get("eksOidcIssuer") or "",
         model_monitor_instance_type=config.require("modelMonitorInstanceType"),
+        model_monitor_instance_count=config.require_int("modelMonitorInstanceCount"),
         region=pulumi.Config("aws").get("region") or "",
         state_bucket=config.get("stateBucket") or "",
         secrets_key_arn=config.get("secretsKeyArn") or "",

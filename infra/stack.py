@@ -31,7 +31,11 @@ from infra.components.monitoring import (
 from infra.components.registries import Registries, RegistriesArgs, image_tag
 from infra.components.roles import WorkloadBoundary
 from infra.components.sagemaker_endpoint import SagemakerEndpoint, SagemakerEndpointArgs
-from infra.components.scheduled_monitor import ScheduledMonitor, ScheduledMonitorArgs
+from infra.components.scheduled_monitor import (
+    MAX_INSTANCE_COUNT,
+    ScheduledMonitor,
+    ScheduledMonitorArgs,
+)
 from infra.components.state_backend import state_backend
 from infra.model_plan import ModelPlan, plan, rollout_steps
 from pipelines.core.alert_rules import rollback_expressions
@@ -80,6 +84,7 @@ class StackSettings:
     eks_oidc_provider_arn: str = ""
     eks_oidc_issuer: str = ""
     model_monitor_instance_type: str = "ml.m5.large"
+    model_monitor_instance_count: int = 1
     region: str = ""
     state_bucket: str = ""
     secrets_key_arn: str = ""
@@ -112,6 +117,21 @@ def _check_image_accounts(settings: StackSettings) -> None:
         raise DefinitionError(
             f"{stack_file}: imageAccount needs aws:region, the repository's region",
             field="aws:region",
+        )
+
+
+def _check_monitor_instance_count(settings: StackSettings) -> None:
+    count = settings.model_monitor_instance_count
+    # bool is an int to Python, and YAML's `true` is no count.
+    if (
+        isinstance(count, bool)
+        or not isinstance(count, int)
+        or not 1 <= count <= MAX_INSTANCE_COUNT
+    ):
+        raise DefinitionError(
+            f"Pulumi.{settings.stack}.yaml: modelMonitorInstanceCount is {count!r}; it must be a "
+            f"whole number from 1 to {MAX_INSTANCE_COUNT}",
+            field="modelMonitorInstanceCount",
         )
 
 
@@ -160,6 +180,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             f"`mlops retrain-token --env {env}`",
             field="githubToken",
         )
+    _check_monitor_instance_count(settings)
     state = state_backend(
         settings.state_bucket, settings.secrets_key_arn, project=settings.project, stack=env
     )
@@ -307,6 +328,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                 key_arn=store.key_arn,
                 tags=model_tags[p.name],
                 instance_type=settings.model_monitor_instance_type,
+                instance_count=settings.model_monitor_instance_count,
                 boundary_arn=boundary.arn,
             ),
         )

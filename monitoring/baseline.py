@@ -72,7 +72,7 @@ def write_baseline(reference: Reference, destination: str | Path) -> list[str]:
         frame.reset_index(drop=True).to_parquet(root / ROWS, index=False)
         (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         ordered = [*definitions, ROWS, MANIFEST]  # the manifest last: it marks the folder whole
-        _copy_out(root, ordered, str(destination))
+        copy_out(root, ordered, str(destination))
     return ordered
 
 
@@ -84,7 +84,7 @@ def load_baseline(location: str | Path, name: str) -> Reference:
     from pipelines.core.definitions import load_model
 
     with tempfile.TemporaryDirectory(prefix="mlops-baseline-") as scratch:
-        root = _copy_in(str(location), Path(scratch))
+        root = copy_in(str(location), Path(scratch))
         manifest_path = root / MANIFEST
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -134,22 +134,28 @@ def _check_manifest(manifest: Any, name: str, location: str | Path) -> None:
         )
 
 
-def _split_s3(uri: str) -> tuple[str, str]:
+def split_s3(uri: str, field: str = "--baseline") -> tuple[str, str]:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     if not bucket:
-        raise MlopsError(f"{uri!r} names no bucket", field="--baseline")
+        raise MlopsError(f"{uri!r} names no bucket", field=field)
     return bucket, prefix.strip("/")
 
 
-def _copy_out(root: Path, files: list[str], destination: str) -> None:
+def copy_out(root: Path, files: list[str], destination: str, kms_key: str | None = None) -> None:
+    """``files`` (relative to ``root``) to a folder or an ``s3://`` prefix.
+
+    ``kms_key``: put the objects with SSE-KMS under that key (as SageMaker puts the reports)
+    rather than leave the key to the bucket's default.
+    """
     if destination.startswith("s3://"):
         import boto3
 
-        bucket, prefix = _split_s3(destination)
+        bucket, prefix = split_s3(destination)
         s3 = boto3.client("s3")
+        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key} if kms_key else None
         for relative in files:
             key = f"{prefix}/{relative}" if prefix else relative
-            s3.upload_file(str(root / relative), bucket, key)
+            s3.upload_file(str(root / relative), bucket, key, ExtraArgs=extra)
         return
     target = Path(destination)
     for relative in files:
@@ -157,13 +163,13 @@ def _copy_out(root: Path, files: list[str], destination: str) -> None:
         shutil.copyfile(root / relative, target / relative)
 
 
-def _copy_in(location: str, scratch: Path) -> Path:
+def copy_in(location: str, scratch: Path) -> Path:
     """A local folder holding the baseline: itself, or a download of the ``s3://`` prefix."""
     if not location.startswith("s3://"):
         return Path(location)
     import boto3
 
-    bucket, prefix = _split_s3(location)
+    bucket, prefix = split_s3(location)
     s3 = boto3.client("s3")
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
     for page in pages:

@@ -7,6 +7,8 @@ a workflow needs no extra configuration beyond the token.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -45,4 +47,13 @@ class MonitorSettings(BaseSettings):
         ge=0,
         description="Processes that read the window's capture files (0: one per core when the "
         "window is large enough to repay the forks; monitoring.parallel).",
+    )
+    kms_key: str | None = Field(
+        default=None,
+        description="KMS key the partial states of --shard auto are put on S3 with (the "
+        "stack's artifact key, as the reports); default: the bucket's default encryption.",
+    )
+    resource_config: Path = Field(
+        default=Path("/opt/ml/config/resourceconfig.json"),
+        description="SageMaker's description of the job's hosts, read by --shard auto.",
     )

@@ -41,6 +41,11 @@ EXECUTION_ID = "<aws.scheduler.execution-id>"
 JOB_PREFIX_MAX = 40
 REPORT_PATH = "/opt/ml/processing/output/report"
 MAX_RUNTIME_SECONDS = 3600
+# The most instances one run may use (modelMonitorInstanceCount): the first host reads every
+# other host's partial state, so more hosts than capture files an hour only add waiting.
+MAX_INSTANCE_COUNT = 20
+# How long the first host waits for the others' partial states: well inside the job's runtime.
+SHARD_TIMEOUT_SECONDS = 1800
 
 
 @dataclass
@@ -57,6 +62,7 @@ class ScheduledMonitorArgs:
     key_arn: pulumi.Input[str]
     tags: dict[str, str]
     instance_type: str = "ml.m5.large"
+    instance_count: int = 1  # > 1: the window is split by capture file across the hosts
     boundary_arn: pulumi.Input[str] | None = None  # the stack's WorkloadBoundary
 
 
@@ -87,10 +93,28 @@ def monitor_job_prefix(model: str, environment: str) -> str:
     return f"{base[: JOB_PREFIX_MAX - 7].rstrip('-')}-{digest}"
 
 
+def shard_states_prefix(model: str, environment: str) -> str:
+    """Where the hosts of one run put their partial states: beside that run's reports.
+
+    The execution id makes it unique to the run (Scheduler substitutes it in the whole input).
+    """
+    return f"{MONITORING_PREFIX}/{environment}/{model}/{EXECUTION_ID}/shards"
+
+
 def monitor_job_command(
-    model: str, environment: str, endpoint: str, bucket: str, version: str, hours: int
-) -> list[str]:
-    """The job's command: one ``mlops monitor`` over the last window, metrics to CloudWatch."""
+    model: str, environment: str, endpoint: str, bucket: str, version: str, hours: int,
+    instance_count: int = 1,
+) -> list[str]:  # fmt: skip
+    """The job's command: one ``mlops monitor`` over the last window, metrics to CloudWatch.
+
+    With several instances every host runs the same command: ``--shard auto`` makes each fold
+    its share of the window's files, and the first host merges them and publishes the verdict.
+    """
+    sharded = [
+        "--shard", "auto",
+        "--shard-states", f"s3://{bucket}/{shard_states_prefix(model, environment)}",
+        "--shard-timeout", str(SHARD_TIMEOUT_SECONDS),
+    ] if instance_count > 1 else []  # fmt: skip
     return [
         "mlops", "monitor", model,
         # The endpoint's own folder: the job's role may list nothing wider.
@@ -102,6 +126,7 @@ def monitor_job_command(
         "--cloudwatch",
         "--no-fail-on-drift",  # drift is reported by the metric, not by failing the job
         "--output-dir", REPORT_PATH,
+        *sharded,
     ]  # fmt: skip
 
 
@@ -119,10 +144,11 @@ def processing_request(
     schedule: str,
     instance_type: str,
     tags: dict[str, str],
+    instance_count: int = 1,
 ) -> dict[str, Any]:
     """The CreateProcessingJob request each scheduled run sends (Scheduler's target input)."""
     cluster: dict[str, Any] = {
-        "InstanceCount": 1,
+        "InstanceCount": instance_count,
         "InstanceType": instance_type,
         "VolumeSizeInGB": 20,
     }
@@ -136,7 +162,13 @@ def processing_request(
         "AppSpecification": {
             "ImageUri": image_uri,
             "ContainerEntrypoint": monitor_job_command(
-                model, environment, endpoint, bucket, version, window_hours(schedule)
+                model,
+                environment,
+                endpoint,
+                bucket,
+                version,
+                window_hours(schedule),
+                instance_count,
             ),
         },
         "Environment": {
@@ -144,6 +176,8 @@ def processing_request(
             # The image's user has no home: state and scratch files go to /tmp.
             "MLOPS_HOME": "/tmp/mlops",
             "MLOPS_MONITOR_ENVIRONMENT": environment,
+            # The partial states are put with the key the reports are encrypted with.
+            **({"MLOPS_MONITOR_KMS_KEY": key_arn} if instance_count > 1 else {}),
         },
         "ProcessingResources": {"ClusterConfig": cluster},
         "ProcessingOutputConfig": {
@@ -166,21 +200,44 @@ def processing_request(
 
 def job_policy(
     *, bucket_arn: str, key_arn: str, repository_arn: str | None, model: str, environment: str,
-    endpoint: str,
+    endpoint: str, sharded: bool = False,
 ) -> str:  # fmt: skip
     """What one model's monitor job may do: read its captures and baselines, report, log.
 
     ``repository_arn`` None: the Kubernetes CronJob, whose image the nodes pull and whose logs
-    the cluster keeps, so the pod's role needs neither.
+    the cluster keeps, so the pod's role needs neither. ``sharded``: several hosts per run, so
+    the first one reads the others' partial states back (they write them with the reports'
+    ``s3:PutObject``); nothing else grows.
     """
     captures = f"{capture_prefix(environment)}/{endpoint}"
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": _data_statements(bucket_arn, key_arn, model, environment, captures)
+            + (_shard_statements(bucket_arn, model, environment) if sharded else [])
             + ([] if repository_arn is None else _sagemaker_statements(repository_arn)),
         }
     )
+
+
+def _shard_statements(bucket_arn: str, model: str, environment: str) -> list[dict[str, Any]]:
+    # Any run's shards/ folder of this model: the execution id is not known when the policy is.
+    shards = shard_states_prefix(model, environment).replace(EXECUTION_ID, "*")
+    return [
+        {
+            "Sid": "ReadTheRunsPartialStates",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"{bucket_arn}/{shards}/*",
+        },
+        {
+            "Sid": "ListTheRunsPartialStates",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{shards}/*"]}},
+        },
+    ]
 
 
 def _data_statements(
@@ -321,6 +378,7 @@ class ScheduledMonitor(pulumi.ComponentResource):
                     model=args.model,
                     environment=args.environment,
                     endpoint=a[3],
+                    sharded=args.instance_count > 1,
                 )
             ),
             tags=args.tags,
@@ -349,7 +407,7 @@ class ScheduledMonitor(pulumi.ComponentResource):
                     model=args.model, version=args.version, environment=args.environment,
                     endpoint=a[0], bucket=a[1], key_arn=a[2], role_arn=a[3], image_uri=a[4],
                     region=a[5], schedule=args.schedule, instance_type=args.instance_type,
-                    tags=args.tags,
+                    tags=args.tags, instance_count=args.instance_count,
                 ),
                 sort_keys=True,
             )

@@ -65,6 +65,33 @@ def _shard(text: str | None) -> tuple[int, int] | None:
     return shard
 
 
+def _cluster_shard(
+    host: tuple[int, int], states: str | None, timeout: float, kms_key: str | None,
+    scratch: Path, fold: Callable[[Path], Any],
+) -> list[Path] | None:  # fmt: skip
+    """``--shard auto`` on host i of n > 1: fold and put shard i/n; host 1 gathers all n.
+
+    Returns the states host 1 merges, or None on the other hosts, which publish nothing.
+    """
+    from monitoring.cluster import gather_states, publish_state
+
+    if not states:
+        raise MlopsError(
+            f"host {host[0]} of {host[1]}: --shard auto on several hosts needs --shard-states "
+            "(a folder or s3:// prefix all of them reach, unique to the run)",
+            field="--shard-states",
+        )
+    partial, where = publish_state(fold, host, states, scratch / "own", kms_key)
+    typer.echo(
+        f"shard {host[0]}/{host[1]}: {partial.records} requests, {partial.rows} rows from "
+        f"{partial.files} file(s), {partial.skipped} skipped; state: {where}"
+    )
+    if host[0] != 1:
+        typer.echo(f"host {host[0]} of {host[1]}: host 1 merges the states and publishes")
+        return None
+    return gather_states(states, host[1], timeout, scratch / "all")
+
+
 def _output_dir(path: Path) -> Path:
     """Create the report folder before any work, so that a bad --output-dir fails fast."""
     try:
@@ -147,7 +174,21 @@ def monitor(
         None,
         "--shard",
         help="Read only shard i/n of the capture files (every n-th file in path order) and "
-        "write its partial state to --state-out; no verdict (see --merge).",
+        "write its partial state to --state-out; no verdict (see --merge). 'auto': the shard "
+        "of this host in a SageMaker Processing job ($MLOPS_MONITOR_RESOURCE_CONFIG, default "
+        "/opt/ml/config/resourceconfig.json; none: 1/1, a plain run); host 1 merges every "
+        "host's state from --shard-states and alone publishes the verdict.",
+    ),
+    shard_states: str | None = typer.Option(
+        None,
+        "--shard-states",
+        help="With --shard auto: folder or s3:// prefix, unique to the run, where each host "
+        "puts its partial state (SSE-KMS with $MLOPS_MONITOR_KMS_KEY when set).",
+    ),
+    shard_timeout: float = typer.Option(
+        1800,
+        "--shard-timeout",
+        help="With --shard auto: seconds host 1 waits for the other hosts' states.",
     ),
     state_out: Path | None = typer.Option(
         None, "--state-out", help="Where --shard writes its partial state (.npz)."
@@ -184,8 +225,20 @@ def monitor(
     from pipelines.core.drift_rules import check_definition
 
     since = _since(since_hours)
-    shard_of = _shard(shard)
-    if (shard_of is None) != (state_out is None):
+    cluster = shard == "auto"
+    shard_of = None if cluster else _shard(shard)
+    if cluster and (state_out is not None or merge):
+        raise MlopsError(
+            "--shard auto puts its state under --shard-states and merges on host 1: not with "
+            "--state-out or --merge",
+            field="--shard",
+        )
+    if shard_states is not None and not cluster:
+        raise MlopsError("--shard-states goes with --shard auto", field="--shard-states")
+    if not shard_timeout > 0:  # NaN fails this too
+        raise MlopsError(f"{shard_timeout:g} is not a number of seconds above 0",
+                         field="--shard-timeout")  # fmt: skip
+    if not cluster and (shard_of is None) != (state_out is None):
         raise MlopsError("--shard and --state-out go together", field="--shard")
     if shard_of is not None and merge:
         raise MlopsError("--shard writes a partial state, --merge judges them: not both")
@@ -211,6 +264,30 @@ def monitor(
             "no captures to read: pass --captures PATH|s3://... or set MLOPS_MONITOR_CAPTURES",
             field="--captures",
         )
+    if cluster:
+        import tempfile
+
+        from monitoring.cluster import host_shard
+
+        host = host_shard(monitor_settings.resource_config)
+        if host[1] > 1:  # one host: exactly the plain run
+            assert location
+            # Lives until the command returns: host 1 merges the states it downloads there.
+            scratch = tempfile.TemporaryDirectory(prefix="mlops-shards-")
+
+            def fold(path: Path) -> Any:
+                return run_shard(
+                    settings, model, location, host, path, client=client, env=env,
+                    version=version, labels=labels, since=since, endpoint=endpoint,
+                    exact_limit=exact_rows, reference=frozen,
+                )  # fmt: skip
+
+            merge = _cluster_shard(
+                host, shard_states, shard_timeout, monitor_settings.kms_key,
+                Path(scratch.name), fold,
+            )  # fmt: skip
+            if merge is None:
+                return
     if shard_of is not None and state_out is not None:
         assert location
         partial = run_shard(

@@ -32,6 +32,7 @@ from infra.components.sagemaker_endpoint import (
 )
 from infra.components.scheduled_monitor import (
     EXECUTION_ID,
+    SHARD_TIMEOUT_SECONDS,
     ScheduledMonitor,
     ScheduledMonitorArgs,
     scheduler_expression,
@@ -41,6 +42,7 @@ from infra.policy.rules import RESOURCE_RULES, buckets_are_private_and_encrypted
 from pipelines.core.conventions import (
     DISPATCH_TOKEN_PLACEHOLDER,
     GITHUB_API_HEADERS,
+    MONITORING_PREFIX,
     RETRAIN_EVENT_TYPE,
     SHARED,
     dispatch_connection_name,
@@ -512,6 +514,74 @@ def test_the_monitor_job_keys_its_volume_only_where_sagemaker_accepts_one(
     assert cluster["InstanceType"] == instance_type
     assert ("VolumeKmsKeyId" in cluster) is keyed
     assert no_rule_violations(run) == []
+
+
+def _monitor_with(instance_count: int) -> Run:
+    args = ScheduledMonitorArgs(
+        model="seattle_weather", version="7", environment="dev",
+        endpoint_name="seattle-weather-dev", schedule="0 * * * *", image_uri=IMAGE,
+        repository_arn=REPOSITORY_ARN, bucket_name="mlops-dev-bucket", bucket_arn=BUCKET_ARN,
+        key_arn=KEY_ARN, tags=MODEL_TAGS, instance_count=instance_count,
+        boundary_arn=BOUNDARY_ARN,
+    )  # fmt: skip
+    return run_program(lambda: ScheduledMonitor("m", args))
+
+
+def test_one_instance_runs_the_command_of_old_and_several_shard_and_merge_in_one_job() -> None:
+    single, three = _monitor_with(1), _monitor_with(3)
+    one = _request(single)
+    assert one["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    command = one["AppSpecification"]["ContainerEntrypoint"]
+    assert "--shard" not in command and "--shard-states" not in command
+    assert "MLOPS_MONITOR_KMS_KEY" not in one["Environment"]
+    request = _request(three)
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
+    sharded = request["AppSpecification"]["ContainerEntrypoint"]
+    assert sharded[: len(command)] == command, "the same run, split"
+    flags = dict(zip(sharded[len(command) :: 2], sharded[len(command) + 1 :: 2], strict=True))
+    # Unique to the run (Scheduler fills in the execution id), beside the run's reports.
+    reports = request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    assert flags == {
+        "--shard": "auto",
+        "--shard-states": f"{reports}/shards",
+        "--shard-timeout": str(SHARD_TIMEOUT_SECONDS),
+    }
+    assert EXECUTION_ID in flags["--shard-states"]
+    assert request["StoppingCondition"]["MaxRuntimeInSeconds"] > SHARD_TIMEOUT_SECONDS
+    assert request["Environment"]["MLOPS_MONITOR_KMS_KEY"] == KEY_ARN, "states encrypted"
+    assert no_rule_violations(three) == []
+
+
+def test_only_a_sharded_monitor_may_read_back_partial_states_and_only_its_models() -> None:
+    from iam_evaluator import allows
+
+    def job(run: Run) -> dict[str, Any]:
+        (doc,) = [
+            policy_document(p.inputs["policy"])
+            for p in run.of("aws:iam/rolePolicy:RolePolicy")
+            if p.name.endswith("-job-policy")
+        ]
+        return doc
+
+    single, three = job(_monitor_with(1)), job(_monitor_with(3))
+    reports = f"{MONITORING_PREFIX}/dev/seattle_weather"
+    run = f"{reports}/a1b2c3/shards"
+    state = f"{BUCKET_ARN}/{run}/shard-2-of-3.npz"
+    listing = {"s3:prefix": f"{run}/"}
+    # What the hosts do: put a state, the first host lists the run's states and gets them.
+    assert allows([three], "s3:PutObject", state)
+    assert allows([three], "s3:GetObject", state)
+    assert allows([three], "s3:ListBucket", BUCKET_ARN, listing)
+    assert not allows([single], "s3:GetObject", state), "one host reads no state back"
+    assert not allows([single], "s3:ListBucket", BUCKET_ARN, listing)
+    # Nothing wider: not the reports, not another model's states, no delete.
+    assert not allows([three], "s3:GetObject", f"{BUCKET_ARN}/{reports}/a1b2c3/drift.json")
+    other = f"{BUCKET_ARN}/{MONITORING_PREFIX}/dev/penguins/a1b2c3/shards/shard-1-of-3.npz"
+    assert not allows([three], "s3:GetObject", other)
+    assert not allows([three], "s3:DeleteObject", state)
+    assert not allows([three], "s3:ListBucket", BUCKET_ARN, {"s3:prefix": f"{reports}/"})
+    added = [s for s in three["Statement"] if s not in single["Statement"]]
+    assert {s["Sid"] for s in added} == {"ReadTheRunsPartialStates", "ListTheRunsPartialStates"}
 
 
 def test_model_yaml_cron_becomes_scheduler_cron_and_the_window_follows_it() -> None:

@@ -766,3 +766,19 @@ def test_the_deploy_role_reaches_its_cluster_and_cannot_change_cluster_access(
         scope = association.inputs["accessScope"]
         assert scope["type"] == "namespace", "never cluster-wide admin"
         assert f"penguins-{stack}" in scope["namespaces"]
+
+
+def test_a_sharded_monitor_jobs_policy_has_no_finding_either() -> None:
+    """The stacks above run one monitor host; the statements several hosts add are scanned too."""
+    from infra.components.scheduled_monitor import job_policy
+
+    bucket, key = "arn:aws:s3:::b", f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k"
+    repository = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/r"
+    doc = json.loads(
+        job_policy(
+            bucket_arn=bucket, key_arn=key, repository_arn=repository, model="penguins",
+            environment=PRODUCTION, endpoint="penguins-x", sharded=True,
+        )
+    )  # fmt: skip
+    assert {s["Sid"] for s in doc["Statement"]} >= {"ReadTheRunsPartialStates"}
+    assert unaccepted(doc) == set()

@@ -646,3 +646,19 @@ def test_the_stack_outputs_the_configuration_each_endpoint_should_run(pinned_rep
     assert set(claimed) <= set(run.outputs["endpoints"])
     # The next `up` that built no image re-applies this one (pipelines/gitops/deploy_image.py).
     assert run.outputs["image"] == "i:1"
+
+
+@pytest.mark.parametrize("count", [0, 21, -1, True, "3"])
+def test_a_monitor_instance_count_outside_1_to_20_is_refused_naming_the_key(count: Any) -> None:
+    from infra.stack import StackSettings, build
+
+    settings = StackSettings(
+        stack=PRODUCTION,
+        owner="o",
+        github_repository=REPOSITORY,
+        model_monitor_instance_count=count,
+    )
+    with pytest.raises(DefinitionError, match="modelMonitorInstanceCount") as error:
+        build(settings, REPO_ROOT)
+    assert error.value.field == "modelMonitorInstanceCount"
+    assert f"Pulumi.{PRODUCTION}.yaml" in str(error.value) and "1 to 20" in str(error.value)
