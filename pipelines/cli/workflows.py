@@ -36,16 +36,27 @@ def plan(
     github_output: Path | None = typer.Option(
         None, "--github-output", help="Also append matrix/models/any/infra/image to this file."
     ),
+    gated_runs: bool = typer.Option(
+        False,
+        "--gated-runs",
+        help="With --base (main): find each affected model's run gated on its pull request in "
+        "the shared registry, to register instead of retraining.",
+    ),
 ) -> None:
     """Which models a change (or a schedule, or a dispatch) retrains, and why."""
-    from pipelines.gitops.plan import plan_change, plan_selected
+    from pipelines.gitops.plan import plan_change, plan_selected, with_gated_runs
 
     settings = current_settings()
     names = [m.strip() for m in model or [] if m.strip()]
     if base and (names or schedule):
         raise MlopsError("give --base, or --model/--schedule, not both", field="--base")
+    if gated_runs and not base:
+        raise MlopsError("--gated-runs needs --base (a merge to plan)", field="--gated-runs")
     if base:
         result = plan_change(settings.root, base)
+        if gated_runs:
+            client = None if settings.is_embedded else connect_registry()[1]
+            result = with_gated_runs(result, client, settings)
     elif names or (schedule and schedule.strip()):
         result = plan_selected(settings.root, names, schedule)
     else:
@@ -58,6 +69,12 @@ def plan(
         return
     for entry in result.models:
         mark = "retrain" if entry.affected else "skip"
+        if result.gated is not None and entry.model in result.gated:
+            found = result.gated[entry.model]
+            mark = f"registered from PR run {found.run_id}" if found.run_id else "retrain"
+            entry_note = "" if found.run_id else f" (retrained on main: {found.reason})"
+            typer.echo(f"{entry.model}: {mark}: {'; '.join(entry.reasons)}{entry_note}")
+            continue
         typer.echo(f"{entry.model}: {mark}: {'; '.join(entry.reasons)}")
     if result.base is not None:
         typer.echo(f"infrastructure changed: {'yes' if result.infra else 'no'}")

@@ -28,7 +28,9 @@ from pipelines.core.tags import (
 if TYPE_CHECKING:
     from pipelines.core.definitions import Model
 
-PIPELINE_DIR = Path(__file__).resolve().parent
+# The whole pipelines package (not just core/): what `mlops plan` hashes in a checkout, so a run's
+# code fingerprint and the plan's agree and a gated run can be found again on main.
+PIPELINE_DIR = Path(__file__).resolve().parents[1]
 
 
 def _sha256(data: bytes) -> str:

@@ -31,8 +31,12 @@ from pipelines.core.fingerprints import canonical_fingerprint, code_fingerprint,
 from pipelines.core.pins import environment_path, list_environments, load_environment
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from pipelines.core.definitions import Model
     from pipelines.core.fingerprints import Fingerprints
+    from pipelines.core.settings import Settings
+    from pipelines.stages.register import GatedRun
 
 # Paths whose change means the stacks must be previewed (pull request) or applied (main).
 INFRA_PATTERNS = ("infra/*", "Pulumi.yaml", "Pulumi.*.yaml", "environments/*")
@@ -60,6 +64,8 @@ class ModelDecision:
     model: str
     affected: bool
     reasons: list[str]
+    # The combined lineage fingerprint of the head's inputs: what a gated run is matched on.
+    fingerprint: str = ""
 
 
 @dataclass
@@ -72,6 +78,8 @@ class Plan:
     removed_models: list[str] = field(default_factory=list)
     infra: bool = False
     image: bool = False
+    # model -> the gated run found for it (``with_gated_runs``); None when nobody looked.
+    gated: dict[str, GatedRun] | None = None
 
     @property
     def affected(self) -> list[str]:
@@ -79,7 +87,18 @@ class Plan:
 
     @property
     def matrix(self) -> dict[str, list[dict[str, str]]]:
-        return {"include": [{"model": name} for name in self.affected]}
+        if self.gated is None:
+            return {"include": [{"model": name} for name in self.affected]}
+        include = []
+        for name in self.affected:
+            found = self.gated[name]
+            source = (
+                f"registered from PR run {found.run_id}"
+                if found.run_id
+                else f"retrained on main, not the PR's run: {found.reason}"
+            )
+            include.append({"model": name, "run_id": found.run_id or "", "source": source})
+        return {"include": include}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +109,11 @@ class Plan:
             "image": self.image,
             "models": [
                 {"model": m.model, "affected": m.affected, "reasons": m.reasons}
+                | (
+                    {"gated": self.gated[m.model].describe()}
+                    if self.gated and m.model in self.gated
+                    else {}
+                )
                 for m in self.models
             ],
             "removed_models": self.removed_models,
@@ -260,7 +284,11 @@ def plan_change(root: Path, base: str) -> Plan:
         data_reason = any(r.startswith("data changed") for r in reasons)
         if relative in files and previous is not None and not data_reason:
             reasons.append(f"data file {relative} changed but its declared fingerprint did not")
-        plans.append(ModelDecision(name, bool(reasons), reasons + notes or ["unchanged"]))
+        plans.append(
+            ModelDecision(
+                name, bool(reasons), reasons + notes or ["unchanged"], after.lineage.combined
+            )
+        )
     return Plan(
         base=commit,
         models=plans,
@@ -269,6 +297,31 @@ def plan_change(root: Path, base: str) -> Plan:
         infra=infra,
         image=any(matches(f, IMAGE_PATTERNS) for f in files),
     )
+
+
+def with_gated_runs(plan: Plan, client: MlflowClient | None, settings: Settings) -> Plan:
+    """The plan, with the gated run of each affected model looked up (build once, promote many).
+
+    On main a merged change's models are registered from the run their pull request gated,
+    found by the fingerprint of the head's inputs; a model with no such run is retrained on main
+    and the plan says why. ``client`` None means there is no shared registry to look in.
+    """
+    from pipelines.stages.register import GatedRun, find_gated_run
+
+    gated: dict[str, GatedRun] = {}
+    for decision in plan.models:
+        if not decision.affected:
+            continue
+        if client is None:
+            reason = "no shared registry (MLFLOW_TRACKING_URI) to find the pull request's run in"
+            gated[decision.model] = GatedRun(
+                decision.model, decision.fingerprint, None, reason=reason
+            )
+        else:
+            found = find_gated_run(client, settings, decision.model, decision.fingerprint)
+            gated[decision.model] = found
+    plan.gated = gated
+    return plan
 
 
 def plan_selected(root: Path, models: list[str], schedule: str | None) -> Plan:

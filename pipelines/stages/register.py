@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipelines.core.errors import PromotionError, Rejected
-from pipelines.core.registry import CHALLENGER, get_run, registry_errors
+from pipelines.core.registry import CHALLENGER, experiment_id, get_run, registry_errors
 from pipelines.core.tags import (
     DATASET_TAG,
     FINGERPRINT_TAG,
@@ -22,6 +23,8 @@ from pipelines.core.tags import (
     PIPELINE_VERSION_TAG,
     REGISTERED_VERSION_TAG,
     RUN_ID_TAG,
+    STAGE_DONE,
+    TRAIN_STAGE_TAG,
 )
 
 if TYPE_CHECKING:
@@ -104,3 +107,73 @@ def _undo_registration(client: MlflowClient, name: str, version: str) -> None:
     # Best effort while the original error propagates.
     with contextlib.suppress(Exception):
         client.delete_model_version(name, version)
+
+
+# How many runs from the same inputs are looked at: re-runs of one pull request, not history.
+_GATED_CANDIDATES = 50
+
+
+@dataclass(frozen=True)
+class GatedRun:
+    """What the registry holds for one model's inputs: the run to register, or why there is none.
+
+    ``run_id`` is the newest run trained from exactly ``fingerprint`` whose gates passed (the
+    run a pull request gated); ``None`` with ``reason`` saying plainly why not.
+    """
+
+    model: str
+    fingerprint: str
+    run_id: str | None
+    git_commit: str | None = None
+    reason: str = ""
+
+    def describe(self) -> str:
+        if self.run_id:
+            return f"registered from PR run {self.run_id} (gated on commit {self.git_commit})"
+        return f"retrain: {self.reason}"
+
+
+def find_gated_run(
+    client: MlflowClient, settings: Settings, name: str, fingerprint: str
+) -> GatedRun:
+    """The run a pull request gated for these exact inputs, so a merge registers it (build once,
+    promote many) instead of training again.
+
+    Runs are matched on the combined fingerprint (``mlops.fingerprint``: definition, dataset
+    definition, data and training code), which a squash or merge commit leaves unchanged while
+    any change to what is trained changes it. A run that failed or never finished its gates is
+    never chosen; among passed runs the newest wins.
+    """
+    with registry_errors():
+        experiment = experiment_id(client, settings, name)
+        runs = client.search_runs(
+            [experiment],
+            filter_string=(
+                f"tags.`{MODEL_TAG}` = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'"
+                f" and tags.`{TRAIN_STAGE_TAG}` = '{STAGE_DONE}'"
+            ),
+            order_by=["attributes.start_time DESC"],
+            max_results=_GATED_CANDIDATES,
+        )
+    for run in runs:
+        if run.data.tags.get(GATES_PASSED_TAG) == "true":
+            return GatedRun(
+                name, fingerprint, run.info.run_id, run.data.tags.get(GIT_COMMIT_TAG, "unknown")
+            )
+    if runs:
+        newest = runs[0]
+        verdict = (
+            "failed its gates"
+            if newest.data.tags.get(GATES_PASSED_TAG) == "false"
+            else "was never gated"
+        )
+        reason = (
+            f"{len(runs)} run(s) trained from these inputs, none passed its gates"
+            f" (the newest, {newest.info.run_id}, {verdict})"
+        )
+    else:
+        reason = (
+            f"no run was trained and gated from these inputs ({fingerprint[:19]}...): the pull"
+            " request was not gated against this registry, or what is trained changed after"
+        )
+    return GatedRun(name, fingerprint, None, reason=reason)
