@@ -131,6 +131,16 @@ def register(model: str = ModelArg, run_id: str | None = RunIdOpt) -> None:
     typer.echo(register_run(client, settings, model, run_id))
 
 
+# The promotion workflow's mode: the pins pull request is reviewed before anything moves in the
+# registry, and `mlops sync` moves the aliases once it is merged.
+PinsOnlyOpt = typer.Option(
+    False,
+    "--pins-only",
+    help="Change only environments/<env>.yaml; leave the registry's aliases to `mlops sync` "
+    "after the pins are merged.",
+)
+
+
 @commands.command()
 @guarded
 def promote(
@@ -141,13 +151,19 @@ def promote(
         "--version",
         help="Default: the challenger, or the version pinned where this environment promotes from.",
     ),
+    pins_only: bool = PinsOnlyOpt,
 ) -> None:
-    """Pin a version in an environment and move its aliases, all or nothing."""
+    """Pin a version in an environment and move its aliases, all or nothing.
+
+    With --pins-only only the pins file changes (the promotion workflow's mode).
+    """
     from pipelines.stages.promote import promote as promote_model
 
     settings, client = connect_registry()
-    move = promote_model(client, settings, model, to, version)
-    _print_move(move, "promoted")
+    move = promote_model(client, settings, model, to, version, pins_only=pins_only)
+    _print_move(move, "pinned" if pins_only else "promoted")
+    if pins_only and move.changed:
+        typer.echo("aliases unchanged: `mlops sync` moves them once this pin is merged")
 
 
 @commands.command("check-promote")
@@ -190,6 +206,7 @@ def run_(
         "--promote",
         help="Environments to promote to after registration, in order (repeatable).",
     ),
+    pins_only: bool = PinsOnlyOpt,
 ) -> None:
     """All stages for each model: validate, train, evaluate, gate, register (and promote)."""
     from pipelines.core.definitions import discover_models
@@ -206,6 +223,7 @@ def run_(
             name,
             overrides=parse_overrides(set_),
             promote_to=promote_to,
+            pins_only=pins_only,
             progress=progress,
         )
         for name in names

@@ -34,7 +34,7 @@ def plan(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (with the workflow matrix)."),
     github_output: Path | None = typer.Option(
-        None, "--github-output", help="Also append matrix/models/any/infra/image to this file."
+        None, "--github-output", help="Also append matrix/models/any/infra/image/pins to this file."
     ),
     gated_runs: bool = typer.Option(
         False,
@@ -79,6 +79,7 @@ def plan(
     if result.base is not None:
         typer.echo(f"infrastructure changed: {'yes' if result.infra else 'no'}")
         typer.echo(f"serving image changed: {'yes' if result.image else 'no'}")
+        typer.echo(f"pins changed: {'yes' if result.pins else 'no'}")
 
 
 @commands.command()

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 # Paths whose change means the stacks must be previewed (pull request) or applied (main).
 INFRA_PATTERNS = ("infra/*", "Pulumi.yaml", "Pulumi.*.yaml", "environments/*")
+# Paths whose change on main means the registry's aliases must follow the pins (`mlops sync`).
+PINS_PATTERNS = ("environments/*",)
 # Definition sections that only the stacks read: changing them is an infrastructure change.
 INFRA_SECTIONS = ("deployment", "monitoring")
 # Fields the stacks read besides those sections (resource names and tags).
@@ -78,6 +80,7 @@ class Plan:
     removed_models: list[str] = field(default_factory=list)
     infra: bool = False
     image: bool = False
+    pins: bool = False
     # model -> the gated run found for it (``with_gated_runs``); None when nobody looked.
     gated: dict[str, GatedRun] | None = None
 
@@ -107,6 +110,7 @@ class Plan:
             "any": bool(self.affected),
             "infra": self.infra,
             "image": self.image,
+            "pins": self.pins,
             "models": [
                 {"model": m.model, "affected": m.affected, "reasons": m.reasons}
                 | (
@@ -130,6 +134,7 @@ class Plan:
             "any": str(bool(self.affected)).lower(),
             "infra": str(self.infra).lower(),
             "image": str(self.image).lower(),
+            "pins": str(self.pins).lower(),
         }
         return "".join(f"{k}={v}\n" for k, v in values.items())
 
@@ -296,6 +301,7 @@ def plan_change(root: Path, base: str) -> Plan:
         removed_models=removed,
         infra=infra,
         image=any(matches(f, IMAGE_PATTERNS) for f in files),
+        pins=any(matches(f, PINS_PATTERNS) for f in files),
     )
 
 

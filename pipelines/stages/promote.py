@@ -4,6 +4,10 @@ The pins file is the source of truth for deployment; the aliases mirror it so th
 ``models:/<name>@champion`` and ``models:/<name>@<env>`` resolve to what the environment runs.
 Aliases are changed first and restored if writing the pins file fails, so a failure leaves the
 registry and the repository exactly as they were.
+
+With ``pins_only`` (what the promotion workflow does) only the file changes: the pull request
+that carries it is reviewed first, and the aliases follow after the merge (``mlops sync``), so a
+closed pull request leaves git and the registry agreeing.
 """
 
 from __future__ import annotations
@@ -134,8 +138,13 @@ def _apply(
     env: Environment,
     new: Environment,
     version: str,
+    *,
+    pins_only: bool = False,
 ) -> None:
     """Point the aliases at ``version`` and write the pins; undo the aliases if anything fails."""
+    if pins_only:
+        save_environment(settings.environments_dir, new)
+        return
     before = aliases_of(client, name)
     wanted = dict.fromkeys(aliases_for(env), version)
     try:
@@ -173,6 +182,8 @@ def promote(
     name: str,
     environment: str,
     version: str | None = None,
+    *,
+    pins_only: bool = False,
 ) -> Move:
 
     load_model(settings.models_dir, settings.data_dir, name)  # the model must still be defined
@@ -181,12 +192,14 @@ def promote(
     current = pinned(env, name)
     if current is not None and current.version == target:
         # The pin is right; make sure the registry agrees (an alias may have been moved by hand).
-        if any(aliases_of(client, name).get(a) != target for a in aliases_for(env)):
+        if not pins_only and any(
+            aliases_of(client, name).get(a) != target for a in aliases_for(env)
+        ):
             _apply(client, settings, name, env, env, target)
         return Move(name, environment, current.version, target, changed=False)
     record = _record(client, name, target)
     new = with_pin(env, name, advance(current, record))
-    _apply(client, settings, name, env, new, target)
+    _apply(client, settings, name, env, new, target, pins_only=pins_only)
     return Move(name, environment, current.version if current else None, target, changed=True)
 
 

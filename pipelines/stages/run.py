@@ -113,6 +113,7 @@ def run_model(
     *,
     overrides: dict[str, Any] | None = None,
     promote_to: list[str] | None = None,
+    pins_only: bool = False,
     progress: Progress = lambda _: None,
 ) -> Outcome:
     """Run every stage; a rejection is recorded in the outcome instead of raised."""
@@ -140,5 +141,7 @@ def run_model(
         outcome.version = register(client, settings, name, candidate.run_id)
     for environment in promote_to or []:
         with outcome.timed(f"promote:{environment}", progress):
-            outcome.promotions.append(promote(client, settings, name, environment, outcome.version))
+            outcome.promotions.append(
+                promote(client, settings, name, environment, outcome.version, pins_only=pins_only)
+            )
     return outcome

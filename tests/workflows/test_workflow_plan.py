@@ -103,6 +103,19 @@ def test_infra_and_pins_changes_need_a_preview_not_training(copy: Copy) -> None:
     copy.commit("infra")
     result = plan_change(copy.root, copy.base)
     assert (result.affected, result.infra, result.image) == ([], True, False)
+    assert result.pins is False, "only a pins file's change makes main reconcile the registry"
+
+
+def test_a_merged_pins_change_asks_main_to_sync_the_registry(copy: Copy) -> None:
+    pins = sorted((copy.root / "environments").glob("*.yaml"))[0]
+    pins.write_text(pins.read_text(encoding="utf-8") + "# reviewed\n", encoding="utf-8")
+    copy.commit("pins")
+    output = copy.root.parent / "github_output"
+    done = mlops(copy.root, "plan", "--base", "main", "--github-output", str(output))
+    assert done.returncode == 0, done.stderr
+    assert "pins changed: yes" in done.stdout
+    lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert (lines["pins"], lines["infra"], lines["any"]) == ("true", "true", "false")
 
 
 def test_path_classes() -> None:
@@ -131,6 +144,7 @@ def test_cli_json_is_a_workflow_matrix_and_github_output(copy: Copy) -> None:
     lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
     assert json.loads(lines["matrix"]) == data["matrix"]
     assert (lines["any"], lines["infra"], lines["image"]) == ("true", "false", "false")
+    assert lines["pins"] == "false"
 
 
 def test_cli_rejects_a_bad_base_and_a_broken_definition(copy: Copy) -> None:
