@@ -415,3 +415,62 @@ def test_previews_assume_the_stacks_own_preview_role() -> None:
     check = steps[steps.index(credentials[0]) - 1]
     assert check["env"]["ROLE"] == role and "no preview role for $STACK" in check["run"]
     assert "environment" not in load_workflows()[INFRA]["jobs"]["preview"]
+
+
+def run_lines() -> list[tuple[str, str, str]]:
+    """(workflow, job, line) for every line of every `run:` script."""
+    return [
+        (name, job_id, line.strip())
+        for name, doc in load_workflows().items()
+        for job_id, job in doc["jobs"].items()
+        for step in job.get("steps", [])
+        for line in str(step.get("run", "")).splitlines()
+    ]
+
+
+def test_no_workflow_moves_an_alias_before_its_pins_are_merged() -> None:
+    """Item 12: the pins pull request changes only the file; a closed one leaves git and the
+    registry agreeing, because nothing moved in the registry."""
+    promoting = [
+        (name, job, line)
+        for name, job, line in run_lines()
+        if line.startswith("mlops promote")
+        or (line.startswith("mlops run") and "--promote" in line)
+    ]
+    assert promoting, "the promotion workflow promotes somewhere"
+    for name, job, line in promoting:
+        assert "--pins-only" in line, f"{name}: {job}: {line}"
+
+
+def test_a_merged_pins_file_is_followed_by_the_registry_in_order() -> None:
+    """Item 12: after the merge, one job at a time makes the aliases match main's newest pins."""
+    main = load_workflows()["main.yml"]
+    sync = main["jobs"]["sync"]
+    assert sync["if"] == "needs.plan.outputs.pins == 'true'"
+    assert main["jobs"]["plan"]["outputs"]["pins"] == "${{ steps.plan.outputs.pins }}"
+    assert sync["concurrency"] == {"group": "registry-sync", "cancel-in-progress": False}
+    checkout = sync["steps"][0]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"]["ref"] == "main", "an older commit's run must not move aliases back"
+    runs = [s for s in sync["steps"] if "mlops sync" in str(s.get("run", ""))]
+    assert len(runs) == 1 and runs[0]["if"] == "env.HAS_TRACKING_SERVER == 'true'"
+    warned = [s for s in sync["steps"] if "::warning::" in str(s.get("run", ""))]
+    assert warned and warned[0]["if"] == "env.HAS_TRACKING_SERVER != 'true'"
+
+
+def test_a_merge_registers_the_run_its_pull_request_gated() -> None:
+    """Item 11: build once, promote many. The plan on main looks up the gated run; promotion
+    registers that run and trains again only when there is none."""
+    plan = steps_of("main.yml", "plan")
+    assert any("--gated-runs" in str(s.get("run", "")) for s in plan)
+    promote = load_workflows()["promote.yml"]["jobs"]["promote"]
+    assert promote["env"]["RUN_ID"].startswith("${{ matrix.run_id")
+    by_name = {s.get("name"): s for s in promote["steps"]}
+    register = by_name["Register the run gated on the pull request, and pin it"]
+    assert register["if"] == "env.RETRAIN == 'true' && env.RUN_ID != ''"
+    assert 'mlops register "$MODEL" --run-id "$RUN_ID"' in register["run"]
+    assert '--version "$version"' in register["run"], "the version registered, not the newest"
+    retrain = by_name["Train, gate, register and promote"]
+    assert retrain["if"] == "env.RETRAIN == 'true' && env.RUN_ID == ''"
+    body = next(s for s in promote["steps"] if "create-pull-request" in str(s.get("uses", "")))
+    assert "matrix.source" in body["with"]["body"], "the PR says where its version came from"

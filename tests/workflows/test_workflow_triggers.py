@@ -105,6 +105,9 @@ def change(copy: Copy, kind: str) -> None:
     elif kind == "serving":
         (root / "serving").mkdir(exist_ok=True)
         (root / "serving" / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    elif kind == "pins":
+        pins = sorted((root / "environments").glob("*.yaml"))[0]
+        pins.write_text(pins.read_text() + "# a merged pins pull request\n")
     elif kind == "readme":
         (root / "README.md").write_text("# changed\n")
     copy.commit(kind)
@@ -132,6 +135,8 @@ EXPECTED: dict[str, tuple[list[str], set[str], set[str]]] = {
     ),
     "infra": ([], {"plan", "infra-preview", "report", "verdict"}, {"plan", "infra-up"}),
     "serving": ([], {"plan", "image", "verdict"}, {"plan", "image", "infra-up"}),
+    # A merged pins pull request: the stacks apply it and the registry's aliases follow it.
+    "pins": ([], {"plan", "infra-preview", "report", "verdict"}, {"plan", "infra-up", "sync"}),
 }
 
 
@@ -140,7 +145,12 @@ def test_what_a_change_starts(copy: Copy, kind: str) -> None:
     change(copy, kind)
     result = plan_change(copy.root, copy.base)
     files = result.changed_files
-    outputs = {"any": bool(result.affected), "infra": result.infra, "image": result.image}
+    outputs = {
+        "any": bool(result.affected),
+        "infra": result.infra,
+        "image": result.image,
+        "pins": result.pins,
+    }
     if kind == "readme":
         # The pull-request workflow runs on every PR (its verdict is the required check); the
         # plan finds nothing, so only plan and verdict run.
