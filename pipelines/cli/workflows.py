@@ -105,14 +105,23 @@ def report(
         "--fork",
         help="The pull request comes from a fork: say the credentialed jobs were skipped.",
     ),
+    run_id: str | None = typer.Option(
+        None,
+        "--run-id",
+        help="With one model: report this training run (the job's own), not the latest one.",
+    ),
 ) -> None:
     """Compose the pull-request comment from what the MLflow runs recorded."""
     from pipelines.gitops.pr_report import collect, compose, render_model
 
     sections = []
+    if run_id and len(models or []) != 1:
+        raise MlopsError(
+            "--run-id reports one model's run: name exactly one model", field="--run-id"
+        )
     if models:
         settings, client = connect_registry()
-        sections = [render_model(collect(client, settings, name)) for name in models]
+        sections = [render_model(collect(client, settings, name, run_id)) for name in models]
     for path in _expand(section, "*.section.md", "--section"):
         sections.append(path.read_text(encoding="utf-8"))
     previews = _expand(infra_preview, "*.txt", "--infra-preview")

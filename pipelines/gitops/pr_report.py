@@ -55,11 +55,13 @@ class ModelResult:
     plots: list[str]
 
 
-def collect(client: MlflowClient, settings: Settings, model: str) -> ModelResult:
-    """What the latest run of ``model`` recorded, and its champion's metrics for comparison."""
+def collect(
+    client: MlflowClient, settings: Settings, model: str, run_id: str | None = None
+) -> ModelResult:
+    """What the run (default: the latest) of ``model`` recorded, and its champion's metrics."""
     import mlflow
 
-    run = get_run(client, model, None, settings)
+    run = get_run(client, model, run_id, settings)
     tags = run.data.tags
     gates: list[dict[str, Any]] = []
     if tags.get(GATE_STAGE_TAG) == STAGE_DONE:

@@ -474,3 +474,43 @@ def test_a_merge_registers_the_run_its_pull_request_gated() -> None:
     assert retrain["if"] == "env.RETRAIN == 'true' && env.RUN_ID == ''"
     body = next(s for s in promote["steps"] if "create-pull-request" in str(s.get("uses", "")))
     assert "matrix.source" in body["with"]["body"], "the PR says where its version came from"
+
+
+def test_every_stage_after_training_works_on_the_jobs_own_run() -> None:
+    """Item 10: in a shared registry the newest run of a model may be another job's."""
+    steps = {s.get("name"): s for s in steps_of("train-and-gate.yml", "gate")}
+    train = steps["Train"]
+    assert train["id"] == "train" and 'echo "run_id=$run_id" >> "$GITHUB_OUTPUT"' in train["run"]
+    for name, command in [("Evaluate", "mlops evaluate"), ("Gate", "mlops gate"),
+                          ("Report section", "mlops report")]:  # fmt: skip
+        step = steps[name]
+        assert step["env"]["RUN_ID"] == "${{ steps.train.outputs.run_id }}", name
+        assert command in step["run"] and '--run-id "$RUN_ID"' in step["run"], name
+
+
+def test_the_run_id_check_takes_the_last_line_and_refuses_anything_else(tmp_path: Path) -> None:
+    script = steps_of("train-and-gate.yml", "gate")
+    train = next(s for s in script if s.get("name") == "Train")["run"]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+
+    def run(printed: str) -> tuple[int, str]:
+        (fake / "mlops").write_text(f"#!/bin/sh\nprintf '{printed}'\n")
+        (fake / "mlops").chmod(0o755)
+        out = tmp_path / "output"
+        out.write_text("")
+        env = {"PATH": f"{fake}:{os.environ['PATH']}", "MODEL": "penguins",
+               "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(out)}  # fmt: skip
+        done = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", train], capture_output=True, text=True,
+            timeout=60, env=env, check=False,
+        )  # fmt: skip
+        return done.returncode, out.read_text()
+
+    run_id = "0123456789abcdef0123456789abcdef"
+    assert run(f"View run x at: http://127.0.0.1/#/runs/{run_id}\\n{run_id}\\n") == (
+        0,
+        f"run_id={run_id}\n",
+    )
+    code, written = run("trained\\nnot-a-run-id\\n")
+    assert code != 0 and written == ""
