@@ -1,6 +1,7 @@
 """CI access without long-lived keys: GitHub's OIDC provider and roles only this repo can assume.
 
-Three roles, each trusted only for ``repo:<owner>/<name>`` and a narrow set of subjects:
+Three roles (four with a managed tracking server), each trusted only for ``repo:<owner>/<name>``
+and a narrow set of subjects:
 
 - ``deploy`` runs ``pulumi up``; assumable only from the stack's GitHub environments (never a
   branch: an environment is where reviewers and branch rules apply, and production has
@@ -8,6 +9,8 @@ Three roles, each trusted only for ``repo:<owner>/<name>`` and a narrow set of s
   tag or IAM path, and creates workload roles only under the stack's permissions boundary.
 - ``preview`` runs ``pulumi preview`` on pull requests; it reads metadata, never data.
 - ``publish`` pushes the serving image and model archives from listed branches.
+- ``tracking`` (with a managed tracking server) lets pull requests log runs and read the
+  registry; only ``publish`` writes to the registry.
 
 The CI roles, the boundary and GitHub's provider live under ``/mlops-ci/`` (``roles.py``) and
 every CI role is denied changing anything there: CI access is the administrator's, applied by the
@@ -682,51 +685,81 @@ def preview_policy(account_id: str, state: StateBackend | None = None) -> str:
     )
 
 
-# What the MLflow client does against a SageMaker tracking server while registering: runs,
-# logged models and the registry. Not AccessUI, and no deletes: a publish never removes history.
-MLFLOW_CLIENT_ACTIONS = tuple(
-    f"sagemaker-mlflow:{action}"
-    for action in (
-        "CreateExperiment",
-        "GetExperiment",
-        "GetExperimentByName",
-        "SearchExperiments",
-        "SetExperimentTag",
-        "CreateRun",
-        "GetRun",
-        "UpdateRun",
-        "SearchRuns",
-        "LogBatch",
-        "LogMetric",
-        "LogParam",
-        "LogInputs",
-        "LogOutputs",
-        "LogModel",
-        "SetTag",
-        "GetMetricHistory",
-        "ListArtifacts",
-        "GetLoggedModel",
-        "SearchLoggedModels",
-        "FinalizeLoggedModel",
-        "SetLoggedModelTags",
-        "LogLoggedModelParams",
-        "ListLoggedModelArtifacts",
-        "CreateRegisteredModel",
-        "GetRegisteredModel",
-        "UpdateRegisteredModel",
-        "SearchRegisteredModels",
-        "SetRegisteredModelTag",
-        "SetRegisteredModelAlias",
-        "CreateModelVersion",
-        "GetModelVersion",
-        "UpdateModelVersion",
-        "SearchModelVersions",
-        "GetModelVersionByAlias",
-        "GetLatestModelVersions",
-        "SetModelVersionTag",
-        "GetDownloadURIForModelVersionArtifacts",
-    )
+def _mlflow_actions(*names: str) -> tuple[str, ...]:
+    return tuple(f"sagemaker-mlflow:{name}" for name in names)
+
+
+# What a training job does against a SageMaker tracking server: experiments, runs, logged models,
+# and reading the registry (the champion it is compared with). What a pull request's job may do.
+MLFLOW_TRACKING_ACTIONS = _mlflow_actions(
+    "CreateExperiment",
+    "GetExperiment",
+    "GetExperimentByName",
+    "SearchExperiments",
+    "SetExperimentTag",
+    "CreateRun",
+    "GetRun",
+    "UpdateRun",
+    "SearchRuns",
+    "LogBatch",
+    "LogMetric",
+    "LogParam",
+    "LogInputs",
+    "LogOutputs",
+    "LogModel",
+    "SetTag",
+    "GetMetricHistory",
+    "ListArtifacts",
+    "GetLoggedModel",
+    "SearchLoggedModels",
+    "FinalizeLoggedModel",
+    "SetLoggedModelTags",
+    "LogLoggedModelParams",
+    "ListLoggedModelArtifacts",
+    "GetRegisteredModel",
+    "SearchRegisteredModels",
+    "GetModelVersion",
+    "SearchModelVersions",
+    "GetModelVersionByAlias",
+    "GetLatestModelVersions",
+    "GetDownloadURIForModelVersionArtifacts",
 )
+# Registering and moving aliases: only the jobs that promote (publish role). Not AccessUI, and no
+# deletes: a publish never removes history.
+MLFLOW_REGISTRY_WRITE_ACTIONS = _mlflow_actions(
+    "CreateRegisteredModel",
+    "UpdateRegisteredModel",
+    "SetRegisteredModelTag",
+    "SetRegisteredModelAlias",
+    "CreateModelVersion",
+    "UpdateModelVersion",
+    "SetModelVersionTag",
+)
+MLFLOW_CLIENT_ACTIONS = MLFLOW_TRACKING_ACTIONS + MLFLOW_REGISTRY_WRITE_ACTIONS
+# Where the tracking server keeps artifacts (registries.py): the client writes them itself.
+MLFLOW_ARTIFACT_PREFIX = "mlflow"
+
+
+def tracking_policy(account_id: str, bucket_arn: str, key_arn: str, tracking: str) -> str:
+    """A pull request's training job: log runs and their artifacts, read the registry, change
+    nothing in it (no version, no alias: same-repository branches must not move `champion`)."""
+    statements: list[Statement] = [
+        _statement("LogRunsAndReadTheRegistry", list(MLFLOW_TRACKING_ACTIONS), tracking),
+        _statement(
+            "RunArtifacts",
+            ["s3:PutObject", "s3:GetObject"],
+            f"{bucket_arn}/{MLFLOW_ARTIFACT_PREFIX}/*",
+        ),
+        _statement(
+            "ListRunArtifacts",
+            ["s3:ListBucket"],
+            bucket_arn,
+            StringLike={"s3:prefix": [f"{MLFLOW_ARTIFACT_PREFIX}/*"]},
+        ),
+        _statement("UseTheKey", ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], key_arn),
+        *_ci_guardrails(account_id),
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
 def publish_policy(
@@ -812,6 +845,11 @@ class CiAccess(pulumi.ComponentResource):
             "preview": subjects(repo, pull_requests=True),
             "publish": subjects(repo, branches=args.publish_branches),
         }
+        if args.tracking_server_arn is not None:
+            # Pull requests log their runs to the shared tracking server, read-only for the
+            # registry: the role trusts `pull_request` (same-repository branches; forks get no
+            # OIDC token for it, and their credentialed jobs are skipped).
+            trusted["tracking"] = subjects(repo, pull_requests=True)
         policies: dict[str, pulumi.Input[str]] = {
             "deploy": identity.account_id.apply(
                 lambda account: deploy_policy(
@@ -834,6 +872,10 @@ class CiAccess(pulumi.ComponentResource):
                 args.tracking_server_arn,
             ).apply(lambda a: publish_policy(a[0], a[1], a[2], a[3], a[4])),
         }
+        if args.tracking_server_arn is not None:
+            policies["tracking"] = pulumi.Output.all(
+                identity.account_id, args.bucket_arn, args.key_arn, args.tracking_server_arn
+            ).apply(lambda a: tracking_policy(a[0], a[1], a[2], a[3]))
         self.roles = {}
         role_arns: dict[str, pulumi.Output[str]] = {}
         for purpose, subs in trusted.items():

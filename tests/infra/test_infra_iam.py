@@ -576,10 +576,11 @@ def test_no_ci_role_can_change_its_own_or_another_ci_roles_permissions(
         *(boundary_arn(ACCOUNT, s) for s in STACKS),
         github_provider_arn(ACCOUNT),
     ]
-    assert len(ci_roles) == 3 * len(STACKS)
+    # deploy, preview, publish and (the stacks run a managed tracking server) tracking.
+    assert len(ci_roles) == 4 * len(STACKS)
     granted = []
     for stack, run in stacks.items():
-        for purpose in ("deploy", "preview", "publish"):
+        for purpose in ("deploy", "preview", "publish", "tracking"):
             policy = role_policy(run, f"-ci-{purpose}-policy")
             for arn in targets:
                 # Even with the boundary condition met: the deny on the CI path wins.
@@ -782,3 +783,40 @@ def test_a_sharded_monitor_jobs_policy_has_no_finding_either() -> None:
     )  # fmt: skip
     assert {s["Sid"] for s in doc["Statement"]} >= {"ReadTheRunsPartialStates"}
     assert unaccepted(doc) == set()
+
+
+# --- the pull requests' tracking role ----------------------------------------------------------
+
+
+def test_pull_requests_log_runs_but_cannot_write_the_registry(stacks: dict[str, Run]) -> None:
+    """Issue 15, item 15: a same-repository branch must not be able to move `champion`."""
+    from infra.components.ci_access import (
+        MLFLOW_REGISTRY_WRITE_ACTIONS,
+        MLFLOW_TRACKING_ACTIONS,
+    )
+
+    for stack, run in stacks.items():
+        (server,) = run.of("aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer")
+        (store,) = [b for b in run.of("aws:s3/bucket:Bucket") if b.name.endswith("-bucket")]
+        arn, bucket = server.state["arn"], store.state["arn"]
+        tracking = role_policy(run, "-ci-tracking-policy")
+        publish = role_policy(run, "-ci-publish-policy")
+        missing = [a for a in MLFLOW_TRACKING_ACTIONS if not allows([tracking], a, arn)]
+        assert missing == [], f"{stack}: a pull request's training needs {missing}"
+        writes = [a for a in MLFLOW_REGISTRY_WRITE_ACTIONS if allows([tracking], a, arn)]
+        assert writes == [], f"{stack}: pull requests may write the registry: {writes}"
+        assert not allows([tracking], "sagemaker-mlflow:AccessUI", arn)
+        assert all(allows([publish], a, arn) for a in MLFLOW_REGISTRY_WRITE_ACTIONS), stack
+        # The client itself puts run artifacts in the server's artifact store.
+        assert allows([tracking], "s3:PutObject", f"{bucket}/mlflow/1/run/artifacts/model.pkl")
+        assert not allows([tracking], "s3:PutObject", f"{bucket}/models/penguins/1/model.tar.gz")
+        assert not allows([tracking], "s3:GetObject", f"{bucket}/captures/x"), "no traffic data"
+        assert not allows([tracking], "s3:DeleteObject", f"{bucket}/mlflow/1/run/artifacts/x")
+
+
+def test_the_tracking_role_trusts_pull_requests_only(stacks: dict[str, Run]) -> None:
+    for stack, run in stacks.items():
+        (role,) = [r for r in run.of("aws:iam/role:Role") if "-ci-tracking" in r.name]
+        statement = policy_document(role.inputs["assumeRolePolicy"])["Statement"][0]
+        subjects = statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+        assert len(subjects) == 1 and subjects[0].endswith(":pull_request"), stack

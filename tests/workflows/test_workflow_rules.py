@@ -514,3 +514,12 @@ def test_the_run_id_check_takes_the_last_line_and_refuses_anything_else(tmp_path
     )
     code, written = run("trained\\nnot-a-run-id\\n")
     assert code != 0 and written == ""
+
+
+def test_pull_request_training_gets_the_read_only_registry_role() -> None:
+    """Item 15: PR jobs log runs but hold no registry write credentials (infra: `tracking`)."""
+    (call,) = [job for _, _, job in callers_of("train-and-gate.yml")]
+    assert call["secrets"]["AWS_ROLE_ARN"] == "${{ secrets.MLFLOW_TRACKING_ROLE_ARN }}"
+    pull_request = load_workflows()["pull-request.yml"]
+    text = str(pull_request)
+    assert "MLFLOW_AWS_ROLE_ARN" not in text and "AWS_PUBLISH_ROLE_ARN" not in text
