@@ -8,7 +8,9 @@ the registry leaves the two disagreeing; after every merge a job runs this to re
 
 Every difference is listed first; a pin whose version the registry does not hold cannot be
 fixed here and stops the run before any alias is changed. ``challenger`` is the registry's own
-(set by registration) and is never touched.
+(set by registration): it is never set here, and only unset once the pins make its version the
+champion, as promoting to the champion's environment does (``pipelines.stages.promote``), since
+a pins-only promotion leaves that step to the merge.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 from pipelines.core.definitions import discover_models
 from pipelines.core.errors import PromotionError
 from pipelines.core.pins import list_environments, load_environment, pinned
-from pipelines.core.registry import aliases_of, registry_errors
+from pipelines.core.registry import CHALLENGER, CHAMPION, aliases_of, registry_errors
 from pipelines.stages.promote import aliases_for
 
 if TYPE_CHECKING:
@@ -34,9 +36,12 @@ class AliasDifference:
     alias: str
     registry: str | None  # the version the alias points at now, or None when it is unset
     pins: str | None  # the version git pins, or None when the alias should not exist
+    why: str = ""  # for an alias the pins decide only indirectly (the retired challenger)
 
     def describe(self) -> str:
         now = f"v{self.registry}" if self.registry else "unset"
+        if self.why:
+            return f"{self.model}: alias {self.alias!r} is {now} in the registry; {self.why}"
         wanted = f"v{self.pins}" if self.pins else "unset (nothing pinned)"
         return f"{self.model}: alias {self.alias!r} is {now} in the registry; the pins say {wanted}"
 
@@ -65,6 +70,10 @@ def differences(client: MlflowClient, settings: Settings) -> list[AliasDifferenc
         for alias, version in sorted(wanted.items()):
             if current.get(alias) != version:
                 found.append(AliasDifference(model, alias, current.get(alias), version))
+        champion = wanted.get(CHAMPION)
+        if champion is not None and current.get(CHALLENGER) == champion:
+            why = f"the pins make v{champion} the champion, so it is a challenger no more"
+            found.append(AliasDifference(model, CHALLENGER, champion, None, why=why))
     return found
 
 

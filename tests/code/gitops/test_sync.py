@@ -111,3 +111,22 @@ def test_a_pin_the_registry_lacks_stops_before_any_alias_moves(
     assert result.exit_code == 2
     assert "penguins v9 (alias 'prod')" in result.output and "no alias" in result.output
     assert aliases_of(client, "penguins") == {"dev": "3"}
+
+
+def test_once_the_pins_make_the_challenger_champion_sync_retires_it(
+    repo: tuple[Settings, Any],
+) -> None:
+    """A pins-only promotion to the champion's environment leaves `challenger` on the version it
+    promoted; after the merge, sync unsets it, as a direct promotion would have."""
+    settings, client = repo
+    _pin(settings, "staging", "2")
+    _pin(settings, "prod", "2")
+    client.set_registered_model_alias("penguins", CHALLENGER, "2")
+
+    check = _sync("--check")
+    assert check.exit_code == 1
+    assert "alias 'challenger' is v2 in the registry; the pins make v2 the champion" in check.output
+
+    assert _sync().exit_code == 0
+    assert aliases_of(client, "penguins") == {"staging": "2", "prod": "2", "champion": "2"}
+    assert _sync("--check").exit_code == 0
