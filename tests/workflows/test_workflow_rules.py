@@ -451,7 +451,8 @@ def test_a_merged_pins_file_is_followed_by_the_registry_in_order() -> None:
     assert sync["concurrency"] == {"group": "registry-sync", "cancel-in-progress": False}
     checkout = sync["steps"][0]
     assert checkout["uses"].startswith("actions/checkout@")
-    assert checkout["with"]["ref"] == "main", "an older commit's run must not move aliases back"
+    newest = "an older commit's run must not move aliases back"
+    assert checkout["with"]["ref"] == "refs/heads/main", newest
     runs = [s for s in sync["steps"] if "mlops sync" in str(s.get("run", ""))]
     assert len(runs) == 1 and runs[0]["if"] == "env.HAS_TRACKING_SERVER == 'true'"
     warned = [s for s in sync["steps"] if "::warning::" in str(s.get("run", ""))]

@@ -49,6 +49,8 @@ STAND_IN_FOR = {
     "actions/upload-artifact": "upload-artifact",
     "actions/download-artifact": "download-artifact",
     "peter-evans/create-pull-request": "create-pull-request",
+    "pulumi/actions": "pulumi",
+    "aws-actions/configure-aws-credentials": "aws-credentials",
 }
 
 
@@ -143,12 +145,22 @@ def act(
     copy: Copy,
     event_name: str,
     event: dict[str, Any],
-    job: str,
+    job: str | None,
     tmp_path: Path,
     github_api: str = "http://127.0.0.1:9",  # nothing listens: no job may reach GitHub
+    *,
+    workflow: str | None = None,
+    secrets: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 180,
 ) -> subprocess.CompletedProcess[str]:
     """Run one job (and the jobs it needs) of the copy's workflows with act on the host,
-    offline, with stand-ins; GitHub's API is ``github_api`` (a FakeGitHub in the tests)."""
+    offline, with stand-ins; GitHub's API is ``github_api`` (a FakeGitHub in the tests).
+
+    ``workflow`` (a file name under .github/workflows) with no ``job`` runs that whole workflow,
+    as GitHub would for the event; ``secrets`` and ``env`` reach every job (``env`` also
+    replaces this process's variables, such as PATH, for act itself).
+    """
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(event), encoding="utf-8")
     artifacts = tmp_path / "artifacts"
@@ -156,8 +168,8 @@ def act(
     command = [
         str(BIN / "act"),
         event_name,
-        "-j",
-        job,
+        *(["-j", job] if job else []),
+        *(["-W", f".github/workflows/{workflow}"] if workflow else []),
         "--eventpath",
         str(event_file),
         "-P",
@@ -177,22 +189,29 @@ def act(
         "--secret",
         "GITHUB_TOKEN=a-fake-token",
     ]
+    for name, value in (env or {}).items():
+        command += ["--env", f"{name}={value}"]
+    for name, value in (secrets or {}).items():
+        command += ["--secret", f"{name}={value}"]
     for action, sha in sorted(pinned_actions()):
         stand_in = STAND_INS / STAND_IN_FOR.get(action, "noop")
         command += ["--local-repository", f"{action}@{sha}={stand_in}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
-    env["GIT_PAGER"] = "cat"  # act gives steps a terminal; a pager would wait for a key
-    env["HOME"] = str(tmp_path / "home")  # act keeps its settings file (~/.actrc) there
+    process_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_", "AWS_"))
+    }
+    process_env["GIT_PAGER"] = "cat"  # act gives steps a terminal; a pager would wait for a key
+    process_env["HOME"] = str(tmp_path / "home")  # act keeps its settings file (~/.actrc) there
+    process_env.update(env or {})
     (tmp_path / "home").mkdir(exist_ok=True)
     (tmp_path / "home" / ".actrc").write_text("", encoding="utf-8")
     return subprocess.run(
         command,
         cwd=copy.root,
-        env=env,
+        env=process_env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
 
 
