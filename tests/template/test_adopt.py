@@ -166,16 +166,43 @@ def test_a_missing_answer_without_a_terminal_names_its_flag(clone: Path) -> None
     assert snapshot(clone) == before
 
 
+# Everywhere: the stacks, the workflows and the suites that plan against the team's pins.
+CHAIN_SUITES = (
+    "tests/infra",
+    "tests/workflows/test_workflow_triggers.py",
+    "tests/e2e/test_status.py::test_environments_are_listed_in_the_order_versions_travel_"
+    "through_them",
+    "tests/workflows/test_workflow_hostile_inputs.py::test_deleting_a_pinned_model_fails_the_plan",
+)
+# With the examples kept in models/ the code suites see what this checkout's see, but for the
+# environments: only the suites that name or promote through environments run again.
+ENVIRONMENT_SUITES = (
+    "tests/code/cli",
+    "tests/code/core/test_pins.py",
+    "tests/code/gitops",
+    "tests/code/stages/test_gates.py",
+    "tests/code/stages/test_promote.py",
+    "tests/code/stages/test_promote_pins_only.py",
+)
+# With the examples moved to the tests' fixture folder, every suite that trains them runs.
+EXAMPLE_SUITES = ("tests/code", "tests/data")
+
+
 @pytest.mark.parametrize(
-    ("examples", "environments", "counts"),
+    ("examples", "environments", "counts", "suites"),
     [
-        ("--keep-examples", "qa,staging,production", "2 models, 3 environments"),
-        ("--drop-examples", "dev,prod", "0 models, 2 environments"),
+        (
+            "--keep-examples",
+            "qa,staging,production",
+            "2 models, 3 environments",
+            ENVIRONMENT_SUITES,
+        ),
+        ("--drop-examples", "dev,prod", "0 models, 2 environments", EXAMPLE_SUITES),
     ],
     ids=["examples-kept-three-other-environments", "examples-dropped-two-environments"],
 )
 def test_the_adopted_repository_passes_its_quick_checks(
-    clone: Path, examples: str, environments: str, counts: str
+    clone: Path, examples: str, environments: str, counts: str, suites: tuple[str, ...]
 ) -> None:
     """Non-default answers: the clone's check, schemas and its quick suites, which train, plan
     and diff the examples wherever they are (models/ or the tests' fixture folder) and hold the
@@ -185,21 +212,12 @@ def test_the_adopted_repository_passes_its_quick_checks(
 
     checked = mlops(clone, "check")
     schemas = mlops(clone, "schema", "--check")
-    suites = run_tests(
-        clone,
-        *("tests/code", "tests/data", "tests/infra", "tests/workflows/test_workflow_triggers.py"),
-        # Suites that promote in scratch copies and plan against the team's own pins files.
-        "tests/e2e/test_status.py::test_environments_are_listed_in_the_order_versions_travel_"
-        "through_them",
-        "tests/workflows/test_workflow_hostile_inputs.py::test_deleting_a_pinned_model_fails_"
-        "the_plan",
-        timeout=300,
-    )
+    ran = run_tests(clone, *suites, *CHAIN_SUITES, timeout=300)
 
     assert checked.exit_code == 0 and counts in checked.stderr, checked.output
     assert schemas.exit_code == 0, schemas.output
-    assert suites.returncode == 0, suites.stdout[-3000:]
-    assert " passed" in suites.stdout and " skipped" not in suites.stdout, suites.stdout[-500:]
+    assert ran.returncode == 0, ran.stdout[-3000:]
+    assert " passed" in ran.stdout and " skipped" not in ran.stdout, ran.stdout[-500:]
 
 
 def test_dropping_the_examples_drops_their_pins(clone: Path) -> None:
