@@ -29,6 +29,7 @@ def settings_from_config() -> StackSettings:
         legacy_github_token=config.get_secret("githubToken") is not None,
         image=config.get("image") or "",
         deploy_environments=config.get_object("deployEnvironments") or [],
+        registry_environments=config.get_object("registryEnvironments") or [],
         deploy_branches=config.get_object("deployBranches") or [],
         publish_branches=config.get_object("publishBranches") or ["main"],
         owns_account_resources=config.require_bool("ownsAccountResources"),

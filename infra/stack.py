@@ -43,7 +43,7 @@ from pipelines.core.cluster_settings import cluster_settings
 from pipelines.core.conventions import SHARED, endpoint_name, slug, tags
 from pipelines.core.definitions import RolloutFlavor
 from pipelines.core.errors import DefinitionError
-from pipelines.core.pins import load_environment
+from pipelines.core.pins import list_environments, load_environment
 
 # The endpoint's p99 alarm fires at this multiple of the model's offline latency gate.
 LATENCY_ALARM_FACTOR = 2.0
@@ -60,6 +60,7 @@ class StackSettings:
     legacy_github_token: bool = False  # `githubToken` still in the stack's config
     image: str = ""
     deploy_environments: list[str] = field(default_factory=list)
+    registry_environments: list[str] = field(default_factory=list)
     deploy_branches: list[str] = field(default_factory=list)
     publish_branches: list[str] = field(default_factory=lambda: ["main"])
     owns_account_resources: bool = True
@@ -424,6 +425,10 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             publish_branches=settings.publish_branches,
             create_provider=settings.owns_account_resources,
             tracking_server_arn=registries.tracking_uri,
+            # The promotion jobs run in the target's GitHub environment: by default every
+            # environment of the promotion chain may register in this stack's server.
+            registry_environments=settings.registry_environments
+            or list_environments(repo_root / "environments"),
             image_repository=settings.image_repository,
             state=state,
             cluster_name=cluster.cluster_name if cluster else None,

@@ -1,6 +1,6 @@
 """CI access without long-lived keys: GitHub's OIDC provider and roles only this repo can assume.
 
-Three roles (four with a managed tracking server), each trusted only for ``repo:<owner>/<name>``
+Three roles (five with a managed tracking server), each trusted only for ``repo:<owner>/<name>``
 and a narrow set of subjects:
 
 - ``deploy`` runs ``pulumi up``; assumable only from the stack's GitHub environments (never a
@@ -8,9 +8,13 @@ and a narrow set of subjects:
   required reviewers). It manages this stack's resources, found by name prefix, environment
   tag or IAM path, and creates workload roles only under the stack's permissions boundary.
 - ``preview`` runs ``pulumi preview`` on pull requests; it reads metadata, never data.
-- ``publish`` pushes the serving image and model archives from listed branches.
+- ``publish`` pushes the serving image and model archives from listed branches, and there moves
+  the registry's aliases to the merged pins (``mlops sync``).
 - ``tracking`` (with a managed tracking server) lets pull requests log runs and read the
-  registry; only ``publish`` writes to the registry.
+  registry, and write nothing in it.
+- ``registry`` (with a managed tracking server) is for the promotion jobs, which run in the
+  target's GitHub environment (so their OIDC subject is ``environment:<env>``, never a branch):
+  train when retraining, register versions and read the registry; no delete.
 
 The CI roles, the boundary and GitHub's provider live under ``/mlops-ci/`` (``roles.py``) and
 every CI role is denied changing anything there: CI access is the administrator's, applied by the
@@ -74,6 +78,8 @@ class CiAccessArgs:
     publish_branches: list[str] = field(default_factory=lambda: ["main"])
     create_provider: bool = True  # one GitHub OIDC provider per account; others use its ARN
     tracking_server_arn: pulumi.Input[str] | None = None
+    # GitHub environments whose promotion jobs register in this stack's tracking server.
+    registry_environments: list[str] = field(default_factory=list)
     image_repository: str = "mlops-serving"
     state: StateBackend | None = None  # the S3 backend and awskms key, when state lives there
     cluster_name: str | None = None  # the EKS cluster of the stack's Kubernetes models
@@ -724,8 +730,9 @@ MLFLOW_TRACKING_ACTIONS = _mlflow_actions(
     "GetLatestModelVersions",
     "GetDownloadURIForModelVersionArtifacts",
 )
-# Registering and moving aliases: only the jobs that promote (publish role). Not AccessUI, and no
-# deletes: a publish never removes history.
+# Registering and moving aliases: the promotion jobs (registry role, from GitHub environments)
+# and main's sync (publish role); never a pull request. Not AccessUI, and no deletes of runs,
+# versions or models: a promotion never removes history.
 MLFLOW_REGISTRY_WRITE_ACTIONS = _mlflow_actions(
     "CreateRegisteredModel",
     "UpdateRegisteredModel",
@@ -736,15 +743,26 @@ MLFLOW_REGISTRY_WRITE_ACTIONS = _mlflow_actions(
     "SetModelVersionTag",
 )
 MLFLOW_CLIENT_ACTIONS = MLFLOW_TRACKING_ACTIONS + MLFLOW_REGISTRY_WRITE_ACTIONS
+# `mlops sync` (main, the publish role) also unsets aliases the pins no longer hold: a pointer,
+# not history.
+MLFLOW_SYNC_ACTIONS = _mlflow_actions("DeleteRegisteredModelAlias")
 # Where the tracking server keeps artifacts (registries.py): the client writes them itself.
 MLFLOW_ARTIFACT_PREFIX = "mlflow"
 
 
-def tracking_policy(account_id: str, bucket_arn: str, key_arn: str, tracking: str) -> str:
+def tracking_policy(
+    account_id: str, bucket_arn: str, key_arn: str, tracking: str, *, register: bool = False
+) -> str:
     """A pull request's training job: log runs and their artifacts, read the registry, change
-    nothing in it (no version, no alias: same-repository branches must not move `champion`)."""
+    nothing in it (no version, no alias: same-repository branches must not move `champion`).
+
+    With ``register``, a promotion job's: the same, and register versions (the ``registry``
+    role, assumable only from GitHub environments, where reviewers and branch rules apply).
+    """
+    actions = MLFLOW_CLIENT_ACTIONS if register else MLFLOW_TRACKING_ACTIONS
+    sid = "LogRunsAndRegister" if register else "LogRunsAndReadTheRegistry"
     statements: list[Statement] = [
-        _statement("LogRunsAndReadTheRegistry", list(MLFLOW_TRACKING_ACTIONS), tracking),
+        _statement(sid, list(actions), tracking),
         _statement(
             "RunArtifacts",
             ["s3:PutObject", "s3:GetObject"],
@@ -806,7 +824,7 @@ def publish_policy(
             {
                 "Sid": "UseTheTrackingServer",
                 "Effect": "Allow",
-                "Action": list(MLFLOW_CLIENT_ACTIONS),
+                "Action": [*MLFLOW_CLIENT_ACTIONS, *MLFLOW_SYNC_ACTIONS],
                 "Resource": tracking,
             }
         )
@@ -850,6 +868,8 @@ class CiAccess(pulumi.ComponentResource):
             # registry: the role trusts `pull_request` (same-repository branches; forks get no
             # OIDC token for it, and their credentialed jobs are skipped).
             trusted["tracking"] = subjects(repo, pull_requests=True)
+            if args.registry_environments:
+                trusted["registry"] = subjects(repo, environments=args.registry_environments)
         policies: dict[str, pulumi.Input[str]] = {
             "deploy": identity.account_id.apply(
                 lambda account: deploy_policy(
@@ -876,6 +896,9 @@ class CiAccess(pulumi.ComponentResource):
             policies["tracking"] = pulumi.Output.all(
                 identity.account_id, args.bucket_arn, args.key_arn, args.tracking_server_arn
             ).apply(lambda a: tracking_policy(a[0], a[1], a[2], a[3]))
+            policies["registry"] = pulumi.Output.all(
+                identity.account_id, args.bucket_arn, args.key_arn, args.tracking_server_arn
+            ).apply(lambda a: tracking_policy(a[0], a[1], a[2], a[3], register=True))
         self.roles = {}
         role_arns: dict[str, pulumi.Output[str]] = {}
         for purpose, subs in trusted.items():

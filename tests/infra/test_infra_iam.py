@@ -26,7 +26,7 @@ import pytest
 from cloudsplaining.command.scan_policy_file import scan_policy
 from iam_evaluator import action_facts, allows, supports_condition_key
 from pulumi_mocks import ACCOUNT, PROJECT, Declared, Run, policy_document, run_program
-from test_infra_stacks import PRODUCTION, STACKS, run_main
+from test_infra_stacks import PRODUCTION, REPOSITORY, STACKS, run_main
 
 from infra.components.ci_access import github_provider_arn
 from infra.components.roles import (
@@ -576,11 +576,11 @@ def test_no_ci_role_can_change_its_own_or_another_ci_roles_permissions(
         *(boundary_arn(ACCOUNT, s) for s in STACKS),
         github_provider_arn(ACCOUNT),
     ]
-    # deploy, preview, publish and (the stacks run a managed tracking server) tracking.
-    assert len(ci_roles) == 4 * len(STACKS)
+    # deploy, preview, publish and (the stacks run a managed tracking server) tracking, registry.
+    assert len(ci_roles) == 5 * len(STACKS)
     granted = []
     for stack, run in stacks.items():
-        for purpose in ("deploy", "preview", "publish", "tracking"):
+        for purpose in ("deploy", "preview", "publish", "tracking", "registry"):
             policy = role_policy(run, f"-ci-{purpose}-policy")
             for arn in targets:
                 # Even with the boundary condition met: the deny on the CI path wins.
@@ -820,3 +820,45 @@ def test_the_tracking_role_trusts_pull_requests_only(stacks: dict[str, Run]) -> 
         statement = policy_document(role.inputs["assumeRolePolicy"])["Statement"][0]
         subjects = statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
         assert len(subjects) == 1 and subjects[0].endswith(":pull_request"), stack
+
+
+# --- the promotion jobs' registry role ---------------------------------------------------------
+
+
+def test_promotion_jobs_register_but_delete_nothing(stacks: dict[str, Run]) -> None:
+    """promote.yml runs in the target's GitHub environment, so it cannot assume the publish role
+    (trusted for the main branch): the registry role lets it train, register and read."""
+    from infra.components.ci_access import (
+        MLFLOW_REGISTRY_WRITE_ACTIONS,
+        MLFLOW_SYNC_ACTIONS,
+        MLFLOW_TRACKING_ACTIONS,
+    )
+
+    for stack, run in stacks.items():
+        (server,) = run.of("aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer")
+        (store,) = [b for b in run.of("aws:s3/bucket:Bucket") if b.name.endswith("-bucket")]
+        arn, bucket = server.state["arn"], store.state["arn"]
+        registry = role_policy(run, "-ci-registry-policy")
+        publish = role_policy(run, "-ci-publish-policy")
+        needed = [*MLFLOW_TRACKING_ACTIONS, *MLFLOW_REGISTRY_WRITE_ACTIONS]
+        missing = [a for a in needed if not allows([registry], a, arn)]
+        assert missing == [], f"{stack}: registering needs {missing}"
+        deletes = ("DeleteRegisteredModel", "DeleteModelVersion", "DeleteRun", "DeleteExperiment")
+        for action in (*deletes, "DeleteRegisteredModelAlias", "AccessUI"):
+            assert not allows([registry], f"sagemaker-mlflow:{action}", arn), (stack, action)
+        # Retraining logs the run's artifacts; nothing outside the server's prefix.
+        assert allows([registry], "s3:PutObject", f"{bucket}/mlflow/1/run/artifacts/model.pkl")
+        assert not allows([registry], "s3:GetObject", f"{bucket}/captures/x"), "no traffic data"
+        assert not allows([registry], "s3:DeleteObject", f"{bucket}/mlflow/1/run/artifacts/x")
+        # main's `mlops sync` unsets the aliases the pins no longer hold.
+        assert all(allows([publish], a, arn) for a in MLFLOW_SYNC_ACTIONS), stack
+
+
+def test_the_registry_role_trusts_github_environments_only(stacks: dict[str, Run]) -> None:
+    for stack, run in stacks.items():
+        (role,) = [r for r in run.of("aws:iam/role:Role") if "-ci-registry" in r.name]
+        statement = policy_document(role.inputs["assumeRolePolicy"])["Statement"][0]
+        subjects = statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+        environments = sorted(s.rsplit(":environment:", 1)[1] for s in subjects)
+        assert environments == sorted(STACKS), (stack, subjects)
+        assert all(f"repo:{REPOSITORY}:environment:" in s for s in subjects), stack

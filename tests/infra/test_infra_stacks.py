@@ -405,7 +405,7 @@ def test_github_trust_is_limited_to_this_repository(pinned: dict[str, Run]) -> N
             for r in run.of("aws:iam/role:Role")
             if "token.actions" in r.inputs["assumeRolePolicy"]
         ]
-        assert len(github_roles) == 4, "deploy, preview, publish and tracking"
+        assert len(github_roles) == 5, "deploy, preview, publish, tracking and registry"
         for role in github_roles:
             statement = policy_document(role.inputs["assumeRolePolicy"])["Statement"][0]
             subjects = statement["Condition"]["StringEquals"][
