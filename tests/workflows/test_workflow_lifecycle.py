@@ -13,7 +13,8 @@ The steps, as a team lives them: a released champion; a pull request that improv
 retrained; the pins pull request is opened and no alias moves); that pull request closed (the
 registry agrees with git); reopened and merged (`mlops sync` moves the alias; every stack's `up`
 gets the image it already ran); a worse pull request (rejected, registry unchanged); a drift
-dispatch and a cron run (retrained on main, gated, pins pull request).
+dispatch and a cron run (retrained on main, gated, pins pull request); a retraining that loses
+(rejected, nothing registered or proposed).
 """
 
 from __future__ import annotations
@@ -383,4 +384,16 @@ def test_the_gitops_loop_from_pull_request_to_retraining(loop: Loop) -> None:
     assert done.returncode == 0, _log(done)
     assert loop.versions() == ["1", "2", "3", "4"]
     assert _pinned_by(loop.pins_pull_request("cron", first), first) == "4"
+    assert aliases_of(loop.client, MODEL) == {**released, CHALLENGER: "4", first: "2"}
+
+    # 8. A retraining that loses (a change that reached main past the gates): rejected at the
+    # gate against the champion; nothing registered, no pins pull request, no alias moved.
+    copy.edit(f"models/{MODEL}/model.yaml", "max_depth: 6", "max_depth: 1")
+    copy.commit("a stump, pushed to main")
+    done = loop.run("drift-worse", "repository_dispatch", drift, "retrain.yml")
+    assert done.returncode != 0, _log(done)
+    assert "Failure - Main Train, gate, register and promote" in done.stdout, _log(done)
+    assert "rejected" in done.stdout
+    assert loop.versions() == ["1", "2", "3", "4"]
+    assert not loop.pins_pull_request("drift-worse", first).exists(), "no pins pull request"
     assert aliases_of(loop.client, MODEL) == {**released, CHALLENGER: "4", first: "2"}

@@ -459,6 +459,25 @@ def test_a_merged_pins_file_is_followed_by_the_registry_in_order() -> None:
     assert warned and warned[0]["if"] == "env.HAS_TRACKING_SERVER != 'true'"
 
 
+def test_a_promotion_without_the_shared_registry_fails_before_registering_anything() -> None:
+    """Item 9: a version registered in a runner's own registry vanishes with it, and the pins
+    pull request would name it: without MLFLOW_TRACKING_URI the job fails first, loudly."""
+    promote = load_workflows()["promote.yml"]["jobs"]["promote"]
+    assert promote["env"]["HAS_TRACKING_SERVER"] == "${{ secrets.MLFLOW_TRACKING_URI != '' }}"
+    steps = promote["steps"]
+    (guard,) = [s for s in steps if s.get("name") == "A promotion needs the shared registry"]
+    assert guard["if"] == "env.HAS_TRACKING_SERVER != 'true'"
+    assert "::error::" in guard["run"] and guard["run"].rstrip().endswith("exit 1")
+    writers = [
+        s
+        for s in steps
+        if any(c in str(s.get("run", "")) for c in ("mlops register", "mlops run", "mlops promote"))
+        or "create-pull-request" in str(s.get("uses", ""))
+    ]
+    assert len(writers) == 4, "register, retrain, promote, open the pull request"
+    assert all(steps.index(guard) < steps.index(w) for w in writers)
+
+
 def test_a_merge_registers_the_run_its_pull_request_gated() -> None:
     """Item 11: build once, promote many. The plan on main looks up the gated run; promotion
     registers that run and trains again only when there is none."""
