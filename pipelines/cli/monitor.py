@@ -405,7 +405,7 @@ def monitor_baseline(
         "baselines/<model>/<version>, where the scheduled monitor job reads it).",
     ),
 ) -> None:
-    """Freeze a version's monitoring reference for the scheduled job (run before `pulumi up`).
+    """Freeze a version's monitoring reference for the scheduled job (see monitor-baselines).
 
     The job runs `mlops monitor --baseline` in the serving image, which has no registry access
     and no models/ or data/ folder: everything it needs is in this baseline.
@@ -413,17 +413,11 @@ def monitor_baseline(
     import os
 
     from monitoring.baseline import write_baseline
-    from monitoring.reference import load_reference
+    from monitoring.pinned_baselines import frozen_reference
     from pipelines.core.conventions import baseline_prefix
-    from pipelines.core.registry import load_sklearn_model
 
     settings, client = connect_registry()
-    reference = load_reference(settings, model, client=client, env=env, version=version)
-    if reference.version is None:
-        raise MlopsError(
-            f"no registered version of {model} to freeze ({reference.source})",
-            field="--version" if version else "--env",
-        )
+    reference = frozen_reference(settings, client, model, env=env, version=version)
     if to is None:
         bucket = os.environ.get("MLOPS_AWS_BUCKET")
         if not bucket:
@@ -431,16 +425,60 @@ def monitor_baseline(
                 "pass --to, or set MLOPS_AWS_BUCKET to the stack's artifact bucket",
                 field="--to",
             )
-        to = f"s3://{bucket}/{baseline_prefix(model, reference.version)}"
-    if reference.model_uri:
-        import pandas as pd
-
-        features = list(reference.model.definition.features)
-        estimator = load_sklearn_model(reference.model_uri)
-        predicted = estimator.predict(reference.frame[features])
-        reference.predictions = pd.Series(predicted, index=reference.frame.index)
+        to = f"s3://{bucket}/{baseline_prefix(model, str(reference.version))}"
     write_baseline(reference, to)
     typer.echo(f"{model} version {reference.version}: baseline written to {to}")
+
+
+@commands.command("monitor-baselines")
+@guarded
+def monitor_baselines(
+    env: str = typer.Option(..., "--env", help="The stack whose pins were just deployed."),
+    folder: Path = typer.Option(
+        ..., "--folder", help="Local folder holding the baselines, in the bucket's layout."
+    ),
+    freeze: bool = typer.Option(
+        False, "--freeze", help="Read the registry and freeze every monitored pin into --folder."
+    ),
+    publish: bool = typer.Option(
+        False, "--publish", help="Put the frozen baselines in the stack's bucket, manifests last."
+    ),
+    bucket: str | None = typer.Option(None, "--bucket", help="The stack's artifact bucket."),
+    outputs: Path | None = typer.Option(
+        None, "--outputs", help="Or the stack's `pulumi stack output --json`, for its bucket."
+    ),
+) -> None:
+    """Freeze and publish the baselines of every model ENV deploys with a scheduled monitor.
+
+    Run by each `pulumi up` job: --freeze with registry access, then --publish with the stack's
+    deploy role (two steps, two roles). A version already published is left as it is.
+    """
+    from monitoring import pinned_baselines
+
+    if not (freeze or publish):
+        raise MlopsError("pass --freeze, --publish or both", field="--freeze")
+    if freeze:
+        settings, client = connect_registry()
+        for line in pinned_baselines.freeze(settings, client, env, folder):
+            typer.echo(line)
+    if publish:
+        target = bucket or (_bucket_of(outputs) if outputs else None)
+        if not target:
+            raise MlopsError("pass --bucket or --outputs for --publish", field="--bucket")
+        for line in pinned_baselines.publish(current_settings(), env, folder, target):
+            typer.echo(line)
+
+
+def _bucket_of(outputs: Path) -> str:
+    import json
+
+    try:
+        bucket = json.loads(outputs.read_text(encoding="utf-8")).get("bucket")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise MlopsError(f"cannot read the stack outputs ({exc})", file=outputs) from None
+    if not isinstance(bucket, str) or not bucket:
+        raise MlopsError("the stack outputs hold no bucket", file=outputs, field="bucket")
+    return bucket
 
 
 @commands.command("demo-drift")
