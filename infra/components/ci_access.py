@@ -41,7 +41,7 @@ from infra.components.roles import (
     workload_path,
 )
 from infra.components.state_backend import StateBackend, deploy_statements, preview_statements
-from pipelines.core.conventions import MODELS_PREFIX, TAG_ENVIRONMENT, slug
+from pipelines.core.conventions import BASELINES_PREFIX, MODELS_PREFIX, TAG_ENVIRONMENT, slug
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -179,6 +179,13 @@ def deploy_policy(
                 "s3:GetReplicationConfiguration",
             ],
             f"arn:aws:s3:::mlops-{env}-*",
+        ),
+        # Each deploy publishes the monitoring baselines of its pinned versions (frozen with the
+        # registry's credentials; monitoring/pinned_baselines.py): objects under baselines/ only.
+        _statement(
+            "PublishMonitoringBaselines",
+            ["s3:PutObject", "s3:GetObject"],
+            f"arn:aws:s3:::mlops-{env}-*/{BASELINES_PREFIX}/*",
         ),
         _statement("CreateKeysTaggedForThisEnvironment", ["kms:CreateKey"], "*", **tagged_create),
         _statement(

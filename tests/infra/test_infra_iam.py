@@ -862,3 +862,19 @@ def test_the_registry_role_trusts_github_environments_only(stacks: dict[str, Run
         environments = sorted(s.rsplit(":environment:", 1)[1] for s in subjects)
         assert environments == sorted(STACKS), (stack, subjects)
         assert all(f"repo:{REPOSITORY}:environment:" in s for s in subjects), stack
+
+
+def test_each_deploy_publishes_its_stacks_monitoring_baselines_and_nothing_else(
+    stacks: dict[str, Run],
+) -> None:
+    """infra.yml's `up` puts the frozen baselines in the stack's bucket with the deploy role."""
+    for stack, run in stacks.items():
+        (store,) = [b for b in run.of("aws:s3/bucket:Bucket") if b.name.endswith("-bucket")]
+        bucket = store.state["arn"]
+        deploy = role_policy(run, "-ci-deploy-policy")
+        manifest = f"{bucket}/baselines/penguins/3/baseline.json"
+        assert allows([deploy], "s3:PutObject", manifest), stack
+        assert allows([deploy], "s3:GetObject", manifest), "to see it is already published"
+        for other in ("captures/x", "models/penguins/1/model.tar.gz", "mlflow/1/r/artifacts/m"):
+            assert not allows([deploy], "s3:GetObject", f"{bucket}/{other}"), (stack, other)
+            assert not allows([deploy], "s3:PutObject", f"{bucket}/{other}"), (stack, other)
