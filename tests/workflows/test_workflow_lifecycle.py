@@ -5,14 +5,18 @@ The registry is the local stack's MLflow server (SQLite, artifacts in S3 on moto
 GitHub's API is the fake one (comments); the repository is a throwaway copy that is its own
 origin (so `infra.yml` reads main's head from it); pulumi/actions and the Pulumi CLI are
 stand-ins that record their inputs and keep each stack's outputs between runs, as Pulumi's
-state would. After each step the test asserts the registry's aliases and versions, git's pins,
-the pins pull request the stand-in would open, the report comment and what each deploy got.
+state would; docker, Trivy, the ECR login and the AWS credentials action record theirs. After
+each step the test asserts the registry's aliases and versions, git's pins, the pins pull
+request the stand-in would open, the report comment, the roles asked for and what each deploy
+and build got.
 
 The steps, as a team lives them: a released champion; a pull request that improves the model
 (gated against that champion, one report comment); its merge (the gated run is registered, not
-retrained; the pins pull request is opened and no alias moves); that pull request closed (the
-registry agrees with git); reopened and merged (`mlops sync` moves the alias; every stack's `up`
-gets the image it already ran); a worse pull request (rejected, registry unchanged); a drift
+retrained; the pins pull request is opened and no alias moves); that pull request unmerged (the
+registry agrees with git); a serving-image change merged (built and scanned without
+credentials, pushed by the job holding the publish role, applied by every stack's `up`); the
+pins pull request merged (`mlops sync` moves the alias; every stack's `up` gets the image it
+runs, though this run built none); a worse pull request (rejected, registry unchanged); a drift
 dispatch and a cron run (retrained on main, gated, pins pull request); a retraining that loses
 (rejected, nothing registered or proposed).
 """
@@ -46,6 +50,9 @@ MODEL = "penguins"
 # an earlier merge. Every `up` that builds none must apply it again, never an empty one.
 RELEASED_IMAGE = "registry.example.internal/mlops-serving:0123abc"
 DEPLOY_ROLE = "arn:aws:iam::000000000000:role/deploy-stand-in"
+PUBLISH_ROLE = "arn:aws:iam::000000000000:role/publish-stand-in"
+REGISTRY_ROLE = "arn:aws:iam::000000000000:role/registry-stand-in"
+ECR_REGISTRY = "000000000000.dkr.ecr.region-1.amazonaws.com"
 
 
 def _free_port() -> int:
@@ -92,14 +99,18 @@ class Loop:
             secrets={
                 "MLFLOW_TRACKING_URI": self.stack.client_env()["MLFLOW_TRACKING_URI"],
                 "AWS_DEPLOY_ROLE_ARN": DEPLOY_ROLE,
+                "AWS_PUBLISH_ROLE_ARN": PUBLISH_ROLE,
+                "MLFLOW_AWS_ROLE_ARN": REGISTRY_ROLE,
             },
             env={
                 **aws,  # moto: nothing may reach a real AWS account
                 "PULUMI_STAND_IN_STATE": str(self.pulumi_state),
                 "AWS_STAND_IN_LOG": str(folder / "aws-credentials.jsonl"),
+                "DOCKER_STAND_IN_LOG": str(folder / "docker.log"),
+                "ECR_STAND_IN_REGISTRY": ECR_REGISTRY,
                 # The repository is its own origin: `git ls-remote origin` reads main's head.
                 "GIT_CONFIG_GLOBAL": str(self.work / "gitconfig"),
-                # The Pulumi CLI's stand-in, for `pulumi stack output` after an `up`.
+                # The Pulumi CLI's and docker's stand-ins.
                 "PATH": f"{STAND_INS / 'bin'}:{_host_path()}",
             },
             timeout=300,
@@ -246,6 +257,22 @@ def _pinned_by(diff: Path, environment: str) -> str | None:
     return pin.version if pin else None
 
 
+def _baselines(loop: Loop, bucket: str) -> set[str]:
+    """Versions of MODEL whose monitoring baseline is complete (its manifest) in the bucket."""
+    import boto3
+
+    env = loop.stack.client_env()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    found = s3.list_objects_v2(Bucket=bucket, Prefix=f"baselines/{MODEL}/").get("Contents", [])
+    return {o["Key"].split("/")[2] for o in found if o["Key"].endswith("/baseline.json")}
+
+
 def _log(done: subprocess.CompletedProcess[str]) -> str:
     return (done.stdout + done.stderr)[-6000:]
 
@@ -269,6 +296,8 @@ def test_the_gitops_loop_from_pull_request_to_retraining(loop: Loop) -> None:
 
     # 0. Where the story starts: a champion trained, gated and promoted along the chain to the
     # champion's environment, its pins merged on main, and the stacks running a released image.
+    # Served by SageMaker, so each stack runs its scheduled monitor, which reads a baseline.
+    copy.edit(f"models/{MODEL}/model.yaml", "target: local", "target: sagemaker")
     trained = loop.mlops("run", MODEL, "--promote", _upstream(root, champion_env)[0])
     assert trained.returncode == 0, trained.stderr[-3000:]
     for environment in _upstream(root, champion_env)[1:]:
@@ -276,11 +305,15 @@ def test_the_gitops_loop_from_pull_request_to_retraining(loop: Loop) -> None:
         assert promoted.returncode == 0, promoted.stderr[-3000:]
     main_before = copy.commit("release version 1")
     loop.pulumi_state.mkdir()
+    bucket = loop.stack.settings.bucket  # every stack's bucket is the local stack's, on moto
     for stack in stacks:
         (loop.pulumi_state / f"{stack}.json").write_text(
-            json.dumps({"image": RELEASED_IMAGE, "endpoints": {}}), encoding="utf-8"
+            json.dumps({"image": RELEASED_IMAGE, "endpoints": {}, "bucket": bucket}),
+            encoding="utf-8",
         )
     released = aliases_of(loop.client, MODEL)
+    released_pins = loop.pins()
+    assert released_pins[champion_env] == "1" and released_pins.get(first) in (None, "1")
     assert released[champion_env] == "1" and loop.versions() == ["1"]
     assert loop.mlops("sync", "--check").returncode == 0, "git and the registry agree"
 
@@ -321,30 +354,61 @@ def test_the_gitops_loop_from_pull_request_to_retraining(loop: Loop) -> None:
     # Registration marks the candidate (`challenger`); no environment's alias moves before the
     # pins pull request is reviewed and merged.
     assert aliases_of(loop.client, MODEL) == {**released, CHALLENGER: "2"}
+    assert loop.pins() == released_pins, "main's pins change only through the pins PR"
     assert not [c for c in loop.pulumi_calls() if c["command"] == "up"], "no deploy yet"
 
     # 3. The pins pull request closed unmerged: git and the registry still agree.
     assert loop.mlops("sync", "--check").returncode == 0
 
-    # 4. The pins pull request merged: `mlops sync` moves the alias, and each stack's `up`, one
-    # at a time in the chain's order, applies the image the stack already ran.
-    git(root, "apply", str(loop.pins_pull_request("merge", first)))
-    pinned = copy.commit(f"Promote {MODEL} to {first}")
-    done = loop.run("pins-merge", "push", _push(merged, pinned), "main.yml")
+    # 4. A change to the serving image merged: built and scanned without credentials, pushed
+    # tagged by commit by the job holding the publish role, and every stack's `up` applies it.
+    (root / "serving").mkdir(exist_ok=True)
+    (root / "serving" / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
+    served = copy.commit("a new serving image")
+    done = loop.run("image", "push", _push(merged, served), "main.yml")
     assert done.returncode == 0, _log(done)
-    assert aliases_of(loop.client, MODEL) == {**released, CHALLENGER: "2", first: "2"}
-    assert loop.mlops("sync", "--check").returncode == 0
+    built = f"{ECR_REGISTRY}/mlops-serving:{served}"
+    docker = (loop.work / "image" / "docker.log").read_text("utf-8").splitlines()
+    assert docker[0] == f"docker build --file serving/Dockerfile --tag mlops-serving:{served} ."
+    assert docker[1] == f"trivy mlops-serving:{served} severity=CRITICAL,HIGH exit-code=1"
+    order = [line.split()[1] for line in docker]
+    assert order == ["build", "mlops-serving:" + served, "save", "load", "tag", "push"], docker
+    assert docker[-1] == f"docker push {built}"
+    assumed = (loop.work / "image" / "aws-credentials.jsonl").read_text("utf-8")
+    roles = {json.loads(line)["job"]: json.loads(line)["role"] for line in assumed.splitlines()}
+    assert roles["push"] == PUBLISH_ROLE and "build" not in roles, "the build holds no role"
     ups = [c for c in loop.pulumi_calls() if c["command"] == "up"]
     assert [c["stack"] for c in ups] == stacks
+    assert all(c["config"] == {"image": built} and c["sha"] == served for c in ups), ups
+    # The deploys froze (with the registry role) and published (with the deploy role) the
+    # baseline of the version their pins run, which the scheduled monitor reads.
+    assert _baselines(loop, bucket) == {"1"}
+    assert loop.versions() == ["1", "2"] and _training_runs(loop) - runs_before == {pr_run}
+    deployed = len(ups)
+
+    # 5. The pins pull request merged: `mlops sync` moves the alias, and each stack's `up`, one
+    # at a time in the chain's order, applies the image the stack runs (none was built).
+    git(root, "apply", str(loop.pins_pull_request("merge", first)))
+    pinned = copy.commit(f"Promote {MODEL} to {first}")
+    done = loop.run("pins-merge", "push", _push(served, pinned), "main.yml")
+    assert done.returncode == 0, _log(done)
+    assert aliases_of(loop.client, MODEL) == {**released, CHALLENGER: "2", first: "2"}
+    assert loop.pins() == {**released_pins, first: "2"}
+    assert loop.mlops("sync", "--check").returncode == 0
+    ups = [c for c in loop.pulumi_calls() if c["command"] == "up"][deployed:]
+    assert [c["stack"] for c in ups] == stacks
     for call in ups:
-        assert call["config"] == {"image": RELEASED_IMAGE}, call
+        assert call["config"] == {"image": built}, call
         assert call["sha"] == pinned and call["policy_packs"] == "infra/policy", call
     assert loop.versions() == ["1", "2"], "a pins merge registers nothing"
     assumed = (loop.work / "pins-merge" / "aws-credentials.jsonl").read_text("utf-8")
     roles = [json.loads(line) for line in assumed.splitlines()]
-    assert [r["role"] for r in roles if r["job"] == "up"] == [DEPLOY_ROLE] * len(stacks)
+    assert [r["role"] for r in roles if r["job"] == "up"] == [REGISTRY_ROLE, DEPLOY_ROLE] * len(
+        stacks
+    ), "each up freezes with the registry role, then deploys and publishes with its own"
+    assert _baselines(loop, bucket) == {"1", "2"}, "the newly pinned version's baseline"
 
-    # 5. A worse pull request: rejected at the gate, its report says so, the registry unchanged.
+    # 6. A worse pull request: rejected at the gate, its report says so, the registry unchanged.
     loop.github.comments.clear()
     git(root, "checkout", "-q", "-b", "stump")
     copy.edit(f"models/{MODEL}/model.yaml", "max_depth: 6", "max_depth: 1")
@@ -366,9 +430,10 @@ def test_the_gitops_loop_from_pull_request_to_retraining(loop: Loop) -> None:
     assert f"`{MODEL}`: **rejected**" in loop.github.comments[0]["body"]
     assert loop.versions() == ["1", "2"]
     assert aliases_of(loop.client, MODEL) == {**released, CHALLENGER: "2", first: "2"}
+    assert loop.pins() == {**released_pins, first: "2"}
     git(root, "checkout", "-q", "main")
 
-    # 6. Drift reported by the monitor: retrained on main, gated against the champion, and a pins
+    # 7. Drift reported by the monitor: retrained on main, gated against the champion, and a pins
     # pull request for the chain's first environment; no alias moves.
     drift = {"action": "drift-detected", "client_payload": {"model": MODEL}}
     done = loop.run("drift", "repository_dispatch", drift, "retrain.yml")
@@ -376,8 +441,9 @@ def test_the_gitops_loop_from_pull_request_to_retraining(loop: Loop) -> None:
     assert loop.versions() == ["1", "2", "3"]
     assert _pinned_by(loop.pins_pull_request("drift", first), first) == "3"
     assert aliases_of(loop.client, MODEL) == {**released, CHALLENGER: "3", first: "2"}
+    assert loop.pins() == {**released_pins, first: "2"}
 
-    # 7. The model's cron: the same, for the schedule event GitHub sends.
+    # 8. The model's cron: the same, for the schedule event GitHub sends.
     definition = yaml.safe_load((root / "models" / MODEL / "model.yaml").read_text("utf-8"))
     cron = {"schedule": definition["retraining"]["schedule"]}
     done = loop.run("cron", "schedule", cron, "retrain.yml")
@@ -385,8 +451,9 @@ def test_the_gitops_loop_from_pull_request_to_retraining(loop: Loop) -> None:
     assert loop.versions() == ["1", "2", "3", "4"]
     assert _pinned_by(loop.pins_pull_request("cron", first), first) == "4"
     assert aliases_of(loop.client, MODEL) == {**released, CHALLENGER: "4", first: "2"}
+    assert loop.pins() == {**released_pins, first: "2"}
 
-    # 8. A retraining that loses (a change that reached main past the gates): rejected at the
+    # 9. A retraining that loses (a change that reached main past the gates): rejected at the
     # gate against the champion; nothing registered, no pins pull request, no alias moved.
     copy.edit(f"models/{MODEL}/model.yaml", "max_depth: 6", "max_depth: 1")
     copy.commit("a stump, pushed to main")
@@ -397,3 +464,4 @@ def test_the_gitops_loop_from_pull_request_to_retraining(loop: Loop) -> None:
     assert loop.versions() == ["1", "2", "3", "4"]
     assert not loop.pins_pull_request("drift-worse", first).exists(), "no pins pull request"
     assert aliases_of(loop.client, MODEL) == {**released, CHALLENGER: "4", first: "2"}
+    assert loop.pins() == {**released_pins, first: "2"}

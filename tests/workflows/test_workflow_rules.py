@@ -78,10 +78,12 @@ def test_deploys_use_the_stack_environments_role_and_region() -> None:
     up = load_workflows()[INFRA]["jobs"]["up"]
     assert up["environment"] == "${{ inputs.stack }}"
     credentials = [s for s in up["steps"] if "configure-aws-credentials" in str(s.get("uses", ""))]
+    # The registry role first (to freeze the monitoring baselines), then the stack's own.
     assert [s["with"]["role-to-assume"] for s in credentials] == [
-        "${{ secrets.AWS_DEPLOY_ROLE_ARN }}"
+        "${{ secrets.MLFLOW_AWS_ROLE_ARN }}",
+        "${{ secrets.AWS_DEPLOY_ROLE_ARN }}",
     ]
-    assert "vars.AWS_REGION" in credentials[0]["with"]["aws-region"]
+    assert all("vars.AWS_REGION" in s["with"]["aws-region"] for s in credentials)
     text = "\n".join(str(s.get("run", "")) for s in up["steps"])
     assert "set the secret AWS_DEPLOY_ROLE_ARN on the GitHub environment" in text
 
@@ -255,7 +257,8 @@ def test_an_up_whose_commit_is_no_longer_mains_head_applies_nothing() -> None:
     assert "git ls-remote origin refs/heads/main" in check["run"]
     assert '[ "$main" = "$GITHUB_SHA" ]' in check["run"]
     later = steps[ids.index("head") + 1 :]
-    assert later and all(s.get("if") == "steps.head.outputs.current == 'true'" for s in later)
+    current = "steps.head.outputs.current == 'true'"
+    assert later and all(str(s.get("if", "")).startswith(current) for s in later)
     # Before the check only the checkout: nothing assumes a role or touches the stack.
     assert [str(s.get("uses", "")).split("@")[0] for s in steps[: ids.index("head")]] == [
         "actions/checkout"
@@ -476,6 +479,31 @@ def test_a_promotion_without_the_shared_registry_fails_before_registering_anythi
     ]
     assert len(writers) == 4, "register, retrain, promote, open the pull request"
     assert all(steps.index(guard) < steps.index(w) for w in writers)
+
+
+def test_each_deploy_freezes_its_pins_baselines_before_and_publishes_them_after() -> None:
+    """Issue 14, items 18-19: the scheduled monitors read baselines and have no registry access.
+    The freeze reads the registry with the registry role (before the deploy, so no version is
+    deployed without one); the publish puts them in the bucket with the deploy role, after
+    `up` made the bucket, and the second credentials replace the first."""
+    steps = steps_of(INFRA, "up")
+    runs = [str(s.get("run", "")) for s in steps]
+    uses = [str(s.get("uses", "")) for s in steps]
+    credentials = [i for i, u in enumerate(uses) if u.startswith("aws-actions/configure-aws-")]
+    (up,) = [i for i, s in enumerate(steps) if (s.get("with") or {}).get("command") == "up"]
+    (freeze,) = [i for i, r in enumerate(runs) if "monitor-baselines" in r and "--freeze" in r]
+    (publish,) = [i for i, r in enumerate(runs) if "monitor-baselines" in r and "--publish" in r]
+    registry, deploy = credentials
+    assert steps[registry]["with"]["role-to-assume"] == "${{ secrets.MLFLOW_AWS_ROLE_ARN }}"
+    assert steps[deploy]["with"]["role-to-assume"] == "${{ secrets.AWS_DEPLOY_ROLE_ARN }}"
+    assert steps[deploy]["with"]["unset-current-credentials"] is True
+    assert registry < freeze < deploy < up < publish
+    assert steps[freeze]["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
+    assert "--outputs" in runs[publish], "the bucket comes from the stack's outputs"
+    # main.yml hands the registry to every `up` (the role by name: the environment's secret).
+    secrets = load_workflows()["main.yml"]["jobs"]["infra-up"]["secrets"]
+    assert secrets["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
+    assert secrets["MLFLOW_AWS_ROLE_ARN"] == "${{ secrets.MLFLOW_AWS_ROLE_ARN }}"
 
 
 def test_a_merge_registers_the_run_its_pull_request_gated() -> None:

@@ -51,6 +51,8 @@ STAND_IN_FOR = {
     "peter-evans/create-pull-request": "create-pull-request",
     "pulumi/actions": "pulumi",
     "aws-actions/configure-aws-credentials": "aws-credentials",
+    "aws-actions/amazon-ecr-login": "ecr-login",
+    "aquasecurity/trivy-action": "trivy",
 }
 
 
