@@ -308,6 +308,13 @@ def _boolean(value: Any, true: frozenset[str], false: frozenset[str]) -> Any:
     return text or None
 
 
+def numbers_of(values: list[Any]) -> pd.Series:
+    """Numbers, and text read as a number where it is one (NaN where not): booleans excluded."""
+    import pandas as pd
+
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("float64")
+
+
 def _typed(values: list[Any], spec: ColumnSpec | None) -> Any:
     """A captured column typed as the reference is: numbers as float, booleans as True/False.
 
@@ -320,8 +327,7 @@ def _typed(values: list[Any], spec: ColumnSpec | None) -> Any:
     from pipelines.core.datasets import BOOL_FALSE, BOOL_TRUE, ColumnType
 
     if spec is not None and spec.type.is_numeric:
-        numbers = [None if isinstance(v, bool) else v for v in values]
-        return pd.to_numeric(pd.Series(numbers, dtype=object), errors="coerce").astype("float64")
+        return numbers_of([None if isinstance(v, bool) else v for v in values])
     if spec is not None and spec.type is ColumnType.BOOL:
         return pd.Series([_boolean(v, BOOL_TRUE, BOOL_FALSE) for v in values], dtype=object)
     return pd.Series(values, dtype=object).where(lambda s: s.notna() & (s != ""), None)

@@ -31,19 +31,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
-from monitoring.current import SKIPPED_EXAMPLES, Malformed, MissingColumns, _record, _typed
+from monitoring.current import (
+    SKIPPED_EXAMPLES,
+    Malformed,
+    MissingColumns,
+    _record,
+    _typed,
+    numbers_of,
+)
 from monitoring.drift import Counts, Sketched
-from monitoring.fast_records import SLOW, FastReader
+from monitoring.fast_records import FastReader, columns
 from pipelines.core.errors import DataError
 
 if TYPE_CHECKING:
     from monitoring.current import _Record
-    from monitoring.fast_records import FastRecord
     from pipelines.core.datasets import ColumnSpec
     from pipelines.core.drift_rules import Kind
     from serving.capture import CaptureLine
@@ -302,68 +308,69 @@ def fold_window(
     labelled_events: set[str] | None = None,
 ) -> WindowState:
     """Read ``files`` line by line into ``state``; malformed records are skipped and counted."""
-    from serving.capture import _s3, read_file_lines
+    from serving.capture import CaptureLine, _s3, file_lines
 
     features = list(state.features)
     client = _s3() if any(f.startswith("s3://") for f in files) else None
     buffers: dict[str, list[Any]] = {f: [] for f in features}
     predictions: list[Any] = []
-    # Rows of fast-read records (lists in the features' order), turned into the column buffers
-    # by one zip before any slow-read record's columns go in, so row order is kept.
-    rows: list[list[Any]] = []
-    read = FastReader(features, since, until).read
-    pending = records = total = 0
+    # Rows of fast-read records (sequences in the features' order), turned into the column
+    # buffers by one zip before any slow-read record's columns go in, so row order is kept.
+    rows: list[Any] = []
+    reader = FastReader(features, since, until)
+    slow_rows = records = total = 0
 
     def drain() -> None:
         if rows:
-            for feature, column in zip(features, zip(*rows, strict=True), strict=True):
+            for feature, column in zip(features, columns(rows, len(features)), strict=True):
                 buffers[feature].extend(column)
             rows.clear()
+
+    def flush() -> None:
+        nonlocal slow_rows
+        drain()
+        _flush(state, buffers, predictions, schema)
+        slow_rows = 0
 
     try:
         for name in files:
             state.files += 1
-            for line in read_file_lines(name, client):
-                quick = read(line.data)
-                if quick is None:
+            lines = file_lines(name, client)
+            for number, data in reader.fold(
+                lines, rows, predictions, labelled_events, state.labelled, BATCH_ROWS
+            ):
+                if number == 0:  # FULL
+                    flush()
                     continue
-                if quick is not SLOW:
-                    event_id, stamp, new_rows, values = cast("FastRecord", quick)
-                    n = len(new_rows)
-                    rows.extend(new_rows)
-                    predictions.extend(values)
-                else:
-                    record = _lenient_record(state, line, features, since, until)
-                    if record is None:
-                        continue
-                    drain()
-                    for feature in features:
-                        buffers[feature].extend(record.columns[feature])
-                    predictions.extend(record.predictions)
-                    event_id, stamp, values, n = (
-                        record.event_id, record.stamp, record.predictions, record.rows
-                    )  # fmt: skip
-                if labelled_events is not None and event_id in labelled_events:
+                if not data.strip():
+                    continue
+                record = _lenient_record(state, CaptureLine(name, number, data), features,
+                                         since, until)  # fmt: skip
+                if record is None:
+                    continue
+                drain()
+                for feature in features:
+                    buffers[feature].extend(record.columns[feature])
+                predictions.extend(record.predictions)
+                if labelled_events is not None and record.event_id in labelled_events:
                     state.labelled.extend(
-                        (event_id, row, stamp, value) for row, value in enumerate(values)
+                        (record.event_id, row, record.stamp, value)
+                        for row, value in enumerate(record.predictions)
                     )
                 records += 1
-                total += n
-                pending += n
-                if pending >= BATCH_ROWS:
-                    drain()
-                    _flush(state, buffers, predictions, schema)
-                    pending = 0
+                total += record.rows
+                slow_rows += record.rows
+                if slow_rows >= BATCH_ROWS:
+                    flush()
     except OSError as exc:
         raise DataError(f"cannot read the captures: {exc}", file=state.location) from None
     except Exception as exc:
         if type(exc).__module__.startswith(("botocore", "boto3")):  # S3 refused or unreachable
             raise DataError(f"cannot read the captures: {exc}", file=state.location) from None
         raise
-    state.records += records
-    state.rows += total
-    drain()
-    _flush(state, buffers, predictions, schema)
+    state.records += records + reader.records
+    state.rows += total + reader.rows_read
+    flush()
     return state
 
 
@@ -412,15 +419,19 @@ def _flush(
 def _typed_batch(values: list[Any], spec: ColumnSpec | None) -> Any:
     """``_typed`` without pandas for the batches that need none of its conversions.
 
-    A numeric column of only ints and floats (no booleans, no text, no gaps) is those numbers;
+    A numeric column of only ints and floats (no booleans, no text, no gaps) is those numbers,
+    one of only text (CSV) is read as ``_typed`` reads text, without its pass for booleans;
     a categorical column is counted as it is (``_fold`` drops the absent values ``_typed``
     would have made None). Anything else goes through ``_typed``.
     """
     from pipelines.core.datasets import ColumnType
 
     if spec is not None and spec.type.is_numeric:
-        if set(map(type, values)) <= {float, int}:
+        kinds = set(map(type, values))
+        if kinds <= {float, int}:
             return np.array(values, dtype=np.float64)
+        if kinds == {str}:  # CSV: no booleans to set aside, so no pass over the values
+            return numbers_of(values)
         return _typed(values, spec)
     if spec is not None and spec.type is ColumnType.BOOL:
         return _typed(values, spec)

@@ -267,20 +267,23 @@ def capture_files(location: str | Path, endpoint: str | None = None) -> list[str
     return _scope(files, endpoint)
 
 
-def read_file_lines(name: str, client: Any = None) -> Iterator[CaptureLine]:
-    """The non-blank lines of one capture file; an S3 object is streamed, never held whole."""
+def file_lines(name: str, client: Any = None) -> Iterator[bytes]:
+    """Every line of one capture file, blank ones too, so that counting them from 1 gives the
+    line numbers; an S3 object is streamed, never held whole."""
     if name.startswith("s3://"):
         bucket, _, key = name.removeprefix("s3://").partition("/")
         body = (client or _s3()).get_object(Bucket=bucket, Key=key)["Body"]
-        lines: Iterator[bytes] = body.iter_lines(chunk_size=1 << 20)
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                yield CaptureLine(name, number, line)
+        yield from body.iter_lines(chunk_size=1 << 20)
         return
     with open(name, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield CaptureLine(name, number, line)
+        yield from handle
+
+
+def read_file_lines(name: str, client: Any = None) -> Iterator[CaptureLine]:
+    """The non-blank lines of one capture file, numbered."""
+    for number, line in enumerate(file_lines(name, client), start=1):
+        if line.strip():
+            yield CaptureLine(name, number, line)
 
 
 def read_captures(location: str | Path, endpoint: str | None = None) -> Iterator[dict[str, Any]]:

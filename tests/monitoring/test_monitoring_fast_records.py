@@ -177,9 +177,10 @@ def test_the_common_shape_takes_the_fast_path() -> None:
     assert GOOD in accepted
     # the two good answers, no rows, the base64 body, the plain CSV bodies (a header with
     # spaces, gaps; a header alone), values that are drift (a boolean or text in a numeric
-    # column) and the two records whose times only matter with --since-hours
-    assert len(accepted) == 11
-    rows = [[1.5, True, "Dream"], [2, "false", "Biscoe"]]
+    # column), text holding brackets or braces, and the two records whose times only matter
+    # with --since-hours
+    assert len(accepted) == 13
+    rows = [(1.5, True, "Dream"), (2, "false", "Biscoe")]
     assert reader.read(GOOD) == ("e", "2026-01-01T10:00:00.000Z", rows, ["a", "b"])
 
 
