@@ -516,6 +516,42 @@ def test_the_monitor_job_keys_its_volume_only_where_sagemaker_accepts_one(
     assert no_rule_violations(run) == []
 
 
+@pytest.mark.parametrize(
+    ("instance_type", "keyed"), [("ml.m5.large", True), ("ml.m5d.large", False)]
+)
+def test_the_schedule_lets_sagemaker_grant_itself_the_volume_key_and_nothing_more(
+    instance_type: str, keyed: bool
+) -> None:
+    """CreateProcessingJob with a VolumeKmsKeyId needs kms:CreateGrant from its caller when the
+    job's role cannot grant the key (SageMaker's API permissions reference): without it every
+    scheduled run on an instance without local storage fails to start."""
+    from iam_evaluator import allows
+
+    args = ScheduledMonitorArgs(
+        model="seattle_weather", version="7", environment="dev",
+        endpoint_name="seattle-weather-dev", schedule="0 * * * *", image_uri=IMAGE,
+        repository_arn=REPOSITORY_ARN, bucket_name="mlops-dev-bucket", bucket_arn=BUCKET_ARN,
+        key_arn=KEY_ARN, tags=MODEL_TAGS, instance_type=instance_type, boundary_arn=BOUNDARY_ARN,
+    )  # fmt: skip
+    run = run_program(lambda: ScheduledMonitor("m", args))
+    policies = {
+        p.name: policy_document(p.inputs["policy"]) for p in run.of("aws:iam/rolePolicy:RolePolicy")
+    }
+    cron, job = policies["m-cron-policy"], policies["m-job-policy"]
+    through_sagemaker = {"kms:ViaService": "sagemaker.us-east-1.amazonaws.com"}
+    assert not allows([job], "kms:CreateGrant", KEY_ARN, through_sagemaker), "the job only uses it"
+    assert allows([cron], "kms:CreateGrant", KEY_ARN, through_sagemaker) is keyed
+    assert not allows(
+        [cron], "kms:CreateGrant", KEY_ARN, {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+    )
+    assert not allows(
+        [cron], "kms:CreateGrant", "arn:aws:kms:us-east-1:123456789012:key/other", through_sagemaker
+    )
+    assert not allows([cron], "kms:Decrypt", KEY_ARN, through_sagemaker), (
+        "the schedule reads nothing"
+    )
+
+
 def _monitor_with(instance_count: int) -> Run:
     args = ScheduledMonitorArgs(
         model="seattle_weather", version="7", environment="dev",
