@@ -552,6 +552,42 @@ def test_the_schedule_lets_sagemaker_grant_itself_the_volume_key_and_nothing_mor
     )
 
 
+def test_every_run_gets_a_valid_job_name_for_the_longest_names_the_schemas_allow() -> None:
+    """ProcessingJobName: 1-63 characters matching ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+    (SageMaker API Reference, CreateProcessingJob). Scheduler fills in the execution id, a
+    16-character token in its guide's example (d32c5kddcf5bb8c3, "Adding context attributes in
+    EventBridge Scheduler"); the prefix leaves room for 22."""
+    import re
+
+    from infra.components.scheduled_monitor import JOB_PREFIX_MAX, processing_request
+    from pipelines.core.datasets import NAME_PATTERN
+    from pipelines.core.environment_chain import ENVIRONMENT_PATTERN
+
+    def longest(pattern: str, unit: str) -> str:
+        return max(
+            ((unit * n)[:n] for n in range(1, 200) if re.fullmatch(pattern, (unit * n)[:n])),
+            key=len,
+        )
+
+    model, environment = longest(NAME_PATTERN, "w_"), longest(ENVIRONMENT_PATTERN, "e")
+    assert (len(model), len(environment)) == (63, 20)  # what the schemas allow today
+    sagemaker_name = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    names = set()
+    for name in (model, model[:-1] + "x"):  # differing only where a cut prefix would lose it
+        request = processing_request(
+            model=name, version="9999", environment=environment, endpoint="e",
+            bucket="b", key_arn=KEY_ARN, role_arn="r", image_uri=IMAGE, region="us-east-1",
+            schedule="0 * * * *", instance_type="ml.m5.large", tags={},
+        )  # fmt: skip
+        prefix = request["ProcessingJobName"].removesuffix(f"-{EXECUTION_ID}")
+        assert len(prefix) <= JOB_PREFIX_MAX
+        run_name = request["ProcessingJobName"].replace(EXECUTION_ID, "d32c5kddcf5bb8c3")
+        assert sagemaker_name.fullmatch(run_name) and len(run_name) <= 63, run_name
+        assert len(prefix) + 1 + 22 <= 63, "room for an execution id of 22 characters"
+        names.add(prefix)
+    assert len(names) == 2, "two long models never share a job prefix"
+
+
 def _monitor_with(instance_count: int) -> Run:
     args = ScheduledMonitorArgs(
         model="seattle_weather", version="7", environment="dev",
