@@ -31,6 +31,8 @@ for _suite in ("infra", "workflows"):
 
 from pulumi_mocks import REPO_ROOT, Run, run_program, stack_config  # noqa: E402
 
+from pipelines.core.pins import list_environments, load_environment  # noqa: E402
+
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
 EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
@@ -38,9 +40,22 @@ API_DESTINATION = "aws:cloudwatch/eventApiDestination:EventApiDestination"
 CONNECTION = "aws:cloudwatch/eventConnection:EventConnection"
 
 
+def stack_config_for(stack: str) -> dict[str, Any]:
+    """The configuration ``stack`` deploys with: its Pulumi.<stack>.yaml, or, where adoption
+    renamed the repository's environments (scratch checkouts keep dev -> staging -> prod), the
+    stack file of the environment production promotes from, the role staging plays."""
+    if (REPO_ROOT / f"Pulumi.{stack}.yaml").is_file():
+        return stack_config(stack)
+    pins = REPO_ROOT / "environments"
+    (production,) = [
+        e for e in (load_environment(pins, n) for n in list_environments(pins)) if e.champion
+    ]
+    return stack_config(production.promote_from or production.environment)
+
+
 def declared_stack(stack: str, root: Path) -> Run:
-    """``infra/__main__.py`` for ``stack`` with its Pulumi.<stack>.yaml, following the checkout
-    at ``root``, under the mock runtime: every resource exactly as ``pulumi up`` would send it."""
+    """``infra/__main__.py`` as stack ``stack``, following the checkout at ``root``, under the
+    mock runtime: every resource exactly as ``pulumi up`` would send it."""
 
     def program() -> None:
         previous = os.environ.get("MLOPS_ROOT")
@@ -53,7 +68,7 @@ def declared_stack(stack: str, root: Path) -> Run:
             else:
                 os.environ["MLOPS_ROOT"] = previous
 
-    return run_program(program, stack=stack, config=stack_config(stack))
+    return run_program(program, stack=stack, config=stack_config_for(stack))
 
 
 def put_metric_alarm_request(inputs: dict[str, Any]) -> dict[str, Any]:
