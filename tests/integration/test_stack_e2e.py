@@ -425,7 +425,8 @@ def test_the_drift_alarm_goes_to_alarm_and_its_rule_dispatches_the_retrain_workf
     assert set(headers) <= set(dispatch["headers"])
     assert dispatch["body"]["event_type"] == RETRAIN_EVENT_TYPE
     payload = dispatch["body"]["client_payload"]
-    assert payload["model"] == MODEL and payload["alarm"] == after["AlarmName"]
+    assert (payload["model"], payload["environment"]) == (MODEL, ENV)
+    assert payload["alarm"] == after["AlarmName"]
     listening = []
     for name, doc in load_workflows().items():
         on = doc["on"] if isinstance(doc["on"], dict) else {}
