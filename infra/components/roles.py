@@ -161,6 +161,15 @@ def boundary_policy(account_id: str, environment: str, image_account: str = "") 
                     "Resource": f"arn:aws:kms:*:{account_id}:key/*",
                 },
                 {
+                    # SageMaker granting itself a key for a job's volume, as the scheduled
+                    # monitor's caller must let it (see ``scheduled_monitor.scheduler_policy``).
+                    "Sid": "LetSageMakerGrantItselfKeysOfThisAccount",
+                    "Effect": "Allow",
+                    "Action": "kms:CreateGrant",
+                    "Resource": f"arn:aws:kms:*:{account_id}:key/*",
+                    "Condition": {"StringLike": {"kms:ViaService": "sagemaker.*.amazonaws.com"}},
+                },
+                {
                     "Sid": "PullImagesOfThisAccount",
                     "Effect": "Allow",
                     "Action": [

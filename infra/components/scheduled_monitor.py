@@ -307,8 +307,27 @@ def _sagemaker_statements(repository_arn: str) -> list[dict[str, Any]]:
     ]
 
 
-def scheduler_policy(*, region: str, account: str, job_role_arn: str, prefix: str) -> str:
-    """What the schedule may do: start this model's jobs, with this role, and nothing else."""
+def scheduler_policy(
+    *, region: str, account: str, job_role_arn: str, prefix: str, volume_key_arn: str | None
+) -> str:
+    """What the schedule may do: start this model's jobs, with this role, and nothing else.
+
+    A job whose volume is encrypted with ``volume_key_arn`` also needs its caller to let
+    SageMaker grant itself that key: CreateProcessingJob requires ``kms:CreateGrant`` when
+    ProcessingResources has a VolumeKmsKeyId and the job's role may not grant it (SageMaker
+    developer guide, "Amazon SageMaker API Permissions: Actions, Permissions, and Resources
+    Reference", https://docs.aws.amazon.com/sagemaker/latest/dg/api-permissions-reference.html).
+    The job's role only uses the key, so the grant is the schedule's, through SageMaker only.
+    """
+    grant = [
+        {
+            "Sid": "LetSageMakerGrantItselfTheVolumeKey",
+            "Effect": "Allow",
+            "Action": "kms:CreateGrant",
+            "Resource": volume_key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": f"sagemaker.{region}.amazonaws.com"}},
+        }
+    ] if volume_key_arn else []  # fmt: skip
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -326,6 +345,7 @@ def scheduler_policy(*, region: str, account: str, job_role_arn: str, prefix: st
                     "Resource": job_role_arn,
                     "Condition": {"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
                 },
+                *grant,
             ],
         }
     )
@@ -390,9 +410,16 @@ class ScheduledMonitor(pulumi.ComponentResource):
             environment=args.environment,
             boundary=args.boundary_arn,
             trust=identity.account_id.apply(scheduler_trust),
-            policy=pulumi.Output.all(region.region, identity.account_id, job_role.arn).apply(
+            policy=pulumi.Output.all(
+                region.region, identity.account_id, job_role.arn, args.key_arn
+            ).apply(
                 lambda a: scheduler_policy(
-                    region=a[0], account=a[1], job_role_arn=a[2], prefix=prefix
+                    region=a[0],
+                    account=a[1],
+                    job_role_arn=a[2],
+                    prefix=prefix,
+                    # The request's own rule: a volume key only without instance storage.
+                    volume_key_arn=None if has_instance_storage(args.instance_type) else a[3],
                 )
             ),
             tags=args.tags,

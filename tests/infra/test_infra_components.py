@@ -516,6 +516,78 @@ def test_the_monitor_job_keys_its_volume_only_where_sagemaker_accepts_one(
     assert no_rule_violations(run) == []
 
 
+@pytest.mark.parametrize(
+    ("instance_type", "keyed"), [("ml.m5.large", True), ("ml.m5d.large", False)]
+)
+def test_the_schedule_lets_sagemaker_grant_itself_the_volume_key_and_nothing_more(
+    instance_type: str, keyed: bool
+) -> None:
+    """CreateProcessingJob with a VolumeKmsKeyId needs kms:CreateGrant from its caller when the
+    job's role cannot grant the key (SageMaker's API permissions reference): without it every
+    scheduled run on an instance without local storage fails to start."""
+    from iam_evaluator import allows
+
+    args = ScheduledMonitorArgs(
+        model="seattle_weather", version="7", environment="dev",
+        endpoint_name="seattle-weather-dev", schedule="0 * * * *", image_uri=IMAGE,
+        repository_arn=REPOSITORY_ARN, bucket_name="mlops-dev-bucket", bucket_arn=BUCKET_ARN,
+        key_arn=KEY_ARN, tags=MODEL_TAGS, instance_type=instance_type, boundary_arn=BOUNDARY_ARN,
+    )  # fmt: skip
+    run = run_program(lambda: ScheduledMonitor("m", args))
+    policies = {
+        p.name: policy_document(p.inputs["policy"]) for p in run.of("aws:iam/rolePolicy:RolePolicy")
+    }
+    cron, job = policies["m-cron-policy"], policies["m-job-policy"]
+    through_sagemaker = {"kms:ViaService": "sagemaker.us-east-1.amazonaws.com"}
+    assert not allows([job], "kms:CreateGrant", KEY_ARN, through_sagemaker), "the job only uses it"
+    assert allows([cron], "kms:CreateGrant", KEY_ARN, through_sagemaker) is keyed
+    assert not allows(
+        [cron], "kms:CreateGrant", KEY_ARN, {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+    )
+    assert not allows(
+        [cron], "kms:CreateGrant", "arn:aws:kms:us-east-1:123456789012:key/other", through_sagemaker
+    )
+    assert not allows([cron], "kms:Decrypt", KEY_ARN, through_sagemaker), (
+        "the schedule reads nothing"
+    )
+
+
+def test_every_run_gets_a_valid_job_name_for_the_longest_names_the_schemas_allow() -> None:
+    """ProcessingJobName: 1-63 characters matching ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+    (SageMaker API Reference, CreateProcessingJob). Scheduler fills in the execution id, a
+    16-character token in its guide's example (d32c5kddcf5bb8c3, "Adding context attributes in
+    EventBridge Scheduler"); the prefix leaves room for 22."""
+    import re
+
+    from infra.components.scheduled_monitor import JOB_PREFIX_MAX, processing_request
+    from pipelines.core.datasets import NAME_PATTERN
+    from pipelines.core.environment_chain import ENVIRONMENT_PATTERN
+
+    def longest(pattern: str, unit: str) -> str:
+        return max(
+            ((unit * n)[:n] for n in range(1, 200) if re.fullmatch(pattern, (unit * n)[:n])),
+            key=len,
+        )
+
+    model, environment = longest(NAME_PATTERN, "w_"), longest(ENVIRONMENT_PATTERN, "e")
+    assert (len(model), len(environment)) == (63, 20)  # what the schemas allow today
+    sagemaker_name = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    names = set()
+    for name in (model, model[:-1] + "x"):  # differing only where a cut prefix would lose it
+        request = processing_request(
+            model=name, version="9999", environment=environment, endpoint="e",
+            bucket="b", key_arn=KEY_ARN, role_arn="r", image_uri=IMAGE, region="us-east-1",
+            schedule="0 * * * *", instance_type="ml.m5.large", tags={},
+        )  # fmt: skip
+        prefix = request["ProcessingJobName"].removesuffix(f"-{EXECUTION_ID}")
+        assert len(prefix) <= JOB_PREFIX_MAX
+        run_name = request["ProcessingJobName"].replace(EXECUTION_ID, "d32c5kddcf5bb8c3")
+        assert sagemaker_name.fullmatch(run_name) and len(run_name) <= 63, run_name
+        assert len(prefix) + 1 + 22 <= 63, "room for an execution id of 22 characters"
+        names.add(prefix)
+    assert len(names) == 2, "two long models never share a job prefix"
+
+
 def _monitor_with(instance_count: int) -> Run:
     args = ScheduledMonitorArgs(
         model="seattle_weather", version="7", environment="dev",

@@ -3,7 +3,9 @@
 train (a SageMaker training job, run here in its /opt/ml layout) -> gates -> register (MLflow
 version + model.tar.gz in S3 + model package) -> approve -> deploy (model, endpoint config
 with data capture, endpoint) -> a request to the model server running that model.tar.gz ->
-capture in S3 -> the drift monitor reading the capture back -> stack down.
+capture in S3 -> the drift monitor reading the capture back -> the scheduled monitor job
+publishing DriftDetected -> the drift alarm in ALARM and its rule's repository_dispatch -> stack
+down.
 
 The tests share one stack and run in file order; each names the step it guards.
 """
@@ -21,7 +23,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import requests
-from integration_stack import FAST_GATES, LocalStack
+from integration_stack import FAST_GATES, REPO_ROOT, LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
@@ -289,6 +291,151 @@ def test_the_scheduled_monitor_job_publishes_drift_detected_from_the_baseline(
         Statistics=["Maximum"],
     )["Datapoints"]
     assert points and max(p["Maximum"] for p in points) == 1.0
+
+
+def test_the_drift_alarm_goes_to_alarm_and_its_rule_dispatches_the_retrain_workflow(
+    local_stack: LocalStack,
+) -> None:
+    """The last arrow: DriftDetected -> the drift alarm -> EventBridge -> repository_dispatch.
+
+    The alarm, rule, target, API destination and connection are taken from the Pulumi program
+    of this stack, run under the mock runtime on this checkout. The alarm goes into moto as the
+    provider would create it; its state is decided from the datapoints the scheduled job just
+    published (``evaluate_alarm``: moto does not evaluate alarms) and set with SetAlarmState.
+    Moto's rule engine then judges the documented state-change event against the declared
+    pattern (a rule with a queue standing in for the API destination, since moto 5.2.5 lacks
+    TestEventPattern and sends no body to API destinations): only this alarm entering ALARM may
+    pass. The delivered event goes through the declared input transformer, and the body is
+    sent as the API destination would send it, to a fake GitHub that refuses what GitHub
+    refuses; the workflow listening for its event_type is found among the workflows.
+    """
+    from urllib.parse import urlsplit
+
+    from alarm_dispatch import (
+        API_DESTINATION,
+        CONNECTION,
+        EVENT_RULE,
+        EVENT_TARGET,
+        METRIC_ALARM,
+        alarm_state_change_event,
+        declared_stack,
+        evaluate_alarm,
+        put_metric_alarm_request,
+        transform_input,
+    )
+    from workflow_helpers import FakeGitHub, load_workflows
+
+    from pipelines.core.conventions import RETRAIN_EVENT_TYPE
+
+    declared = declared_stack(ENV, local_stack.root)
+
+    def the_one(type_token: str, where: Any) -> Any:
+        (found,) = [r for r in declared.of(type_token) if where(r)]
+        return found
+
+    # The model's rule, and from it whatever it references: the wiring of the program itself.
+    rule = the_one(EVENT_RULE, lambda r: r.inputs["tags"]["model"] == MODEL)
+    pattern = rule.inputs["eventPattern"]
+    (alarm_arn,) = json.loads(pattern)["resources"]
+    alarm = the_one(METRIC_ALARM, lambda a: a.state["arn"] == alarm_arn)
+    target = the_one(EVENT_TARGET, lambda t: t.inputs["rule"] == rule.state["name"])
+    destination = the_one(API_DESTINATION, lambda d: d.state["arn"] == target.inputs["arn"])
+    connection = the_one(
+        CONNECTION, lambda c: c.state["arn"] == destination.inputs["connectionArn"]
+    )
+
+    # The alarm as the program declares it, judged on what the scheduled job published.
+    cloudwatch = local_stack.boto("cloudwatch")
+    request = put_metric_alarm_request(alarm.inputs)
+    cloudwatch.put_metric_alarm(**request)
+    (before,) = cloudwatch.describe_alarms(AlarmNames=[request["AlarmName"]])["MetricAlarms"]
+    assert before["AlarmArn"] == alarm_arn, "the rule names the alarm by the ARN AWS gives it"
+    now = time.time()
+    datapoints = cloudwatch.get_metric_statistics(
+        Namespace=before["Namespace"], MetricName=before["MetricName"],
+        Dimensions=before["Dimensions"], Statistics=[before["Statistic"]],
+        Period=before["Period"], StartTime=now - before["Period"] * before["EvaluationPeriods"],
+        EndTime=now + 60,
+    )["Datapoints"]  # fmt: skip
+    verdict = evaluate_alarm(before, datapoints)
+    assert verdict == "ALARM", f"{before['AlarmName']} on {datapoints}: {verdict}"
+    reason = {
+        "version": "1.0", "statistic": before["Statistic"], "period": before["Period"],
+        "threshold": before["Threshold"],
+        "recentDatapoints": [p[before["Statistic"]] for p in datapoints],
+    }  # fmt: skip
+    cloudwatch.set_alarm_state(
+        AlarmName=before["AlarmName"], StateValue=verdict, StateReasonData=json.dumps(reason),
+        StateReason=f"Threshold Crossed: {before['Statistic']} {max(reason['recentDatapoints'])}"
+        f" >= {before['Threshold']}",
+    )  # fmt: skip
+    (after,) = cloudwatch.describe_alarms(AlarmNames=[before["AlarmName"]])["MetricAlarms"]
+    # (A new alarm starts in INSUFFICIENT_DATA on AWS and in OK on moto: either way, not ALARM.)
+    assert before["StateValue"] != "ALARM" and after["StateValue"] == "ALARM"
+
+    # The rule, as declared, on moto's event bus: a queue receives what the pattern lets pass.
+    _, _, _, region, account, *_ = alarm_arn.split(":")
+    entered = alarm_state_change_event(after, before, account=account, region=region)
+    calm = {**after, "StateValue": "OK"}
+    left = alarm_state_change_event(calm, after, account=account, region=region)
+    other_arn = alarm_arn.replace(after["AlarmName"], "other-drift")
+    other = {**after, "AlarmName": "other-drift", "AlarmArn": other_arn}
+    elsewhere = alarm_state_change_event(other, before, account=account, region=region)
+    sqs, events = local_stack.boto("sqs"), local_stack.boto("events")
+    queue = sqs.create_queue(QueueName=f"{rule.state['name']}-deliveries")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    events.put_rule(Name=rule.state["name"], EventPattern=pattern)
+    deliveries = {"Id": "deliveries", "Arn": attributes["Attributes"]["QueueArn"]}
+    events.put_targets(Rule=rule.state["name"], Targets=[deliveries])
+    # AWS keeps "aws." sources for its services; moto lets a test put CloudWatch's events.
+    for event in (left, elsewhere, entered):
+        put = events.put_events(
+            Entries=[
+                {"Source": event["source"], "DetailType": event["detail-type"],
+                 "Resources": event["resources"], "Detail": json.dumps(event["detail"])}
+            ]
+        )  # fmt: skip
+        assert put["FailedEntryCount"] == 0, put
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    through = [json.loads(m["Body"]) for m in messages]
+    passed = [(e["resources"], e["detail"]["state"]["value"]) for e in through]
+    assert passed == [([alarm_arn], "ALARM")], f"the rule let through {passed}"
+    (delivered,) = through
+    assert delivered["detail"] == entered["detail"]
+
+    # The API destination's request: the transformed event, with the connection's headers.
+    body = transform_input(target.inputs["inputTransformer"], delivered)
+    endpoint = urlsplit(destination.inputs["invocationEndpoint"])
+    assert (endpoint.scheme, endpoint.netloc) == ("https", "api.github.com")
+    auth = connection.inputs["authParameters"]
+    headers = {h["key"]: h["value"] for h in auth["invocationHttpParameters"]["headers"]}
+    headers[auth["apiKey"]["key"]] = auth["apiKey"]["value"]  # `mlops retrain-token` sets it
+    headers["Content-Type"] = "application/json"  # API destinations' default content type
+    github = FakeGitHub([])
+    try:
+        response = requests.request(
+            destination.inputs["httpMethod"], f"{github.url}{endpoint.path}", data=body,
+            headers=headers, timeout=10,
+        )  # fmt: skip
+    finally:
+        github.stop()
+    assert response.status_code == 204, response.text
+    (dispatch,) = github.dispatches
+    assert dispatch["path"] == endpoint.path and dispatch["path"].endswith("/dispatches")
+    assert set(headers) <= set(dispatch["headers"])
+    assert dispatch["body"]["event_type"] == RETRAIN_EVENT_TYPE
+    payload = dispatch["body"]["client_payload"]
+    assert (payload["model"], payload["environment"]) == (MODEL, ENV)
+    assert payload["alarm"] == after["AlarmName"]
+    listening = []
+    for name, doc in load_workflows().items():
+        on = doc["on"] if isinstance(doc["on"], dict) else {}
+        if dispatch["body"]["event_type"] in (on.get("repository_dispatch") or {}).get("types", []):
+            listening.append(name)
+    assert listening, f"no workflow listens for repository_dispatch {RETRAIN_EVENT_TYPE}"
+    for name in listening:  # and it retrains the model the payload names
+        text = (REPO_ROOT / ".github" / "workflows" / name).read_text(encoding="utf-8")
+        assert "github.event.client_payload.model" in text, name
 
 
 def test_shift_sets_variant_weights_and_names_an_unknown_variant(local_stack: LocalStack) -> None:

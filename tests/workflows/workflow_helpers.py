@@ -233,13 +233,21 @@ class LocalServer:
 
 
 class FakeGitHub:
-    """GitHub's issue-comment REST endpoints on 127.0.0.1, backed by a list; stop() ends it."""
+    """GitHub's issue-comment REST endpoints on 127.0.0.1, backed by a list, and the
+    repository_dispatch endpoint, which records what it accepts in ``dispatches``; stop() ends it.
+
+    A dispatch is refused (422) as GitHub's REST description refuses it
+    (github/rest-api-description, "Create a repository dispatch event"): ``event_type`` a string
+    of 1 to 100 characters, ``client_payload`` (optional) an object of at most 10 top-level
+    properties. Accepted: 204, no content.
+    """
 
     def __init__(self, comments: list[dict[str, Any]]) -> None:
         import urllib.parse
 
         self.comments = comments
         self.requests: list[tuple[str, str, str]] = []
+        self.dispatches: list[dict[str, Any]] = []  # path, headers and body of each accepted
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -258,7 +266,18 @@ class FakeGitHub:
                 path = self.path.split("?")[0]
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 page = int(query.get("page", ["1"])[0])
-                if method == "GET" and path.endswith("/comments"):
+                if method == "POST" and re.fullmatch(r"/repos/[^/]+/[^/]+/dispatches", path):
+                    event_type, payload = body.get("event_type"), body.get("client_payload", {})
+                    if not (isinstance(event_type, str) and 0 < len(event_type) <= 100) or not (
+                        isinstance(payload, dict) and len(payload) <= 10
+                    ):
+                        self._reply(422, {"message": "Invalid request."})
+                        return
+                    headers = dict(self.headers.items())
+                    fake.dispatches.append({"path": path, "headers": headers, "body": body})
+                    self.send_response(204)
+                    self.end_headers()
+                elif method == "GET" and path.endswith("/comments"):
                     self._reply(200, fake.comments[(page - 1) * 100 : page * 100])
                 elif method == "POST" and path.endswith("/comments"):
                     comment = {"id": 1000 + len(fake.comments), "body": body["body"]}
