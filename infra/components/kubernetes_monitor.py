@@ -70,8 +70,10 @@ class KubernetesMonitorArgs:
     pod_count: int = 1  # > 1: an Indexed Job whose pods split the window by capture file
 
 
-def job_spec(pod_count: int) -> dict[str, Any]:
-    """How each run's Job runs its pods: one, or an Indexed Job of ``pod_count``.
+def job_spec(
+    pod_count: int, template: k8s.core.v1.PodTemplateSpecArgsDict
+) -> k8s.batch.v1.JobSpecArgsDict:
+    """How each run's Job runs its pod ``template``: once, or as an Indexed Job of ``pod_count``.
 
     One pod is retried once. In an Indexed Job every index is retried once on its own
     (``backoffLimitPerIndex``), and the first index that fails again fails the Job at once
@@ -80,7 +82,11 @@ def job_spec(pod_count: int) -> dict[str, Any]:
     first one waits for the others.
     """
     if pod_count <= 1:
-        return {"backoff_limit": 1, "active_deadline_seconds": MAX_RUNTIME_SECONDS}
+        return {
+            "backoff_limit": 1,
+            "active_deadline_seconds": MAX_RUNTIME_SECONDS,
+            "template": template,
+        }
     return {
         "completion_mode": "Indexed",
         "completions": pod_count,
@@ -91,6 +97,7 @@ def job_spec(pod_count: int) -> dict[str, Any]:
         # Above the first pod's shard timeout (SHARD_TIMEOUT_SECONDS): what outlasts it is a
         # run whose pods never all started or finished, and the deadline ends it.
         "active_deadline_seconds": MAX_RUNTIME_SECONDS,
+        "template": template,
     }
 
 
@@ -197,6 +204,20 @@ class KubernetesMonitor(pulumi.ComponentResource):
             },
             "volume_mounts": [{"name": "scratch", "mount_path": SCRATCH}],
         }
+        pod: k8s.core.v1.PodTemplateSpecArgsDict = {
+            "metadata": {"labels": labels},
+            "spec": {
+                "service_account_name": account,
+                "restart_policy": "Never",
+                "security_context": {
+                    "run_as_non_root": True,
+                    "run_as_user": RUN_AS_USER,
+                    "seccomp_profile": {"type": "RuntimeDefault"},
+                },
+                "containers": [container],
+                "volumes": [{"name": "scratch", "empty_dir": {}}],
+            },
+        }
         self.cron_job = k8s.batch.v1.CronJob(
             f"{name}-cron-job",
             metadata=metadata,
@@ -211,23 +232,7 @@ class KubernetesMonitor(pulumi.ComponentResource):
                 "failed_jobs_history_limit": 3,
                 "job_template": {
                     "metadata": {"labels": labels},
-                    "spec": {
-                        **job_spec(args.pod_count),  # type: ignore[typeddict-item]
-                        "template": {
-                            "metadata": {"labels": labels},
-                            "spec": {
-                                "service_account_name": account,
-                                "restart_policy": "Never",
-                                "security_context": {
-                                    "run_as_non_root": True,
-                                    "run_as_user": RUN_AS_USER,
-                                    "seccomp_profile": {"type": "RuntimeDefault"},
-                                },
-                                "containers": [container],
-                                "volumes": [{"name": "scratch", "empty_dir": {}}],
-                            },
-                        },
-                    },
+                    "spec": job_spec(args.pod_count, pod),
                 },
             },
             opts=child,
