@@ -390,6 +390,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
                     oidc_issuer=cluster.oidc_issuer,
                     region=settings.region or None,
                     boundary_arn=boundary.arn,
+                    pod_count=settings.model_monitor_instance_count,
                 ),
                 opts=pulumi.ResourceOptions.merge(
                     kubernetes, pulumi.ResourceOptions(depends_on=[k8s_endpoint.namespace])

@@ -12,20 +12,29 @@ Every host lists and reads the capture files straight from S3 rather than throug
 ``ShardedByS3Key`` ProcessingInput: the window is only the last hours of an ever-growing capture
 prefix, and an input over that prefix would copy its whole history to the hosts on every run.
 
-Off SageMaker there is no resourceconfig.json and the run is one host (1/1): the same command
-then behaves exactly as without ``--shard auto``.
+A Kubernetes Indexed Job with ``completions`` n (``infra/components/kubernetes_monitor.py``) is
+the same cluster described another way: Kubernetes sets ``JOB_COMPLETION_INDEX`` (0-based) in
+each pod, and the manifest sets ``MLOPS_MONITOR_SHARD_COUNT`` (n) and ``MLOPS_MONITOR_RUN_ID``
+(the Job's name, through the downward API), which a pod is not otherwise told. Where both are
+there the Indexed Job's environment wins (``cluster_host``).
+
+Elsewhere there is neither and the run is one host (1/1): the same command then behaves exactly
+as without ``--shard auto``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from monitoring.baseline import copy_in, copy_out, split_s3
-from pipelines.core.errors import DataError
+from pipelines.core.conventions import JOB_COMPLETION_INDEX, MONITOR_RUN_ID, MONITOR_SHARD_COUNT
+from pipelines.core.errors import DataError, MlopsError
 
 # How often the first host looks for the other hosts' states (never past its deadline).
 POLL_SECONDS = 5.0
@@ -66,6 +75,99 @@ def host_shard(config: Path) -> tuple[int, int]:
         raise DataError(f"{current!r} is not one of the hosts {hosts}", file=config,
                         field="current_host")  # fmt: skip
     return hosts.index(current) + 1, len(hosts)
+
+
+@dataclass(frozen=True)
+class Host:
+    """This host's place in a run: its shard (i, n), and the run's id where the platform says."""
+
+    shard: tuple[int, int]
+    run: str | None = None
+
+
+# A Job's name is a DNS subdomain; anything that could not be one path segment is refused.
+_RUN_ID = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+# Kubernetes leaves $(NAME) as written in a command when the container has no variable NAME.
+_UNEXPANDED = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def _whole(text: str, variable: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text.strip()):
+        raise MlopsError(f"{text!r} is not a whole number", field=variable)
+    return int(text)
+
+
+def indexed_job_host(index: str | None, count: str | None, run: str | None) -> Host | None:
+    """This pod's place in a Kubernetes Indexed Job, or None where ``JOB_COMPLETION_INDEX``
+    (``index``) is not set.
+
+    ``count`` is ``MLOPS_MONITOR_SHARD_COUNT`` and ``run`` ``MLOPS_MONITOR_RUN_ID``. A count
+    without an index, an index without a count, either not a whole number, an index not below
+    the count, or a run id that is empty or not one path segment, is bad input naming the
+    variable: a guess would fold a shard twice or not at all, or mix two runs' states.
+    """
+    if index is None:
+        if count is not None:
+            raise MlopsError(
+                f"{MONITOR_SHARD_COUNT} is {count!r} but {JOB_COMPLETION_INDEX} is not set: "
+                "not a pod of an Indexed Job (completionMode: Indexed)",
+                field=JOB_COMPLETION_INDEX,
+            )
+        return None
+    if count is None:
+        raise MlopsError(
+            f"{JOB_COMPLETION_INDEX} is {index!r} (an Indexed Job's pod) but the host count is "
+            "not set: set it to the Job's completions",
+            field=MONITOR_SHARD_COUNT,
+        )
+    i, n = _whole(index, JOB_COMPLETION_INDEX), _whole(count, MONITOR_SHARD_COUNT)
+    if n < 1:
+        raise MlopsError(f"{count!r} is not a number of hosts >= 1", field=MONITOR_SHARD_COUNT)
+    if i >= n:
+        raise MlopsError(
+            f"{index!r} is not an index from 0 to {n - 1} ({MONITOR_SHARD_COUNT} is {n})",
+            field=JOB_COMPLETION_INDEX,
+        )
+    if run is not None and not _RUN_ID.fullmatch(run):
+        raise MlopsError(
+            f"{run!r} is not a Job's name (is the batch.kubernetes.io/job-name label there?)",
+            field=MONITOR_RUN_ID,
+        )
+    return Host((i + 1, n), run)
+
+
+def cluster_host(
+    config: Path, index: str | None = None, count: str | None = None, run: str | None = None
+) -> Host:
+    """This host's place in the run: a Kubernetes Indexed Job's, else SageMaker's, else 1/1.
+
+    The Indexed Job's environment comes first: Kubernetes sets ``JOB_COMPLETION_INDEX`` for this
+    very pod, while ``config`` is only looked for at a default path, so where someone put both
+    there the environment is the explicit statement. Neither platform sets the other's.
+    """
+    return indexed_job_host(index, count, run) or Host(host_shard(config))
+
+
+def check_run_states(states: str, run: str | None) -> None:
+    """``--shard-states`` must be the run's own: host 1 merges every state it finds there.
+
+    A ``$(NAME)`` left in it is a reference Kubernetes could not expand (no variable NAME in
+    the pod), which every run would share; and where the platform names the run (``run``,
+    Kubernetes), the prefix must have it as one of its segments.
+    """
+    unexpanded = _UNEXPANDED.search(states)
+    if unexpanded:
+        raise MlopsError(
+            f"{states!r} holds {unexpanded.group(0)}, which Kubernetes did not expand: "
+            f"{unexpanded.group(1)} is not set in the pod, and every run would share the prefix",
+            field="--shard-states",
+        )
+    if run is not None and run not in states.rstrip("/").split("/"):
+        raise MlopsError(
+            f"{states!r} does not name this run ({MONITOR_RUN_ID} is {run!r}): another run "
+            "could find its states there",
+            field="--shard-states",
+        )
 
 
 def state_name(shard: tuple[int, int]) -> str:

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.core.conventions import JOB_COMPLETION_INDEX, MONITOR_RUN_ID, MONITOR_SHARD_COUNT
+
 
 class MonitorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_MONITOR_", extra="ignore")
@@ -56,4 +58,24 @@ class MonitorSettings(BaseSettings):
     resource_config: Path = Field(
         default=Path("/opt/ml/config/resourceconfig.json"),
         description="SageMaker's description of the job's hosts, read by --shard auto.",
+    )
+    # The three below are kept as text: monitoring.cluster checks them, so that a bad value is
+    # an error naming the variable rather than a validation trace.
+    job_completion_index: str | None = Field(
+        default=None,
+        validation_alias=JOB_COMPLETION_INDEX,
+        description="Set by Kubernetes in each pod of an Indexed Job (0-based): the host index "
+        "of --shard auto there, which takes precedence over resourceconfig.json.",
+    )
+    shard_count: str | None = Field(
+        default=None,
+        validation_alias=MONITOR_SHARD_COUNT,
+        description="The Indexed Job's completions, set by the monitor's manifest: the host "
+        "count of --shard auto on Kubernetes.",
+    )
+    run_id: str | None = Field(
+        default=None,
+        validation_alias=MONITOR_RUN_ID,
+        description="The Job's name, set by the monitor's manifest through the downward API: "
+        "the run that --shard-states must name on Kubernetes.",
     )

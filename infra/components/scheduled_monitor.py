@@ -93,17 +93,19 @@ def monitor_job_prefix(model: str, environment: str) -> str:
     return f"{base[: JOB_PREFIX_MAX - 7].rstrip('-')}-{digest}"
 
 
-def shard_states_prefix(model: str, environment: str) -> str:
+def shard_states_prefix(model: str, environment: str, run: str = EXECUTION_ID) -> str:
     """Where the hosts of one run put their partial states: beside that run's reports.
 
-    The execution id makes it unique to the run (Scheduler substitutes it in the whole input).
+    ``run`` is what the platform replaces with the run's id when it starts it, which makes the
+    prefix unique to the run: Scheduler's execution id (substituted in the whole input), or on
+    Kubernetes a ``$(VARIABLE)`` holding the Job's name (expanded in the pod's command).
     """
-    return f"{MONITORING_PREFIX}/{environment}/{model}/{EXECUTION_ID}/shards"
+    return f"{MONITORING_PREFIX}/{environment}/{model}/{run}/shards"
 
 
 def monitor_job_command(
     model: str, environment: str, endpoint: str, bucket: str, version: str, hours: int,
-    instance_count: int = 1,
+    instance_count: int = 1, run: str = EXECUTION_ID,
 ) -> list[str]:  # fmt: skip
     """The job's command: one ``mlops monitor`` over the last window, metrics to CloudWatch.
 
@@ -112,7 +114,7 @@ def monitor_job_command(
     """
     sharded = [
         "--shard", "auto",
-        "--shard-states", f"s3://{bucket}/{shard_states_prefix(model, environment)}",
+        "--shard-states", f"s3://{bucket}/{shard_states_prefix(model, environment, run)}",
         "--shard-timeout", str(SHARD_TIMEOUT_SECONDS),
     ] if instance_count > 1 else []  # fmt: skip
     return [
@@ -221,8 +223,8 @@ def job_policy(
 
 
 def _shard_statements(bucket_arn: str, model: str, environment: str) -> list[dict[str, Any]]:
-    # Any run's shards/ folder of this model: the execution id is not known when the policy is.
-    shards = shard_states_prefix(model, environment).replace(EXECUTION_ID, "*")
+    # Any run's shards/ folder of this model: the run's id is not known when the policy is.
+    shards = shard_states_prefix(model, environment, "*")
     return [
         {
             "Sid": "ReadTheRunsPartialStates",

@@ -66,14 +66,14 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _cluster_shard(
-    host: tuple[int, int], states: str | None, timeout: float, kms_key: str | None,
-    scratch: Path, fold: Callable[[Path], Any],
+    host: tuple[int, int], run: str | None, states: str | None, timeout: float,
+    kms_key: str | None, scratch: Path, fold: Callable[[Path], Any],
 ) -> list[Path] | None:  # fmt: skip
     """``--shard auto`` on host i of n > 1: fold and put shard i/n; host 1 gathers all n.
 
     Returns the states host 1 merges, or None on the other hosts, which publish nothing.
     """
-    from monitoring.cluster import gather_states, publish_state
+    from monitoring.cluster import check_run_states, gather_states, publish_state
 
     if not states:
         raise MlopsError(
@@ -81,6 +81,7 @@ def _cluster_shard(
             "(a folder or s3:// prefix all of them reach, unique to the run)",
             field="--shard-states",
         )
+    check_run_states(states, run)
     partial, where = publish_state(fold, host, states, scratch / "own", kms_key)
     typer.echo(
         f"shard {host[0]}/{host[1]}: {partial.records} requests, {partial.rows} rows from "
@@ -175,15 +176,18 @@ def monitor(
         "--shard",
         help="Read only shard i/n of the capture files (every n-th file in path order) and "
         "write its partial state to --state-out; no verdict (see --merge). 'auto': the shard "
-        "of this host in a SageMaker Processing job ($MLOPS_MONITOR_RESOURCE_CONFIG, default "
-        "/opt/ml/config/resourceconfig.json; none: 1/1, a plain run); host 1 merges every "
-        "host's state from --shard-states and alone publishes the verdict.",
+        "of this host in a Kubernetes Indexed Job ($JOB_COMPLETION_INDEX of "
+        "$MLOPS_MONITOR_SHARD_COUNT, first) or a SageMaker Processing job "
+        "($MLOPS_MONITOR_RESOURCE_CONFIG, default /opt/ml/config/resourceconfig.json); neither: "
+        "1/1, a plain run. Host 1 merges every host's state from --shard-states and alone "
+        "publishes the verdict.",
     ),
     shard_states: str | None = typer.Option(
         None,
         "--shard-states",
         help="With --shard auto: folder or s3:// prefix, unique to the run, where each host "
-        "puts its partial state (SSE-KMS with $MLOPS_MONITOR_KMS_KEY when set).",
+        "puts its partial state (SSE-KMS with $MLOPS_MONITOR_KMS_KEY when set); on Kubernetes "
+        "one of its segments must be the run's $MLOPS_MONITOR_RUN_ID when set.",
     ),
     shard_timeout: float = typer.Option(
         1800,
@@ -267,9 +271,13 @@ def monitor(
     if cluster:
         import tempfile
 
-        from monitoring.cluster import host_shard
+        from monitoring.cluster import cluster_host
 
-        host = host_shard(monitor_settings.resource_config)
+        place = cluster_host(
+            monitor_settings.resource_config, monitor_settings.job_completion_index,
+            monitor_settings.shard_count, monitor_settings.run_id,
+        )  # fmt: skip
+        host = place.shard
         if host[1] > 1:  # one host: exactly the plain run
             assert location
             # Lives until the command returns: host 1 merges the states it downloads there.
@@ -283,7 +291,7 @@ def monitor(
                 )  # fmt: skip
 
             merge = _cluster_shard(
-                host, shard_states, shard_timeout, monitor_settings.kms_key,
+                host, place.run, shard_states, shard_timeout, monitor_settings.kms_key,
                 Path(scratch.name), fold,
             )  # fmt: skip
             if merge is None:

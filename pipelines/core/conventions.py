@@ -75,6 +75,15 @@ def baseline_prefix(model: str, version: str) -> str:
     return f"{BASELINES_PREFIX}/{model}/{version}"
 
 
+# `mlops monitor --shard auto` in a Kubernetes Indexed Job (monitoring.cluster): Kubernetes sets
+# the pod's index (0-based) itself; the monitor's manifest (infra/components/kubernetes_monitor.py)
+# sets the count, the Job's completions, and the run's id, the Job's name, from this label.
+JOB_COMPLETION_INDEX = "JOB_COMPLETION_INDEX"
+MONITOR_SHARD_COUNT = "MLOPS_MONITOR_SHARD_COUNT"
+MONITOR_RUN_ID = "MLOPS_MONITOR_RUN_ID"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
 # The repository_dispatch event a drift alarm sends (monitoring.retrain, the EventBridge API
 # destination in infra) and the retrain workflow listens for.
 RETRAIN_EVENT_TYPE = "drift-detected"

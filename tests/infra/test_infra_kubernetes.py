@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from pulumi_mocks import KUBERNETES_VERSION, REPO_ROOT, Run, run_program
+from pulumi_mocks import KUBERNETES_VERSION, REPO_ROOT, Run, policy_document, run_program
 
 from infra.components.kubernetes_endpoint import (
     KubernetesEndpoint,
@@ -28,8 +28,21 @@ from infra.components.monitoring import (
     read_monitoring_files,
 )
 from infra.components.roles import boundary_arn
-from infra.components.scheduled_monitor import REPORT_PATH, monitor_job_command, window_hours
-from pipelines.core.conventions import tags
+from infra.components.scheduled_monitor import (
+    REPORT_PATH,
+    SHARD_TIMEOUT_SECONDS,
+    monitor_job_command,
+    window_hours,
+)
+from monitoring.cluster import check_run_states
+from pipelines.core.conventions import (
+    JOB_COMPLETION_INDEX,
+    JOB_NAME_LABEL,
+    MONITOR_RUN_ID,
+    MONITOR_SHARD_COUNT,
+    MONITORING_PREFIX,
+    tags,
+)
 from pipelines.core.definitions import Deployment
 
 pytestmark = pytest.mark.infra
@@ -264,8 +277,7 @@ def test_missing_monitoring_files_are_skipped(tmp_path: Path) -> None:
 # --- the scheduled drift monitor ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def monitor_run() -> Run:
+def _monitor_with(pod_count: int) -> Run:
     args = KubernetesMonitorArgs(
         model="penguins",
         version="5",
@@ -283,8 +295,19 @@ def monitor_run() -> Run:
         oidc_issuer=ISSUER,
         region="us-east-1",
         boundary_arn=boundary_arn("123456789012", "prod"),
+        pod_count=pod_count,
     )
     return run_program(lambda: KubernetesMonitor("penguins-prod-monitor", args), stack="prod")
+
+
+@pytest.fixture(scope="module")
+def monitor_run() -> Run:
+    return _monitor_with(1)
+
+
+@pytest.fixture(scope="module")
+def sharded_monitor_run() -> Run:
+    return _monitor_with(3)
 
 
 def test_the_monitor_cron_job_runs_the_processing_jobs_command(monitor_run: Run) -> None:
@@ -326,3 +349,107 @@ def test_the_monitor_pods_role_trusts_only_its_service_account(monitor_run: Run)
         "Ingress",
         "Egress",
     ]
+
+
+def _cron_job(run: Run) -> dict[str, Any]:
+    return next(m for m in run.kubernetes_manifests() if m["kind"] == "CronJob")
+
+
+def _kubernetes_expands(word: str, env: list[dict[str, Any]], values: dict[str, str]) -> str:
+    """A command word as the kubelet runs it: each $(NAME) of a variable the container has
+    replaced by that variable's value (``values`` for those set through the downward API)."""
+    for variable in env:
+        name = variable["name"]
+        word = word.replace(f"$({name})", values.get(name, variable.get("value", "")))
+    return word
+
+
+def test_one_monitor_pod_stays_a_plain_job_without_shards(monitor_run: Run) -> None:
+    job = _cron_job(monitor_run)["spec"]["jobTemplate"]["spec"]
+    assert "completionMode" not in job and "completions" not in job and "parallelism" not in job
+    assert job["backoffLimit"] == 1
+    (container,) = job["template"]["spec"]["containers"]
+    assert not [w for w in container["command"] if w.startswith("--shard")]
+    names = {e["name"] for e in container["env"]}
+    assert not names & {MONITOR_SHARD_COUNT, MONITOR_RUN_ID, "MLOPS_MONITOR_KMS_KEY"}
+
+
+def test_several_monitor_pods_are_an_indexed_job_that_shards_one_run(
+    monitor_run: Run, sharded_monitor_run: Run
+) -> None:
+    for manifest in sharded_monitor_run.kubernetes_manifests():
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    cron = _cron_job(sharded_monitor_run)
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid", "one run at a time: one prefix each"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["completionMode"] == "Indexed"
+    assert job["completions"] == job["parallelism"] == 3, "every pod at once: pod 0 waits"
+    assert (job["backoffLimitPerIndex"], job["maxFailedIndexes"]) == (1, 0)
+    assert job["backoffLimit"] >= job["backoffLimitPerIndex"]
+    assert job["activeDeadlineSeconds"] > SHARD_TIMEOUT_SECONDS
+    (container,) = job["template"]["spec"]["containers"]
+    (plain,) = _cron_job(monitor_run)["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    command = container["command"]
+    assert command[: len(plain["command"])] == plain["command"], "the same run, split"
+    flags = dict(zip(command[len(plain["command"]) :: 2], command[len(plain["command"]) + 1 :: 2],
+                     strict=True))  # fmt: skip
+    assert flags == {
+        "--shard": "auto",
+        "--shard-states": f"s3://mlops-prod-bucket/{MONITORING_PREFIX}/prod/penguins/"
+        f"$({MONITOR_RUN_ID})/shards",
+        "--shard-timeout": str(SHARD_TIMEOUT_SECONDS),
+    }
+    env = {e["name"]: e for e in container["env"]}
+    assert JOB_COMPLETION_INDEX not in env, "Kubernetes sets the index itself"
+    assert env[MONITOR_SHARD_COUNT]["value"] == str(job["completions"])
+    assert env[MONITOR_RUN_ID]["valueFrom"] == {
+        "fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}
+    }
+    assert env["MLOPS_MONITOR_KMS_KEY"]["value"] == "arn:aws:kms:us-east-1:123456789012:key/k"
+    # As the kubelet expands it for two runs: each run's own prefix, which the CLI accepts.
+    prefixes = []
+    for job_name in ("penguins-monitor-29400360", "penguins-monitor-29400420"):
+        states = _kubernetes_expands(
+            flags["--shard-states"], container["env"], {MONITOR_RUN_ID: job_name}
+        )
+        assert "$(" not in states
+        check_run_states(states, job_name)
+        prefixes.append(states)
+    assert prefixes[0] != prefixes[1], "two runs never share a prefix"
+
+
+def test_strict_validation_rejects_a_misspelt_indexed_job_field(sharded_monitor_run: Run) -> None:
+    """Guards the guard for the Job's fields, as for the Deployment's."""
+    cron = _cron_job(sharded_monitor_run)
+    cron["spec"]["jobTemplate"]["spec"]["backoffLimitPerIndx"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(cron, KUBERNETES_VERSION, strict=True)
+
+
+def test_only_a_sharded_monitors_pods_may_read_back_partial_states(
+    monitor_run: Run, sharded_monitor_run: Run
+) -> None:
+    from iam_evaluator import allows
+
+    def pod_policy(run: Run) -> dict[str, Any]:
+        return policy_document(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+
+    single, three = pod_policy(monitor_run), pod_policy(sharded_monitor_run)
+    bucket = "arn:aws:s3:::mlops-prod-bucket"
+    reports = f"{MONITORING_PREFIX}/prod/penguins"
+    shards = f"{reports}/penguins-monitor-29400360/shards"
+    state = f"{bucket}/{shards}/shard-2-of-3.npz"
+    listing = {"s3:prefix": f"{shards}/"}
+    assert allows([three], "s3:PutObject", state)
+    assert allows([three], "s3:GetObject", state)
+    assert allows([three], "s3:ListBucket", bucket, listing)
+    assert allows([single], "s3:PutObject", state), "the reports' own right"
+    assert not allows([single], "s3:GetObject", state), "one pod reads no state back"
+    assert not allows([single], "s3:ListBucket", bucket, listing)
+    other = f"{bucket}/{MONITORING_PREFIX}/prod/seattle_weather/r/shards/shard-1-of-3.npz"
+    assert not allows([three], "s3:GetObject", other)
+    assert not allows([three], "s3:DeleteObject", state)
+    added = [s for s in three["Statement"] if s not in single["Statement"]]
+    assert {s["Sid"] for s in added} == {"ReadTheRunsPartialStates", "ListTheRunsPartialStates"}

@@ -290,6 +290,20 @@ def test_a_gitops_stack_leaves_the_workloads_to_the_controller(pinned_repo: Path
     assert run.of("aws:iam/role:Role"), "the pod role stays Pulumi's"
 
 
+def test_one_monitor_instance_count_sizes_the_runs_of_both_targets(pinned_repo: Path) -> None:
+    """modelMonitorInstanceCount: the Processing job's instances, the Indexed Job's pods."""
+    run = run_main(PRODUCTION, pinned_repo, image="img:1", modelMonitorInstanceCount=3, **CLUSTER)
+    (cron,) = [m for m in run.kubernetes_manifests() if m["kind"] == "CronJob"]
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 3, 3)
+    requests = [
+        json.loads(r.inputs["target"]["input"]) for r in run.of("aws:scheduler/schedule:Schedule")
+    ]
+    assert requests, "seattle_weather runs on SageMaker"
+    for request in requests:
+        assert request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
+
+
 def test_an_unknown_kubernetes_applier_is_refused_naming_the_setting(pinned_repo: Path) -> None:
     with pytest.raises(Exception, match="kubernetesApply"):
         run_main(PRODUCTION, pinned_repo, image="img:1", kubernetesApply="argo", **CLUSTER)

@@ -1,7 +1,9 @@
-"""`mlops monitor --shard auto`: the hosts of one Processing job split the window, host 1 merges.
+"""`mlops monitor --shard auto`: the hosts of one run split the window, host 1 merges.
 
-The hosts are subprocesses, each with its own fake /opt/ml/config/resourceconfig.json, against
-one moto server on 127.0.0.1 (S3 for the captures and the partial states, KMS, CloudWatch).
+A run is a SageMaker Processing job or a Kubernetes Indexed Job. The hosts are subprocesses,
+each with its own fake /opt/ml/config/resourceconfig.json or the environment Kubernetes and the
+manifest give an Indexed Job's pod, against one moto server on 127.0.0.1 (S3 for the captures
+and the partial states, KMS, CloudWatch).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,18 @@ import pytest
 from monitoring_helpers import FEATURES, Champion, Writer, grown
 from typer.testing import CliRunner
 
-from monitoring.cluster import gather_states, host_shard, state_name
+from monitoring.cluster import (
+    Host,
+    check_run_states,
+    cluster_host,
+    gather_states,
+    host_shard,
+    indexed_job_host,
+    state_name,
+)
 from pipelines.cli.main import app
-from pipelines.core.errors import DataError
+from pipelines.core.conventions import JOB_COMPLETION_INDEX, MONITOR_RUN_ID, MONITOR_SHARD_COUNT
+from pipelines.core.errors import DataError, MlopsError
 from serving.metrics import CLOUDWATCH_NAMESPACE, CW_DRIFT_DETECTED
 
 pytestmark = pytest.mark.monitoring
@@ -67,6 +79,56 @@ def test_a_hostile_resourceconfig_is_bad_input_naming_the_file_and_field(
     assert error.value.field == field and str(path) in error.value.render()
 
 
+RUN = "penguins-monitor-29400360"  # a CronJob's Job: <cron job>-<scheduled minute>
+
+
+def test_an_indexed_jobs_pod_folds_shard_index_plus_1_of_the_count_and_names_its_run() -> None:
+    assert indexed_job_host("0", "3", RUN) == Host((1, 3), RUN)
+    assert indexed_job_host("2", "3", RUN) == Host((3, 3), RUN)
+    assert indexed_job_host("0", "1", None) == Host((1, 1)), "a hand-made Job: no run id"
+    assert indexed_job_host(None, None, RUN) is None, "not an Indexed Job: look elsewhere"
+
+
+def test_the_indexed_jobs_environment_takes_precedence_over_a_resourceconfig(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, {"current_host": "algo-2", "hosts": HOSTS})
+    assert cluster_host(config, "0", "2", RUN) == Host((1, 2), RUN)
+    assert cluster_host(config) == Host((2, 3)), "SageMaker's path is unchanged"
+    assert cluster_host(tmp_path / "absent.json") == Host((1, 1))
+
+
+@pytest.mark.parametrize(
+    ("index", "count", "run", "field", "says"),
+    [
+        ("1", None, RUN, MONITOR_SHARD_COUNT, "the host count is not set"),
+        (None, "3", RUN, JOB_COMPLETION_INDEX, "JOB_COMPLETION_INDEX is not set"),
+        ("one", "3", RUN, JOB_COMPLETION_INDEX, "'one' is not a whole number"),
+        ("-1", "3", RUN, JOB_COMPLETION_INDEX, "not a whole number"),
+        ("0", "3.0", RUN, MONITOR_SHARD_COUNT, "'3.0' is not a whole number"),
+        ("0", "0", RUN, MONITOR_SHARD_COUNT, "not a number of hosts >= 1"),
+        ("3", "3", RUN, JOB_COMPLETION_INDEX, "not an index from 0 to 2"),
+        ("0", "3", "", MONITOR_RUN_ID, "is not a Job's name"),
+        ("0", "3", "../other-run", MONITOR_RUN_ID, "is not a Job's name"),
+    ],
+)
+def test_a_bad_indexed_job_environment_is_bad_input_naming_the_variable(
+    index: str | None, count: str | None, run: str | None, field: str, says: str
+) -> None:
+    with pytest.raises(MlopsError, match=says) as error:
+        indexed_job_host(index, count, run)
+    assert error.value.field == field and error.value.exit_code == 2
+
+
+def test_the_shard_states_must_be_the_runs_own() -> None:
+    check_run_states(f"s3://b/monitoring-reports/prod/penguins/{RUN}/shards", RUN)
+    check_run_states("s3://b/anywhere", None)  # SageMaker, or a hand-made Job
+    with pytest.raises(MlopsError, match=r"does not name this run \(MLOPS_MONITOR_RUN_ID"):
+        check_run_states(f"s3://b/monitoring-reports/{RUN}-old/shards", RUN)
+    with pytest.raises(MlopsError, match=r"\$\(MLOPS_MONITOR_RUN_ID\).*not set in the pod"):
+        check_run_states("s3://b/monitoring-reports/$(MLOPS_MONITOR_RUN_ID)/shards", None)
+
+
 def test_host_1_gives_up_naming_the_missing_shards(tmp_path: Path) -> None:
     """Bounded: a fake clock runs past the timeout, nothing really sleeps."""
     (tmp_path / state_name((1, 3))).write_bytes(b"")
@@ -90,7 +152,12 @@ def moto_server() -> Any:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    url = f"http://{host}:{port}"
+    # Every server of this process shares moto's backends: start empty, leave nothing behind.
+    reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset, timeout=10).close()
+    yield url
+    urllib.request.urlopen(reset, timeout=10).close()
     server.stop()
 
 
@@ -107,7 +174,29 @@ def _window(penguins: pd.DataFrame, write_captures: Writer) -> Path:
     return location
 
 
+def _sagemaker_host(i: int, folder: Path) -> dict[str, str]:
+    """Host i of a Processing job: SageMaker's resourceconfig.json, nothing in the environment."""
+    described = {"current_host": HOSTS[i - 1], "hosts": HOSTS}
+    folder.mkdir(parents=True)
+    return {"MLOPS_MONITOR_RESOURCE_CONFIG": str(_config(folder, described))}
+
+
+def _kubernetes_pod(i: int, folder: Path) -> dict[str, str]:
+    """Pod i of an Indexed Job: Kubernetes' index from 0, the manifest's count and Job name."""
+    return {
+        JOB_COMPLETION_INDEX: str(i - 1), MONITOR_SHARD_COUNT: str(len(HOSTS)),
+        MONITOR_RUN_ID: RUN, "MLOPS_MONITOR_RESOURCE_CONFIG": str(folder / "absent.json"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("place", "run"),
+    [(_sagemaker_host, "run-1"), (_kubernetes_pod, RUN)],
+    ids=["sagemaker-processing-job", "kubernetes-indexed-job"],
+)
 def test_three_hosts_merge_into_the_single_process_verdict_and_only_host_1_publishes(
+    place: Any,
+    run: str,
     champion: Champion,
     penguins: pd.DataFrame,
     write_captures: Writer,
@@ -143,19 +232,16 @@ def test_three_hosts_merge_into_the_single_process_verdict_and_only_host_1_publi
         "MLOPS_MONITOR_KMS_KEY": key, "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
     }  # fmt: skip
     mlops = str(Path(sys.executable).with_name("mlops"))
-    states = "s3://artifacts/monitoring-reports/run-1/shards"
+    states = f"s3://artifacts/monitoring-reports/{run}/shards"
     command = [
         mlops, "monitor", "penguins", "--captures", "s3://artifacts/captures/",
         "--baseline", str(baseline), "--no-fail-on-drift",
     ]  # fmt: skip
 
-    def start(host: str | None, *extra: str) -> subprocess.Popen[str]:
+    def start(host: int | None, *extra: str) -> subprocess.Popen[str]:
         env = dict(base_env)
         if host is not None:
-            described = {"current_host": host, "hosts": HOSTS}
-            folder = tmp_path / "configs" / host
-            folder.mkdir(parents=True)
-            env["MLOPS_MONITOR_RESOURCE_CONFIG"] = str(_config(folder, described))
+            env.update(place(host, tmp_path / "configs" / str(host)))
         return subprocess.Popen(
             [*command, *extra], cwd=empty, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
@@ -166,16 +252,17 @@ def test_three_hosts_merge_into_the_single_process_verdict_and_only_host_1_publi
     assert single.returncode == 0 and "drift detected" in out, out
     hosts = {
         h: start(h, "--shard", "auto", "--shard-states", states, "--shard-timeout", "240",
-                 "--cloudwatch", "--output-dir", str(tmp_path / h))
-        for h in HOSTS
+                 "--cloudwatch", "--output-dir", str(tmp_path / f"host-{h}"))
+        for h in range(1, len(HOSTS) + 1)
     }  # fmt: skip
     outputs = {h: p.communicate(timeout=300)[0] for h, p in hosts.items()}
     for h, p in hosts.items():
         assert p.returncode == 0, (h, outputs[h])
-    for i, h in enumerate(HOSTS[1:], start=2):
-        assert f"shard {i}/3:" in outputs[h] and "host 1 merges" in outputs[h]
-        assert "CloudWatch" not in outputs[h] and not (tmp_path / h).exists(), "publishes nothing"
-    assert "CloudWatch:" in outputs["algo-1"] and "drift detected" in outputs["algo-1"]
+    for h in (2, 3):
+        assert f"shard {h}/3:" in outputs[h] and "host 1 merges" in outputs[h]
+        assert "CloudWatch" not in outputs[h], "publishes nothing"
+        assert not (tmp_path / f"host-{h}").exists(), "publishes nothing"
+    assert "CloudWatch:" in outputs[1] and "drift detected" in outputs[1]
 
     def report(folder: str) -> dict[str, Any]:
         out = json.loads((tmp_path / folder / "drift.json").read_text())
@@ -183,9 +270,9 @@ def test_three_hosts_merge_into_the_single_process_verdict_and_only_host_1_publi
             out.pop(volatile)
         return out
 
-    assert report("algo-1") == report("single")
+    assert report("host-1") == report("single")
     assert report("single")["current"]["files"] == 5
-    listed = s3.list_objects_v2(Bucket="artifacts", Prefix="monitoring-reports/run-1/shards/")
+    listed = s3.list_objects_v2(Bucket="artifacts", Prefix=f"monitoring-reports/{run}/shards/")
     names = sorted(o["Key"].rsplit("/", 1)[-1] for o in listed["Contents"])
     assert names == [state_name((i, 3)) for i in (1, 2, 3)]
     for o in listed["Contents"]:
@@ -254,3 +341,51 @@ def test_shard_auto_off_sagemaker_is_the_plain_run(
     assert plain.exit_code == 3, plain.output
     assert "shard 1/1" not in plain.output and "state:" not in plain.output
     assert (tmp_path / "out" / "drift.json").is_file()
+
+
+def test_shard_auto_in_an_indexed_job_puts_the_pods_shard_under_the_runs_prefix(
+    champion: Champion, penguins: pd.DataFrame, write_captures: Writer, tmp_path: Path
+) -> None:
+    """Pod 1 of 3 (host 2): its own shard, under the run's prefix, whatever resourceconfig says."""
+    location = str(_window(penguins, write_captures))
+    config = _config(tmp_path, {"current_host": "algo-1", "hosts": HOSTS[:2]})
+    env = {
+        **champion.env, "MLOPS_MONITOR_RESOURCE_CONFIG": str(config),
+        JOB_COMPLETION_INDEX: "1", MONITOR_SHARD_COUNT: "3", MONITOR_RUN_ID: RUN,
+    }  # fmt: skip
+    states = tmp_path / "monitoring-reports" / RUN / "shards"
+    result = CliRunner().invoke(
+        app, ["monitor", "penguins", "--captures", location, "--shard", "auto",
+              "--shard-states", str(states), "--output-dir", str(tmp_path / "out")], env=env,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "shard 2/3:" in result.output and "host 1 merges" in result.output
+    assert sorted(p.name for p in states.iterdir()) == [state_name((2, 3))]
+    assert not (tmp_path / "out" / "drift.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("variables", "states", "named"),
+    [
+        ({JOB_COMPLETION_INDEX: "x"}, RUN, JOB_COMPLETION_INDEX),
+        ({JOB_COMPLETION_INDEX: "3"}, RUN, JOB_COMPLETION_INDEX),
+        ({MONITOR_SHARD_COUNT: "many"}, RUN, MONITOR_SHARD_COUNT),
+        ({MONITOR_RUN_ID: "a b"}, RUN, MONITOR_RUN_ID),
+        ({}, "other-run", MONITOR_RUN_ID),
+        ({MONITOR_RUN_ID: None}, "$(MLOPS_MONITOR_RUN_ID)", "$(MLOPS_MONITOR_RUN_ID)"),
+    ],
+)
+def test_shard_auto_refuses_a_bad_indexed_job_environment_with_exit_2_naming_it(
+    champion: Champion, penguins: pd.DataFrame, write_captures: Writer, tmp_path: Path,
+    variables: dict[str, str | None], states: str, named: str,
+) -> None:  # fmt: skip
+    location = str(_window(penguins, write_captures))
+    pod = {JOB_COMPLETION_INDEX: "1", MONITOR_SHARD_COUNT: "3", MONITOR_RUN_ID: RUN, **variables}
+    env = {**champion.env, "MLOPS_MONITOR_RESOURCE_CONFIG": str(tmp_path / "absent.json"), **pod}
+    result = CliRunner().invoke(
+        app, ["monitor", "penguins", "--captures", location, "--shard", "auto",
+              "--shard-states", f"{tmp_path}/{states}/shards"], env=env,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert named in result.output
+    assert not any(tmp_path.rglob("shard-*-of-*.npz")), "nothing folded or put"
