@@ -24,6 +24,7 @@ from pipelines.aws.variant_scaling import (
     NAMESPACE,
     Deregistration,
     deregister,
+    planned_endpoints,
     resource_id,
 )
 from pipelines.cli.main import app
@@ -68,7 +69,8 @@ class Stack:
         return loaded.definition.deployment.instance_type
 
     def stack_config(self, **config: Any) -> None:
-        values = {f"mlops:{key}": value for key, value in config.items()}
+        project = yaml.safe_load((self.root / "Pulumi.yaml").read_text())["name"]
+        values = {f"{project}:{key}": value for key, value in config.items()}
         (self.root / f"Pulumi.{self.env}.yaml").write_text(yaml.safe_dump({"config": values}))
 
     def set_deployment(self, **fields: str) -> None:
@@ -204,6 +206,15 @@ def test_a_scaled_down_stack_compares_with_its_small_instance_type(stack: Stack)
     assert stack.registered() == set()
     assert f"from {stack.planned_type} to ml.t2.large" in _text(result)
     assert output == "refresh=true\n"
+
+
+def test_the_stack_files_keys_are_read_in_the_projects_namespace(stack: Stack) -> None:
+    """An adopted repository's project has the team's name, and its stack files' keys too."""
+    project = stack.root / "Pulumi.yaml"
+    project.write_text(project.read_text().replace("name: ", "name: team-ml  # was: ", 1))
+    stack.stack_config(scaledDown=True, scaledDownInstanceType="ml.t2.large")
+    (planned,) = planned_endpoints(stack.root, stack.env)
+    assert planned.variants == {VARIANT: "ml.t2.large"}
 
 
 def test_an_unchanged_instance_type_is_left_registered(stack: Stack) -> None:
