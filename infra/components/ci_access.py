@@ -279,6 +279,9 @@ def deploy_policy(
             f"arn:aws:application-autoscaling:{region_account}:scalable-target/*",
             **tagged_create,
         ),
+        # DeregisterScalableTarget (and the describes of endpoints, configurations and targets)
+        # also serve `mlops sagemaker deregister-scaling`, which runs before each `up`:
+        # UpdateEndpoint refuses to change the instance type of a variant that is a target.
         _statement(
             "ScaleThisEnvironmentsEndpoints",
             [

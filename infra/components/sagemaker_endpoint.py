@@ -29,6 +29,7 @@ from pipelines.core.deploy_limits import (
     Fleet,
     fleet,
     has_instance_storage,
+    sagemaker_variant,
 )
 
 VARIANT = "AllTraffic"  # the variant name the serving image and the capture layout assume
@@ -170,11 +171,12 @@ class SagemakerEndpoint(pulumi.ComponentResource):
         super().__init__("mlops:index:SagemakerEndpoint", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         deployment = args.deployment
-        instance_type = deployment.instance_type
-        size = fleet(deployment)
+        instance_type, size = sagemaker_variant(
+            deployment,
+            scaled_down=args.scaled_down,
+            scaled_down_instance_type=args.scaled_down_instance_type,
+        )
         minimum, count, maximum = size.minimum, instances_after_update(size), size.maximum
-        if args.scaled_down:
-            instance_type, count, minimum, maximum = args.scaled_down_instance_type, 1, 1, 1
 
         role = workload_role(
             f"{name}-role",

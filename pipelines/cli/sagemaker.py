@@ -1,6 +1,7 @@
-"""``mlops sagemaker train|register|approve|deploy|shift|rollback|verify-endpoints``: deployment
-target ``sagemaker`` (``pipelines.aws.sagemaker_flow``, ``pipelines.aws.sagemaker_training``,
-``pipelines.aws.endpoint_check``), against AWS or, with ``eval "$(mlops stack env)"``, against
+"""``mlops sagemaker train|register|approve|deploy|shift|rollback|verify-endpoints|
+deregister-scaling``: deployment target ``sagemaker`` (``pipelines.aws.sagemaker_flow``,
+``pipelines.aws.sagemaker_training``, ``pipelines.aws.endpoint_check``,
+``pipelines.aws.variant_scaling``), against AWS or, with ``eval "$(mlops stack env)"``, against
 the local stack.
 
 Registered by ``pipelines.cli.main``; heavy imports stay inside the commands.
@@ -315,3 +316,58 @@ def sm_verify_endpoints(
         typer.echo(
             f"{endpoint.model}: version {endpoint.version} is live on {endpoint.endpoint_name}"
         )
+
+
+@group.command("deregister-scaling")
+@guarded
+def sm_deregister_scaling(
+    env: str = EnvOpt,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Say what would be deregistered; change nothing."
+    ),
+    github_output: Path | None = typer.Option(
+        None,
+        "--github-output",
+        help="Also append refresh=true|false to this file: whether `pulumi up` must refresh.",
+    ),
+) -> None:
+    """Before `pulumi up`: deregister the auto-scaling of variants whose instance type changes.
+
+    UpdateEndpoint refuses to change the instance type of, or remove, a variant registered for
+    auto-scaling. This compares each SageMaker endpoint ENV's plan deploys with the one live,
+    deregisters those targets (with their scaling policies), and says refresh=true so that the
+    `up` that follows sees them gone and registers them again after the update.
+    """
+    from pipelines.aws.sagemaker_flow import aws_client
+    from pipelines.aws.variant_scaling import check, deregister, planned_endpoints
+
+    if dry_run and github_output is not None:
+        raise MlopsError(
+            "--dry-run changes nothing, so it writes no refresh signal", field="--github-output"
+        )
+    _environment(env)
+    planned = planned_endpoints(current_settings().root, env)
+    found = None
+    if planned:
+        aws = _aws()
+        autoscaling = aws_client("application-autoscaling", aws)
+        found = check(aws_client("sagemaker", aws), autoscaling, planned)
+        for note in found.notes:
+            typer.echo(note)
+        for change in found.deregistrations:
+            typer.echo(f"{'would deregister' if dry_run else 'deregistering'}: {change.reason()}")
+        if found.deregistrations and not dry_run:
+            for done in deregister(autoscaling, found.deregistrations):
+                typer.echo(f"deregistered {done} and its scaling policies")
+    else:
+        typer.echo(f"{env}: its plan deploys no SageMaker endpoint; nothing to do")
+    refresh = bool(found and found.refresh)
+    if refresh:
+        verb = "would run" if dry_run else "runs"
+        typer.echo(
+            f"the `pulumi up` of {env} {verb} with --refresh: it registers the targets again "
+            "after updating the endpoints"
+        )
+    if github_output is not None:
+        with github_output.open("a", encoding="utf-8") as out:
+            out.write(f"refresh={'true' if refresh else 'false'}\n")

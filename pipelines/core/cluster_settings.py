@@ -18,6 +18,7 @@ import yaml
 
 from pipelines.core.errors import DefinitionError
 
+# The template's Pulumi project name; `mlops init` renames it, and the stack files' keys with it.
 PROJECT_NAMESPACE = "mlops"
 # EKS cluster names: 1-100 letters, digits, hyphens and underscores, starting alphanumeric.
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
@@ -76,7 +77,11 @@ def cluster_settings(
 
 
 def stack_values(root: Path, stack: str) -> dict[str, Any]:
-    """The stack's own ``mlops:`` config over Pulumi.yaml's defaults, as `pulumi` merges them."""
+    """The stack's own config over Pulumi.yaml's defaults, as `pulumi` merges them.
+
+    The stack's keys are in the project's namespace (``<name>:key``, Pulumi.yaml's ``name``),
+    which is the team's name, not ``mlops``, in an adopted repository.
+    """
     project = yaml.safe_load((root / "Pulumi.yaml").read_text(encoding="utf-8")) or {}
     values = {
         key: spec.get("default")
@@ -86,7 +91,7 @@ def stack_values(root: Path, stack: str) -> dict[str, Any]:
     path = root / f"Pulumi.{stack}.yaml"
     if path.is_file():
         own = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("config") or {}
-        prefix = f"{PROJECT_NAMESPACE}:"
+        prefix = f"{project.get('name') or PROJECT_NAMESPACE}:"
         values.update({k.removeprefix(prefix): v for k, v in own.items() if k.startswith(prefix)})
     return values
 

@@ -155,6 +155,26 @@ def fleet(deployment: Deployment) -> Fleet:
     return Fleet(minimum, min(max(deployment.instance_count, minimum), maximum), maximum)
 
 
+class SagemakerVariant(NamedTuple):
+    """What a SageMaker endpoint's one production variant runs on a stack."""
+
+    instance_type: str
+    fleet: Fleet
+
+
+def sagemaker_variant(
+    deployment: Deployment, *, scaled_down: bool, scaled_down_instance_type: str
+) -> SagemakerVariant:
+    """model.yaml's instance type and fleet, or one small instance on a scaled-down stack.
+
+    The Pulumi program deploys this, and ``mlops sagemaker deregister-scaling`` compares it with
+    what runs before the deploy, so both read the stack's choice from here.
+    """
+    if scaled_down:
+        return SagemakerVariant(scaled_down_instance_type, Fleet(1, 1, 1))
+    return SagemakerVariant(deployment.instance_type, fleet(deployment))
+
+
 def check_traffic_shifting(definition: ModelDefinition, path: Path | str) -> None:
     """Refuse canary or linear shifting on a SageMaker fleet that can shrink to one instance."""
     deployment = definition.deployment

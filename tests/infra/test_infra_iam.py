@@ -8,7 +8,8 @@ The mock runtime grants everything, so these tests evaluate the policies themsel
 - sufficiency: for each resource a stack declares, the actions the provider calls to create,
   read, update and delete it (``NEEDS``, from the Terraform/Pulumi AWS provider and the AWS API
   references) are allowed to that stack's deploy role on that resource's ARN, and the reads to
-  its preview role; every workload role's own policy fits inside the permissions boundary;
+  its preview role, and the calls infra.yml's `up` makes with it before `pulumi up`; every
+  workload role's own policy fits inside the permissions boundary;
 - containment: no CI role can change its own or another CI role's permissions, drop or dodge
   the boundary, or touch another environment's resources.
 """
@@ -35,6 +36,8 @@ from infra.components.roles import (
     boundary_arn,
     workload_role,
 )
+from infra.components.sagemaker_endpoint import VARIANT
+from pipelines.aws.variant_scaling import ACTIONS, resource_id
 from pipelines.core.conventions import TAG_ENVIRONMENT
 
 pytestmark = pytest.mark.infra
@@ -878,3 +881,29 @@ def test_each_deploy_publishes_its_stacks_monitoring_baselines_and_nothing_else(
         for other in ("captures/x", "models/penguins/1/model.tar.gz", "mlflow/1/r/artifacts/m"):
             assert not allows([deploy], "s3:GetObject", f"{bucket}/{other}"), (stack, other)
             assert not allows([deploy], "s3:PutObject", f"{bucket}/{other}"), (stack, other)
+
+
+def test_each_deploy_role_may_deregister_the_scaling_an_instance_type_change_trips_on(
+    stacks: dict[str, Run],
+) -> None:
+    """infra.yml's `up` runs `mlops sagemaker deregister-scaling` with the deploy role first:
+    every call it makes (``ACTIONS``, which its own tests hold it to) on each endpoint, its
+    configuration and its variant's scalable target."""
+    for stack, run in stacks.items():
+        deploy = role_policy(run, "-ci-deploy-policy")
+        by_reference = _by_reference(run)
+        endpoints = run.of("aws:sagemaker/endpoint:Endpoint")
+        assert endpoints, f"{stack} declares no SageMaker endpoint to check"
+        for endpoint in endpoints:
+            config = by_reference[endpoint.inputs["endpointConfigName"]]
+            target = by_reference[resource_id(endpoint.state["name"], VARIANT)]
+            calls: dict[str, tuple[str, Declared | None]] = {
+                "sagemaker:DescribeEndpoint": (endpoint.state["arn"], endpoint),
+                "sagemaker:DescribeEndpointConfig": (config.state["arn"], config),
+                "application-autoscaling:DescribeScalableTargets": ("*", None),
+                "application-autoscaling:DeregisterScalableTarget": (target.state["arn"], target),
+            }
+            assert sorted(calls) == sorted(ACTIONS), "a call of the step is not checked here"
+            for action, (arn, resource) in calls.items():
+                context = _context(resource, resource, False) if resource else {}
+                assert allows([deploy], action, arn, context), (stack, action, arn)

@@ -177,7 +177,7 @@ def _clean_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     base = tmp_path_factory.mktemp("lifecycle")
-    copy = make_copy(base)
+    copy = make_copy(base, pulumi_project=True)  # the `up` job reads the stack's settings
     git(copy.root, "checkout", "-q", "main")
     git(copy.root, "branch", "-q", "-D", "change")
     ports = {"moto_port": _free_port(), "mlflow_port": _free_port()}
@@ -298,6 +298,9 @@ def test_the_gitops_loop_from_pull_request_to_retraining(loop: Loop) -> None:
     # champion's environment, its pins merged on main, and the stacks running a released image.
     # Served by SageMaker, so each stack runs its scheduled monitor, which reads a baseline.
     copy.edit(f"models/{MODEL}/model.yaml", "target: local", "target: sagemaker")
+    # A fleet that can shrink to one instance cannot shift a canary on SageMaker: the program
+    # (and the deploy's scaling check, which reads its plan) would refuse the example's canary.
+    copy.edit(f"models/{MODEL}/model.yaml", "type: canary, canary_percent: 10", "type: all_at_once")
     trained = loop.mlops("run", MODEL, "--promote", _upstream(root, champion_env)[0])
     assert trained.returncode == 0, trained.stderr[-3000:]
     for environment in _upstream(root, champion_env)[1:]:
@@ -400,6 +403,9 @@ def test_the_gitops_loop_from_pull_request_to_retraining(loop: Loop) -> None:
     for call in ups:
         assert call["config"] == {"image": built}, call
         assert call["sha"] == pinned and call["policy_packs"] == "infra/policy", call
+        # The scaling check ran with the deploy role; no endpoint is live yet, nothing changed.
+        assert call["refresh"] == "false", call
+    assert "not live yet; `pulumi up` creates it" in done.stdout, _log(done)
     assert loop.versions() == ["1", "2"], "a pins merge registers nothing"
     assumed = (loop.work / "pins-merge" / "aws-credentials.jsonl").read_text("utf-8")
     roles = [json.loads(line) for line in assumed.splitlines()]

@@ -506,6 +506,32 @@ def test_each_deploy_freezes_its_pins_baselines_before_and_publishes_them_after(
     assert secrets["MLFLOW_AWS_ROLE_ARN"] == "${{ secrets.MLFLOW_AWS_ROLE_ARN }}"
 
 
+def test_each_deploy_deregisters_changing_scaled_variants_first_and_then_refreshes() -> None:
+    """Issue 14, item 8: UpdateEndpoint refuses to change a scalable variant's instance type.
+    The step deregisters those targets with the deploy role before `up`, and the `up` refreshes
+    exactly when the step says so (its `refresh` output), so the targets are registered again."""
+    steps = steps_of(INFRA, "up")
+    uses = [str(s.get("uses", "")) for s in steps]
+    credentials = [i for i, u in enumerate(uses) if u.startswith("aws-actions/configure-aws-")]
+    deploy = credentials[-1]
+    assert steps[deploy]["with"]["role-to-assume"] == "${{ secrets.AWS_DEPLOY_ROLE_ARN }}"
+    (scaling,) = [
+        i for i, s in enumerate(steps) if "mlops sagemaker deregister-scaling" in s.get("run", "")
+    ]
+    step = steps[scaling]
+    (up,) = [i for i, s in enumerate(steps) if (s.get("with") or {}).get("command") == "up"]
+    assert deploy < scaling < up
+    assert step["if"] == steps[up]["if"], "it runs whenever the up does"
+    assert '--env "$STACK"' in step["run"] and step["env"]["STACK"] == "${{ inputs.stack }}"
+    assert '--github-output "$GITHUB_OUTPUT"' in step["run"]
+    assert "--dry-run" not in step["run"]
+    # Always 'true' or 'false', which pulumi/actions' getBooleanInput accepts (an empty output
+    # would not be).
+    refresh = f"${{{{ steps.{step['id']}.outputs.refresh == 'true' }}}}"
+    assert steps[up]["with"]["refresh"] == refresh
+    assert all("refresh" not in (s.get("with") or {}) for s in pulumi_steps("preview"))
+
+
 def test_a_merge_registers_the_run_its_pull_request_gated() -> None:
     """Item 11: build once, promote many. The plan on main looks up the gated run; promotion
     registers that run and trains again only when there is none."""

@@ -104,16 +104,18 @@ class Copy:
         path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
-def make_copy(tmp_path: Path) -> Copy:
+def make_copy(tmp_path: Path, *, pulumi_project: bool = False) -> Copy:
     """A throwaway repository: the copied files committed on main, then a branch `change`.
 
     The example models and datasets join the repository's own in models/ and data/ wherever
-    they live (``examples_root``): the tests change, plan and train them.
+    they live (``examples_root``): the tests change, plan and train them. ``pulumi_project``
+    adds Pulumi.yaml and the stack files, which a deploy's steps read its stack's settings from.
     """
     root = tmp_path / "repo"
     root.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules")
-    for name in COPIED:
+    stack_files = [p.name for p in sorted(REPO_ROOT.glob("Pulumi*.yaml"))] if pulumi_project else []
+    for name in (*COPIED, *stack_files):
         source = REPO_ROOT / name
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=ignore)

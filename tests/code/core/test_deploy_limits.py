@@ -18,6 +18,7 @@ from pipelines.core.deploy_limits import (
     fleet,
     has_instance_storage,
     rollout_minutes,
+    sagemaker_variant,
 )
 from pipelines.core.errors import DefinitionError
 
@@ -117,6 +118,16 @@ def test_shifting_traffic_needs_two_instances_only_on_sagemaker(repo: Path) -> N
 def test_the_fleet_is_model_yamls_count_within_its_autoscaling_bounds(repo: Path) -> None:
     scaled = {"autoscaling": {"min_instances": 0, "max_instances": 3}}
     assert fleet(definition(repo, instance_count=5, **scaled).deployment) == (1, 3, 3)
+
+
+def test_a_scaled_down_stack_runs_one_small_instance_whatever_model_yaml_asks(
+    repo: Path,
+) -> None:
+    deployment = definition(repo, instance_type="ml.c5.xlarge", **TWO).deployment
+    full = sagemaker_variant(deployment, scaled_down=False, scaled_down_instance_type="ml.t2.small")
+    assert full == ("ml.c5.xlarge", fleet(deployment))
+    small = sagemaker_variant(deployment, scaled_down=True, scaled_down_instance_type="ml.t2.small")
+    assert small == ("ml.t2.small", (1, 1, 1))
 
 
 TWO = {"instance_count": 2, "autoscaling": {"min_instances": 2, "max_instances": 4}}

@@ -23,6 +23,7 @@ call = {
     "policy_packs": os.environ.get("POLICY_PACKS", ""),
     "policy_pack_configs": os.environ.get("POLICY_PACK_CONFIGS", ""),
     "config": {key: value.get("value") for key, value in config.items()},
+    "refresh": os.environ.get("REFRESH", ""),
 }
 with (state / "calls.jsonl").open("a", encoding="utf-8") as calls:
     calls.write(json.dumps(call) + "\n")
