@@ -19,6 +19,9 @@ import yaml
 from pipelines.core.errors import DefinitionError
 
 PROJECT_NAMESPACE = "mlops"
+# Who applies a stack's Kubernetes workload objects (config kubernetesApply): the Pulumi program,
+# or a GitOps controller syncing what `mlops render` committed. The first is the default.
+KUBERNETES_APPLIERS = ("pulumi", "gitops")
 # EKS cluster names: 1-100 letters, digits, hyphens and underscores, starting alphanumeric.
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 _ISSUER = re.compile(r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/id/[0-9A-Za-z]+$")
@@ -100,3 +103,15 @@ def check_stack_cluster_settings(root: Path, stack: str) -> ClusterSettings:
         str(values.get("eksOidcProviderArn") or ""),
         str(values.get("eksOidcIssuer") or ""),
     )
+
+
+def kubernetes_apply(root: Path, stack: str) -> str:
+    """The stack's ``kubernetesApply`` (``pulumi`` unless set), or DefinitionError naming it."""
+    value = stack_values(root, stack).get("kubernetesApply", KUBERNETES_APPLIERS[0])
+    if value not in KUBERNETES_APPLIERS:
+        raise DefinitionError(
+            f"{value!r} is not one of {', '.join(KUBERNETES_APPLIERS)}",
+            file=f"Pulumi.{stack}.yaml",
+            field="kubernetesApply",
+        )
+    return str(value)
