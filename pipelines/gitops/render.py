@@ -30,6 +30,7 @@ from pipelines.core.definitions import RolloutFlavor
 from pipelines.core.errors import DefinitionError
 from pipelines.core.kubernetes_manifests import EndpointSpec, Manifest, workload_manifests
 from pipelines.core.model_plan import ModelPlan, plan, rollout_steps
+from pipelines.gitops.deploy_image import IMAGE_URI
 
 KUSTOMIZATION = "kustomization.yaml"
 MANAGED_BY = "gitops"
@@ -174,6 +175,12 @@ def render_kubernetes(
             "no serving image: pass --image registry/repository:tag (or set mlops:image in "
             f"Pulumi.{environment}.yaml, or render over a folder whose manifests name one); the "
             "manifests run exactly that image",
+            field="image",
+        )
+    if settings.image and not IMAGE_URI.fullmatch(settings.image):
+        raise DefinitionError(
+            f"{settings.image!r} is not registry/repository:tag or "
+            "registry/repository@sha256:digest",
             field="image",
         )
     alert_rules = read_alert_rules(root / "monitoring")

@@ -185,3 +185,12 @@ def test_rendering_over_an_earlier_render_keeps_its_image_when_none_is_named(
     assert result.exit_code == 0, result.output
     rollout = yaml.safe_load((out / "penguins" / "rollout-penguins.yaml").read_text())
     assert rollout["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+
+def test_an_image_that_is_not_registry_repository_tag_exits_2_and_writes_nothing(
+    repo: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = render(out, "--image", "mlops-serving")
+    assert result.exit_code == 2 and "image: 'mlops-serving' is not" in result.output
+    assert not out.exists()
