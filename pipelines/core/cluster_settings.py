@@ -79,8 +79,17 @@ def cluster_settings(
 
 
 def stack_values(root: Path, stack: str) -> dict[str, Any]:
-    """The stack's own ``mlops:`` config over Pulumi.yaml's defaults, as `pulumi` merges them."""
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text(encoding="utf-8")) or {}
+    """The stack's own ``mlops:`` config over Pulumi.yaml's defaults, as `pulumi` merges them.
+
+    A checkout without Pulumi.yaml (a team that deploys no infrastructure from it, or a copy made
+    for a test) has no defaults; the callers' own defaults then apply.
+    """
+    project_file = root / "Pulumi.yaml"
+    project = (
+        yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}
+        if project_file.is_file()
+        else {}
+    )
     values = {
         key: spec.get("default")
         for key, spec in (project.get("config") or {}).items()

@@ -196,3 +196,11 @@ def test_a_committed_render_running_two_images_exits_2_and_is_left_as_it_was(
 def test_an_unknown_environment_exits_2_naming_its_file(repo: Path) -> None:
     result = render_gitops(repo, "--env", "no-such-env")
     assert result.exit_code == 2 and "no-such-env.yaml" in result.output
+
+
+def test_a_checkout_without_the_pulumi_program_renders_nothing(repo: Path) -> None:
+    """The promotion workflow runs this step in every repository, Pulumi program or not."""
+    (repo / "Pulumi.yaml").unlink()
+    result = render_gitops(repo)
+    assert result.exit_code == 0, result.output
+    assert not (repo / "deploy").exists() and folders_output(repo) == "folders=\n"
