@@ -39,7 +39,7 @@ from infra.components.scheduled_monitor import (
 from infra.components.state_backend import state_backend
 from infra.model_plan import ModelPlan, plan, rollout_steps
 from pipelines.core.alert_rules import rollback_expressions
-from pipelines.core.cluster_settings import cluster_settings
+from pipelines.core.cluster_settings import KUBERNETES_APPLIERS, cluster_settings
 from pipelines.core.conventions import SHARED, endpoint_name, slug, tags
 from pipelines.core.definitions import RolloutFlavor
 from pipelines.core.errors import DefinitionError
@@ -47,7 +47,6 @@ from pipelines.core.pins import list_environments, load_environment
 
 # The endpoint's p99 alarm fires at this multiple of the model's offline latency gate.
 LATENCY_ALARM_FACTOR = 2.0
-KUBERNETES_APPLIERS = ("pulumi", "gitops")
 
 
 @dataclass

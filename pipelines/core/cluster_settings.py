@@ -20,6 +20,9 @@ from pipelines.core.errors import DefinitionError
 
 # The template's Pulumi project name; `mlops init` renames it, and the stack files' keys with it.
 PROJECT_NAMESPACE = "mlops"
+# Who applies a stack's Kubernetes workload objects (config kubernetesApply): the Pulumi program,
+# or a GitOps controller syncing what `mlops render` committed. The first is the default.
+KUBERNETES_APPLIERS = ("pulumi", "gitops")
 # EKS cluster names: 1-100 letters, digits, hyphens and underscores, starting alphanumeric.
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 _ISSUER = re.compile(r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/id/[0-9A-Za-z]+$")
@@ -80,9 +83,16 @@ def stack_values(root: Path, stack: str) -> dict[str, Any]:
     """The stack's own config over Pulumi.yaml's defaults, as `pulumi` merges them.
 
     The stack's keys are in the project's namespace (``<name>:key``, Pulumi.yaml's ``name``),
-    which is the team's name, not ``mlops``, in an adopted repository.
+    which is the team's name, not ``mlops``, in an adopted repository. A checkout without
+    Pulumi.yaml (a team that deploys no infrastructure from it, or a copy made for a test) has
+    no defaults; the callers' own defaults then apply.
     """
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text(encoding="utf-8")) or {}
+    project_file = root / "Pulumi.yaml"
+    project = (
+        yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}
+        if project_file.is_file()
+        else {}
+    )
     values = {
         key: spec.get("default")
         for key, spec in (project.get("config") or {}).items()
@@ -105,3 +115,15 @@ def check_stack_cluster_settings(root: Path, stack: str) -> ClusterSettings:
         str(values.get("eksOidcProviderArn") or ""),
         str(values.get("eksOidcIssuer") or ""),
     )
+
+
+def kubernetes_apply(root: Path, stack: str) -> str:
+    """The stack's ``kubernetesApply`` (``pulumi`` unless set), or DefinitionError naming it."""
+    value = stack_values(root, stack).get("kubernetesApply", KUBERNETES_APPLIERS[0])
+    if value not in KUBERNETES_APPLIERS:
+        raise DefinitionError(
+            f"{value!r} is not one of {', '.join(KUBERNETES_APPLIERS)}",
+            file=f"Pulumi.{stack}.yaml",
+            field="kubernetesApply",
+        )
+    return str(value)

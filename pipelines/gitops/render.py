@@ -30,6 +30,7 @@ from pipelines.core.definitions import RolloutFlavor
 from pipelines.core.errors import DefinitionError
 from pipelines.core.kubernetes_manifests import EndpointSpec, Manifest, workload_manifests
 from pipelines.core.model_plan import ModelPlan, plan, rollout_steps
+from pipelines.gitops.deploy_image import IMAGE_URI
 
 KUSTOMIZATION = "kustomization.yaml"
 MANAGED_BY = "gitops"
@@ -58,21 +59,20 @@ def to_yaml(document: Any) -> str:
 class RenderSettings:
     """What the manifests need from the stack besides git: read from Pulumi.<env>.yaml."""
 
-    image: str
+    image: str  # empty when none is known; an error only once a model needs it
     monitoring_namespace: str
     prometheus_release: str
     rollouts: list[str]
 
 
-def render_settings(root: Path, environment: str, image: str | None) -> RenderSettings:
+def render_settings(
+    root: Path, environment: str, image: str | None, rendered: Path | None = None
+) -> RenderSettings:
+    """The stack's settings; the image is ``image``, else ``mlops:image``, else the one the
+    render in ``rendered`` names (a GitOps cluster runs what git says, so a render that moves a
+    pin keeps the image the cluster runs)."""
     values = stack_values(root, environment)
-    chosen = image or str(values.get("image") or "")
-    if not chosen:
-        raise DefinitionError(
-            "no serving image: pass --image registry/repository:tag (or set mlops:image in "
-            f"Pulumi.{environment}.yaml); the manifests run exactly that image",
-            field="image",
-        )
+    chosen = image or str(values.get("image") or "") or committed_image(rendered)
     rollouts = values.get("rollouts") or []
     if not isinstance(rollouts, list) or not all(isinstance(r, str) for r in rollouts):
         raise DefinitionError(
@@ -86,6 +86,41 @@ def render_settings(root: Path, environment: str, image: str | None) -> RenderSe
         prometheus_release=str(values.get("prometheusRelease") or "kube-prometheus-stack"),
         rollouts=rollouts,
     )
+
+
+def committed_image(folder: Path | None) -> str:
+    """The one serving image the manifests in ``folder`` run; empty if none (or no folder)."""
+    if folder is None or not folder.is_dir():
+        return ""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*.yaml")):
+        try:
+            documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise DefinitionError(
+                f"not readable YAML ({type(exc).__name__}); render it again with --image",
+                file=path,
+            ) from None
+        for image in _images(documents):
+            found.setdefault(image, path)
+    if len(found) > 1:
+        named = ", ".join(f"{image} ({path})" for image, path in sorted(found.items()))
+        raise DefinitionError(
+            f"the manifests there run more than one image ({named}); pass --image to choose",
+            file=folder,
+            field="image",
+        )
+    return next(iter(found), "")
+
+
+def _images(node: Any) -> list[str]:
+    """Every container ``image`` in a parsed manifest, at any depth (pods, rollouts, KServe)."""
+    if isinstance(node, list):
+        return [image for item in node for image in _images(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [node["image"]] if isinstance(node.get("image"), str) and "name" in node else []
+    return own + [image for value in node.values() for image in _images(value)]
 
 
 def endpoint_spec(
@@ -125,10 +160,29 @@ def file_name(manifest: Manifest) -> str:
     return f"{manifest['kind'].lower()}-{manifest['metadata']['name']}.yaml"
 
 
-def render_kubernetes(root: Path, environment: str, image: str | None) -> dict[str, str]:
-    """Relative path -> file text, for every pinned ``target: kubernetes`` model."""
-    settings = render_settings(root, environment, image)
+def render_kubernetes(
+    root: Path, environment: str, image: str | None, rendered: Path | None = None
+) -> dict[str, str]:
+    """Relative path -> file text, for every pinned ``target: kubernetes`` model.
+
+    ``rendered`` is the folder of the previous render, whose image is kept when neither
+    ``image`` nor the stack file names one.
+    """
+    settings = render_settings(root, environment, image, rendered)
     plans = plan(root, environment, settings.rollouts)
+    if not settings.image and any(p.has_endpoint and p.target == "kubernetes" for p in plans):
+        raise DefinitionError(
+            "no serving image: pass --image registry/repository:tag (or set mlops:image in "
+            f"Pulumi.{environment}.yaml, or render over a folder whose manifests name one); the "
+            "manifests run exactly that image",
+            field="image",
+        )
+    if settings.image and not IMAGE_URI.fullmatch(settings.image):
+        raise DefinitionError(
+            f"{settings.image!r} is not registry/repository:tag or "
+            "registry/repository@sha256:digest",
+            field="image",
+        )
     alert_rules = read_alert_rules(root / "monitoring")
     header = (
         f"# Rendered by `mlops render kubernetes --env {environment}` from models/, "

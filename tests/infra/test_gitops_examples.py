@@ -14,12 +14,14 @@ from pulumi_mocks import KUBERNETES_VERSION, REPO_ROOT
 from test_infra_flavours import CUSTOM_APIS, validate_inference_service
 from test_infra_kubernetes import validate_crds
 
+from pipelines.gitops.gitops_stacks import rendered_folder
 from pipelines.gitops.render import KUSTOMIZATION, render_kubernetes
 
 pytestmark = pytest.mark.infra
 
 EXAMPLES = REPO_ROOT / "docs" / "examples" / "gitops"
-RENDERED = "deploy/kubernetes/prod"  # what the examples' comments tell `--out` to be
+# The examples' stack; its folder is the one `mlops render gitops` (the pins pull request) writes.
+RENDERED = str(rendered_folder("prod"))
 
 
 def documents(path: Path) -> list[dict]:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from workflow_helpers import REPO_ROOT, load_workflows
 
 pytestmark = pytest.mark.workflows
@@ -597,3 +599,116 @@ def test_pull_request_training_gets_the_read_only_registry_role() -> None:
     pull_request = load_workflows()["pull-request.yml"]
     text = str(pull_request)
     assert "MLFLOW_AWS_ROLE_ARN" not in text and "AWS_PUBLISH_ROLE_ARN" not in text
+
+
+def _pins_pull_requests() -> list[tuple[str, str, list[dict[str, Any]], dict[str, Any]]]:
+    """(workflow, job, steps, create-pull-request step) of every job opening a pins PR."""
+    found = []
+    for name, doc in load_workflows().items():
+        for job_id, job in doc["jobs"].items():
+            steps = job.get("steps", [])
+            for step in steps:
+                paths = str((step.get("with") or {}).get("add-paths", ""))
+                if "create-pull-request" in str(step.get("uses", "")) and "environments/" in paths:
+                    found.append((name, job_id, steps, step))
+    return found
+
+
+def _folders_output(render: dict[str, Any]) -> str:
+    return "${{ steps." + render["id"] + ".outputs.folders }}"
+
+
+def _add_paths(value: str) -> list[str]:
+    """create-pull-request's reading of add-paths: split on newlines and commas, blanks dropped."""
+    return [p.strip() for p in re.split(r"[\n,]+", value) if p.strip()]
+
+
+def test_every_pins_pull_request_renders_the_gitops_stacks_after_moving_the_pins() -> None:
+    """Issue 16, item 3: Argo CD or Flux applies the rendered folder, not the pins, so the pull
+    request that moves a pin carries that folder, rendered after the pin moved."""
+    assert _pins_pull_requests(), "the promotion workflow opens a pins pull request"
+    for name, job, steps, pull_request in _pins_pull_requests():
+        renders = [s for s in steps if "mlops render gitops" in str(s.get("run", ""))]
+        assert len(renders) == 1, f"{name}: {job}: one render step"
+        (render,) = renders
+        assert '--env "$ENVIRONMENT"' in render["run"], "the environment whose pins moved"
+        writers = [
+            steps.index(s)
+            for s in steps
+            for command in ("mlops promote", "mlops run", "mlops register")
+            if command in str(s.get("run", ""))
+        ]
+        assert writers and max(writers) < steps.index(render) < steps.index(pull_request)
+        assert '--github-output "$GITHUB_OUTPUT"' in render["run"]
+        add_paths = _add_paths(pull_request["with"]["add-paths"])
+        assert _folders_output(render) in add_paths, f"{name}: {job}"
+
+
+@pytest.mark.parametrize("gitops", [False, True], ids=["pulumi-applies", "gitops-applies"])
+def test_the_pins_pull_request_adds_the_rendered_folder_and_only_when_there_is_one(
+    tmp_path: Path, gitops: bool
+) -> None:
+    """The render step's own command, then create-pull-request's `git add` of its add-paths:
+    a GitOps stack's folder is committed with the pins; without one nothing else is, and git add
+    does not fail on a folder that does not exist (it refuses a pathspec matching nothing)."""
+    from examples_root import copy_examples
+    from workflow_helpers import BIN, git
+
+    from pipelines.core.pins import in_promotion_order, list_environments, load_environment
+    from pipelines.gitops.gitops_stacks import rendered_folder
+
+    ((_, _, steps, pull_request),) = _pins_pull_requests()
+    (render,) = [s for s in steps if "mlops render gitops" in str(s.get("run", ""))]
+    root = copy_examples(tmp_path / "repo")
+    shutil.copy(REPO_ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    folder = root / "environments"
+    env = in_promotion_order([load_environment(folder, n) for n in list_environments(folder)])[-1]
+    if gitops:
+        (root / f"Pulumi.{env.environment}.yaml").write_text(
+            "config:\n  mlops:kubernetesApply: gitops\n"
+            "  mlops:image: registry.example/mlops-serving:abc123\n"
+        )
+    model = root / "models" / "penguins" / "model.yaml"
+    definition = yaml.safe_load(model.read_text())
+    definition["deployment"]["target"] = "kubernetes"
+    model.write_text(yaml.safe_dump(definition, sort_keys=False))
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "base")
+    pin = {
+        "version": "3", "run_id": "r" * 16, "model_uri": "models:/penguins/3",
+        "fingerprint": "f" * 16, "data_fingerprint": "d" * 16, "git_commit": "c" * 40,
+        "promoted_at": "2026-11-25T10:00:00+00:00",
+    }  # fmt: skip
+    pins = folder / f"{env.environment}.yaml"
+    data = yaml.safe_load(pins.read_text())
+    data["models"]["penguins"] = pin
+    pins.write_text(yaml.safe_dump(data, sort_keys=False))  # what `mlops promote` just wrote
+    output = tmp_path / "github-output"
+    output.write_text("")
+    environ = {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO_ROOT),
+               "MLOPS_ROOT": str(root), "ENVIRONMENT": env.environment,
+               "GITHUB_OUTPUT": str(output), "HOME": str(tmp_path)}  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", render["run"]], cwd=root, env=environ,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    add_paths = pull_request["with"]["add-paths"].replace(
+        _folders_output(render), outputs["folders"]
+    )
+    git(root, "add", "--", *_add_paths(add_paths))
+    staged = git(root, "diff", "--cached", "--name-only").splitlines()
+    rendered = [p for p in staged if p.startswith("deploy/")]
+    assert f"environments/{env.environment}.yaml" in staged
+    if gitops:
+        prefix = f"{rendered_folder(env.environment)}/"
+        assert f"{prefix}penguins/kustomization.yaml" in rendered
+        assert all(p.startswith(prefix) for p in rendered)
+    else:
+        assert not rendered and not (root / "deploy").exists()
+    left = git(root, "diff", "--name-only", "--", "deploy") + git(
+        root, "ls-files", "--others", "--", "deploy"
+    )
+    assert not left, f"rendered but not in the pull request: {left}"

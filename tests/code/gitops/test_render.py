@@ -172,3 +172,25 @@ def test_a_rollout_with_no_alert_rules_exits_2(repo: Path, tmp_path: Path) -> No
     shutil.rmtree(repo / "monitoring" / "alerts")
     result = render(tmp_path / "out", "--image", IMAGE)
     assert result.exit_code == 2 and "ModelLatencyP99High" in result.output
+
+
+def test_rendering_over_an_earlier_render_keeps_its_image_when_none_is_named(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A GitOps cluster runs the image git names: moving a pin must not need it passed again."""
+    out = tmp_path / "out"
+    assert render(out, "--image", IMAGE).exit_code == 0
+    pin(repo, PROD, "penguins", "3", "4", "5")
+    result = render(out)
+    assert result.exit_code == 0, result.output
+    rollout = yaml.safe_load((out / "penguins" / "rollout-penguins.yaml").read_text())
+    assert rollout["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+
+def test_an_image_that_is_not_registry_repository_tag_exits_2_and_writes_nothing(
+    repo: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = render(out, "--image", "mlops-serving")
+    assert result.exit_code == 2 and "image: 'mlops-serving' is not" in result.output
+    assert not out.exists()
