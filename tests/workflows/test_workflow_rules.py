@@ -664,9 +664,10 @@ def test_the_pins_pull_request_adds_the_rendered_folder_and_only_when_there_is_o
     folder = root / "environments"
     env = in_promotion_order([load_environment(folder, n) for n in list_environments(folder)])[-1]
     if gitops:
+        project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]  # adoption renames it
         (root / f"Pulumi.{env.environment}.yaml").write_text(
-            "config:\n  mlops:kubernetesApply: gitops\n"
-            "  mlops:image: registry.example/mlops-serving:abc123\n"
+            f"config:\n  {project}:kubernetesApply: gitops\n"
+            f"  {project}:image: registry.example/mlops-serving:abc123\n"
         )
     model = root / "models" / "penguins" / "model.yaml"
     definition = yaml.safe_load(model.read_text())

@@ -133,7 +133,11 @@ def _pin_penguins_on_kubernetes(repo: Path, **config: str) -> Path:
     (repo / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
     stack_file = repo / f"Pulumi.{stack}.yaml"
     # Only the settings under test: the fixture's environments need not match the repository's.
-    data = {"config": {"aws:region": "us-east-1", **{f"mlops:{k}": v for k, v in config.items()}}}
+    # The keys are in the project's namespace, which adoption renames.
+    project = yaml.safe_load((repo / "Pulumi.yaml").read_text())["name"]
+    data = {
+        "config": {"aws:region": "us-east-1", **{f"{project}:{k}": v for k, v in config.items()}}
+    }
     stack_file.write_text(yaml.safe_dump(data))
     return stack_file
 

@@ -31,7 +31,8 @@ def chain(root: Path) -> list[str]:
 def set_stack(root: Path, env: str, **config: Any) -> None:
     path = root / f"Pulumi.{env}.yaml"
     data = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    data.setdefault("config", {}).update({f"mlops:{k}": v for k, v in config.items()})
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]  # adoption renames it
+    data.setdefault("config", {}).update({f"{project}:{k}": v for k, v in config.items()})
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
