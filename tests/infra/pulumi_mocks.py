@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import runpy
 import shutil
 import sys
 from collections.abc import Callable
@@ -255,6 +257,24 @@ def run_program(
 
     run()
     return Run(mocks.resources, outputs, protected, retained)
+
+
+def run_infra_main(stack: str, root: Path, config: dict[str, Any]) -> Run:
+    """``infra/__main__.py`` as stack ``stack`` over the checkout at ``root`` (``MLOPS_ROOT``),
+    under fresh mocks: every resource exactly as ``pulumi up`` would send it."""
+
+    def program() -> None:
+        previous = os.environ.get("MLOPS_ROOT")
+        os.environ["MLOPS_ROOT"] = str(root)
+        try:
+            runpy.run_path(str(REPO_ROOT / "infra" / "__main__.py"), run_name="__main__")
+        finally:
+            if previous is None:
+                os.environ.pop("MLOPS_ROOT", None)
+            else:
+                os.environ["MLOPS_ROOT"] = previous
+
+    return run_program(program, stack=stack, config=config)
 
 
 def stack_config(stack: str) -> dict[str, Any]:

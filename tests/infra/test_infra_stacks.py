@@ -13,9 +13,7 @@ template), and the others (dev) are the cheap scratch stacks.
 from __future__ import annotations
 
 import json
-import os
 import re
-import runpy
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from pulumi_mocks import (
     REPO_ROOT,
     Run,
     policy_document,
+    run_infra_main,
     run_program,
     stack_config,
 )
@@ -86,18 +85,7 @@ CLUSTER = {
 def run_main(stack: str, repo: Path | None = None, **overrides: Any) -> Run:
     config = {**stack_config(stack), **{f"{PROJECT}:{k}": v for k, v in overrides.items()}}
 
-    def program() -> None:
-        previous = os.environ.get("MLOPS_ROOT")
-        os.environ["MLOPS_ROOT"] = str(repo or REPO_ROOT)
-        try:
-            runpy.run_path(str(REPO_ROOT / "infra" / "__main__.py"), run_name="__main__")
-        finally:
-            if previous is None:
-                os.environ.pop("MLOPS_ROOT", None)
-            else:
-                os.environ["MLOPS_ROOT"] = previous
-
-    return run_program(program, stack=stack, config=config)
+    return run_infra_main(stack, repo or REPO_ROOT, config)
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import operator
-import os
 import re
-import runpy
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,7 +27,7 @@ for _suite in ("infra", "workflows"):
     if str(TESTS / _suite) not in sys.path:
         sys.path.append(str(TESTS / _suite))
 
-from pulumi_mocks import REPO_ROOT, Run, run_program, stack_config  # noqa: E402
+from pulumi_mocks import REPO_ROOT, Run, run_infra_main, stack_config  # noqa: E402
 
 from pipelines.core.pins import list_environments, load_environment  # noqa: E402
 
@@ -57,18 +55,7 @@ def declared_stack(stack: str, root: Path) -> Run:
     """``infra/__main__.py`` as stack ``stack``, following the checkout at ``root``, under the
     mock runtime: every resource exactly as ``pulumi up`` would send it."""
 
-    def program() -> None:
-        previous = os.environ.get("MLOPS_ROOT")
-        os.environ["MLOPS_ROOT"] = str(root)
-        try:
-            runpy.run_path(str(REPO_ROOT / "infra" / "__main__.py"), run_name="__main__")
-        finally:
-            if previous is None:
-                os.environ.pop("MLOPS_ROOT", None)
-            else:
-                os.environ["MLOPS_ROOT"] = previous
-
-    return run_program(program, stack=stack, config=stack_config_for(stack))
+    return run_infra_main(stack, root, stack_config_for(stack))
 
 
 def put_metric_alarm_request(inputs: dict[str, Any]) -> dict[str, Any]:
