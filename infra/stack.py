@@ -41,6 +41,7 @@ from infra.model_plan import ModelPlan, plan, rollout_steps
 from pipelines.core.alert_rules import rollback_expressions
 from pipelines.core.cluster_settings import KUBERNETES_APPLIERS, cluster_settings
 from pipelines.core.conventions import SHARED, endpoint_name, slug, tags
+from pipelines.core.datasets import s3_object_arns
 from pipelines.core.definitions import RolloutFlavor
 from pipelines.core.errors import DefinitionError
 from pipelines.core.pins import list_environments, load_environment
@@ -432,6 +433,7 @@ def build(settings: StackSettings, repo_root: Path) -> dict[str, object]:
             image_repository=settings.image_repository,
             state=state,
             cluster_name=cluster.cluster_name if cluster else None,
+            dataset_objects=s3_object_arns(repo_root / "data"),
         ),
     )
     if cluster:

@@ -83,6 +83,8 @@ class CiAccessArgs:
     image_repository: str = "mlops-serving"
     state: StateBackend | None = None  # the S3 backend and awskms key, when state lives there
     cluster_name: str | None = None  # the EKS cluster of the stack's Kubernetes models
+    # The S3 objects datasets are read from (``datasets.s3_object_arns``): training roles get them.
+    dataset_objects: list[str] = field(default_factory=list)
 
 
 def subjects(
@@ -761,13 +763,21 @@ MLFLOW_ARTIFACT_PREFIX = "mlflow"
 
 
 def tracking_policy(
-    account_id: str, bucket_arn: str, key_arn: str, tracking: str, *, register: bool = False
+    account_id: str,
+    bucket_arn: str,
+    key_arn: str,
+    tracking: str,
+    *,
+    register: bool = False,
+    dataset_objects: list[str] | None = None,
 ) -> str:
     """A pull request's training job: log runs and their artifacts, read the registry, change
     nothing in it (no version, no alias: same-repository branches must not move `champion`).
 
     With ``register``, a promotion job's: the same, and register versions (the ``registry``
     role, assumable only from GitHub environments, where reviewers and branch rules apply).
+    Both train, so both may get the objects the datasets name as ``s3://`` sources
+    (``dataset_objects``, from ``data/*/dataset.yaml``), those objects only.
     """
     actions = MLFLOW_CLIENT_ACTIONS if register else MLFLOW_TRACKING_ACTIONS
     sid = "LogRunsAndRegister" if register else "LogRunsAndReadTheRegistry"
@@ -787,6 +797,8 @@ def tracking_policy(
         _statement("UseTheKey", ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], key_arn),
         *_ci_guardrails(account_id),
     ]
+    if dataset_objects:
+        statements.append(_statement("ReadTheDatasets", ["s3:GetObject"], list(dataset_objects)))
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
@@ -905,10 +917,18 @@ class CiAccess(pulumi.ComponentResource):
         if args.tracking_server_arn is not None:
             policies["tracking"] = pulumi.Output.all(
                 identity.account_id, args.bucket_arn, args.key_arn, args.tracking_server_arn
-            ).apply(lambda a: tracking_policy(a[0], a[1], a[2], a[3]))
+            ).apply(
+                lambda a: tracking_policy(
+                    a[0], a[1], a[2], a[3], dataset_objects=args.dataset_objects
+                )
+            )
             policies["registry"] = pulumi.Output.all(
                 identity.account_id, args.bucket_arn, args.key_arn, args.tracking_server_arn
-            ).apply(lambda a: tracking_policy(a[0], a[1], a[2], a[3], register=True))
+            ).apply(
+                lambda a: tracking_policy(
+                    a[0], a[1], a[2], a[3], register=True, dataset_objects=args.dataset_objects
+                )
+            )
         self.roles = {}
         role_arns: dict[str, pulumi.Output[str]] = {}
         for purpose, subs in trusted.items():

@@ -187,6 +187,18 @@ def load_dataset(path: Path) -> Dataset:
     return Dataset(definition, path)
 
 
+def s3_object_arns(data_dir: Path) -> list[str]:
+    """The S3 objects the datasets under ``data_dir`` are read from, as IAM resource ARNs,
+    sorted: what a CI role that trains must be allowed to get (and nothing more)."""
+    arns = set()
+    for path in sorted(data_dir.glob(f"*/{DATASET_FILE}")):
+        source = load_dataset(path).definition.source
+        bucket, _, key = source.removeprefix("s3://").partition("/")
+        if source.startswith("s3://") and bucket and key:
+            arns.add(f"arn:aws:s3:::{bucket}/{key}")
+    return sorted(arns)
+
+
 def load_dataset_by_name(data_dir: Path, name: str) -> Dataset:
     if not re.fullmatch(NAME_PATTERN, name):
         raise DefinitionError(f"{name!r} is not a valid dataset name")

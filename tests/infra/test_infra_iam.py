@@ -83,7 +83,15 @@ def stacks(repo_factory: Any) -> dict[str, Run]:
     pins = {s: {"seattle_weather": ["3"], "penguins": ["5"]} for s in STACKS}
     pins[PRODUCTION] = {"seattle_weather": ["2", "3"], "penguins": ["4", "5"]}
     repo = repo_factory(targets={"penguins": "kubernetes"}, pins=pins)
+    # One dataset read from a team's bucket: the roles that train must get that object.
+    definition = repo / "data" / "penguins" / "dataset.yaml"
+    text = definition.read_text()
+    definition.write_text(text.replace("source: penguins.csv", f"source: s3://{DATASET_OBJECT}"))
+    assert DATASET_OBJECT in definition.read_text()
     return {s: run_main(s, repo, image=IMAGE, **CLUSTER, **STATE) for s in STACKS}
+
+
+DATASET_OBJECT = "team-data/penguins/2026-12/penguins.csv"
 
 
 def policies_of(run: Run) -> list[tuple[str, dict[str, Any]]]:
@@ -815,6 +823,9 @@ def test_pull_requests_log_runs_but_cannot_write_the_registry(stacks: dict[str, 
         assert not allows([tracking], "s3:PutObject", f"{bucket}/models/penguins/1/model.tar.gz")
         assert not allows([tracking], "s3:GetObject", f"{bucket}/captures/x"), "no traffic data"
         assert not allows([tracking], "s3:DeleteObject", f"{bucket}/mlflow/1/run/artifacts/x")
+        # A pull request trains on the datasets, wherever they are; only those objects.
+        assert allows([tracking], "s3:GetObject", f"arn:aws:s3:::{DATASET_OBJECT}"), stack
+        assert not allows([tracking], "s3:GetObject", "arn:aws:s3:::team-data/other.csv")
 
 
 def test_the_tracking_role_trusts_pull_requests_only(stacks: dict[str, Run]) -> None:
@@ -853,6 +864,9 @@ def test_promotion_jobs_register_but_delete_nothing(stacks: dict[str, Run]) -> N
         assert allows([registry], "s3:PutObject", f"{bucket}/mlflow/1/run/artifacts/model.pkl")
         assert not allows([registry], "s3:GetObject", f"{bucket}/captures/x"), "no traffic data"
         assert not allows([registry], "s3:DeleteObject", f"{bucket}/mlflow/1/run/artifacts/x")
+        # Retraining reads the datasets too; only those objects, never written.
+        assert allows([registry], "s3:GetObject", f"arn:aws:s3:::{DATASET_OBJECT}"), stack
+        assert not allows([registry], "s3:PutObject", f"arn:aws:s3:::{DATASET_OBJECT}"), stack
         # main's `mlops sync` unsets the aliases the pins no longer hold.
         assert all(allows([publish], a, arn) for a in MLFLOW_SYNC_ACTIONS), stack
 
