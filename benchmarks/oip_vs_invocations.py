@@ -4,9 +4,10 @@ One server on 127.0.0.1 gets the same rows (1 and 100, from the model's input ex
 ``POST /invocations`` (MLflow's ``dataframe_split`` JSON), ``POST /v2/models/{name}/infer`` with
 JSON tensors, and the same with the binary tensor extension (what tritonclient sends by
 default), at concurrency 1 and 8 from keep-alive client threads. Rounds alternate between the
-paths so that machine noise hits all alike. For each case it prints each path's median latency,
-its median overhead over the in-process predict of the same rows (the predict the server runs),
-and the OIP paths' difference from ``/invocations``, against the issue's target of 0.2 ms.
+paths, each round starting with the next one, so that machine noise and the order hit all alike.
+For each case it prints each path's median latency, its median overhead over the in-process
+predict of the same rows (the predict the server runs), and the OIP paths' difference from
+``/invocations``, against the issue's target of 0.2 ms.
 
 Over HTTP the clients share the cores with the server, so on a small or busy machine the
 differences move by tenths of a millisecond between runs. A second table therefore times each
@@ -129,7 +130,7 @@ def main() -> None:
     parser.add_argument("--model-uri", required=True, help="Model folder or registry URI.")
     parser.add_argument("--requests", type=int, default=400, help="Requests per round.")
     parser.add_argument("--seconds", type=float, default=10.0, help="Time limit per round.")
-    parser.add_argument("--rounds", type=int, default=4, help="Rounds per path and case.")
+    parser.add_argument("--rounds", type=int, default=12, help="Rounds per path and case.")
     parser.add_argument(
         "--app-repeats", type=int, default=1000, help="Requests per in-app round (5 rounds)."
     )
@@ -154,6 +155,7 @@ def main() -> None:
          "--host", "127.0.0.1"], dict(os.environ),
     )  # fmt: skip
     results: dict[tuple[str, int, str], list[float]] = {}
+    per_round: dict[tuple[str, int, str], list[float]] = {}  # each round's median
     by_payload: dict[str, dict[str, tuple[str, bytes, dict[str, str]]]] = {}
     errors = 0
     try:
@@ -180,13 +182,20 @@ def main() -> None:
                 for path, body, extra in requests.values():  # warm-up, not measured
                     headers = {"Content-Type": "application/json", **extra}
                     load_round(port, body, concurrency, 50, 5, path, headers)
-                for _ in range(args.rounds):
-                    for case, (path, body, extra) in requests.items():
+                for round_number in range(args.rounds):
+                    # Each round starts with the next path, so no path always runs first or last.
+                    order = list(requests)
+                    shift = round_number % len(order)
+                    for case in order[shift:] + order[:shift]:
+                        path, body, extra = requests[case]
                         headers = {"Content-Type": "application/json", **extra}
                         _, latencies, failed = load_round(
                             port, body, concurrency, args.requests, args.seconds, path, headers
                         )
                         results.setdefault((payload, concurrency, case), []).extend(latencies)
+                        per_round.setdefault((payload, concurrency, case), []).append(
+                            percentile(latencies, 0.5)
+                        )
                         errors += failed
     finally:
         stop(server)
@@ -211,6 +220,7 @@ def main() -> None:
                 )
     for payload, floor in floors.items():
         print(f"in-process predict as served, {payload}: median {floor * 1000:.3f} ms")
+    print_paired(per_round, list(payloads))
     app_times = in_app(str(model_dir), by_payload, repeats=args.app_repeats)
     print(f"\n{'payload':9s} {'path':12s} {'in-app ms':>9s} {'overhead ms':>11s} "
           f"{'vs /invocations':>15s}")  # fmt: skip
@@ -228,6 +238,27 @@ def main() -> None:
     print(f"non-200 answers: {errors}")
     if errors:
         raise SystemExit(1)
+
+
+def print_paired(per_round: dict[tuple[str, int, str], list[float]], payloads: list[str]) -> None:
+    """Each round's median minus /invocations' median in the same round, then the median of
+    those differences and their interquartile range. Paired by round, so a slow minute of the
+    machine (which moves every path's medians together by up to a millisecond at eight clients)
+    cancels out instead of landing on whichever path ran then."""
+    print(f"\n{'payload':9s} {'conc':>4s} {'path':12s} {'paired median diff ms':>21s} "
+          f"{'IQR ms':>15s}")  # fmt: skip
+    for payload in payloads:
+        for concurrency in (1, 8):
+            base = per_round[(payload, concurrency, "invocations")]
+            for case in CASES[1:]:
+                rounds = per_round[(payload, concurrency, case)]
+                diffs = sorted((a - b) * 1000 for a, b in zip(rounds, base, strict=True))
+                q1, median, q3 = statistics.quantiles(diffs, n=4, method="inclusive")
+                verdict = "within" if median <= TARGET_MS else "OVER"
+                print(
+                    f"{payload:9s} {concurrency:4d} {case:12s} "
+                    f"{median:+8.3f} ({verdict} {TARGET_MS}) {q1:+7.3f}..{q3:+.3f}"
+                )
 
 
 if __name__ == "__main__":
