@@ -98,9 +98,26 @@ def check() -> None:
         # The same rule the Pulumi program applies at preview, read from the stack's file.
         if on_kubernetes and (settings.root / "Pulumi.yaml").is_file():
             check_stack_cluster_settings(settings.root, environment)
+    if (settings.root / "Pulumi.yaml").is_file():
+        _check_gitops_renders(settings.root, environments)
     err_console().print(
         f"[green]ok[/]: {len(names)} models, {len(environments)} environments", markup=True
     )
+
+
+def _check_gitops_renders(root: Path, environments: list[str]) -> None:
+    """A GitOps stack's committed manifests must be what the definitions render (the controller
+    applies the folder, not the pins); stale ones are exit 2, saying how to render them."""
+    from pipelines.core.errors import DefinitionError
+    from pipelines.gitops.gitops_stacks import check_gitops_stacks
+
+    checks = check_gitops_stacks(root, environments)
+    stale = [c.describe() for c in checks if c.changed]
+    if stale:
+        raise DefinitionError("; ".join(stale), field="kubernetesApply: gitops")
+    for c in checks:
+        if c.awaiting_image:
+            err_console().print(f"[yellow]note[/]: {c.describe()}", markup=True)
 
 
 @commands.command("dataset-fingerprint")

@@ -49,15 +49,28 @@ def gitops(
         "--github-output",
         help="Also append folders=<the folders written, comma-separated> to this file.",
     ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Write nothing; exit 1 when a committed folder is not what the definitions render.",
+    ),
 ) -> None:
     """Render deploy/kubernetes/<env> of each stack with kubernetesApply: gitops; skip the rest.
 
     A pins pull request runs this so that it carries what Argo CD or Flux will apply. Nothing is
     written when any stack's input is bad (exit 2).
     """
+    root = current_settings().root
+    if check:
+        if image is not None or github_output is not None:
+            raise typer.BadParameter(
+                "--check compares with the committed image; it takes no --image or --github-output",
+                param_hint="--check",
+            )
+        _check(root, envs)
+        return
     from pipelines.gitops.gitops_stacks import render_gitops_stacks, write_gitops_stacks
 
-    root = current_settings().root
     renders = render_gitops_stacks(root, envs, image)
     written = write_gitops_stacks(root, renders)
     if github_output is not None:
@@ -77,3 +90,15 @@ def _report(where: str, files: dict[str, str], changed: list[str]) -> None:
     typer.echo(f"{where}: {models} model(s), {len(files)} files, {len(changed)} changed")
     for path in changed:
         typer.echo(f"  {path}")
+
+
+def _check(root: Path, envs: list[str] | None) -> None:
+    from pipelines.gitops.gitops_stacks import check_gitops_stacks
+
+    checks = check_gitops_stacks(root, envs)
+    for c in checks:
+        typer.echo(c.describe())
+    if not checks:
+        typer.echo("no stack has kubernetesApply: gitops; nothing to compare")
+    if any(c.changed for c in checks):
+        raise typer.Exit(1)

@@ -214,22 +214,35 @@ def _kustomization(resources: list[str]) -> dict[str, Any]:
     }
 
 
+def changed_paths(files: dict[str, str], out: Path) -> list[str]:
+    """The paths under ``out`` that writing ``files`` would write or remove, sorted."""
+    if out.exists() and not out.is_dir():
+        raise DefinitionError("exists and is not a folder", file=out)
+    previous = (
+        {str(p.relative_to(out)): _read_text(p) for p in out.rglob("*") if p.is_file()}
+        if out.is_dir()
+        else {}
+    )
+    return sorted(
+        path for path in set(previous) | set(files) if previous.get(path) != files.get(path)
+    )
+
+
+def _read_text(path: Path) -> str | None:
+    """A file's text; None for bytes that are not UTF-8 (they differ from any render)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def write_rendered(files: dict[str, str], out: Path) -> list[str]:
     """Make ``out`` hold exactly ``files``; returns the paths that changed (written or removed).
 
     Everything is written beside ``out`` first and swapped in by rename, so a failure leaves the
     previous render in place; unchanged files keep their bytes, so git sees only real changes.
     """
-    if out.exists() and not out.is_dir():
-        raise DefinitionError("exists and is not a folder", file=out)
-    previous = (
-        {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()}
-        if out.is_dir()
-        else {}
-    )
-    changed = sorted(
-        path for path in set(previous) | set(files) if previous.get(path) != files.get(path)
-    )
+    changed = changed_paths(files, out)
     if not changed:
         return []
     out.parent.mkdir(parents=True, exist_ok=True)
