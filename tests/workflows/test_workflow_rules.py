@@ -369,6 +369,7 @@ def code_owners(path: str) -> list[str]:
         "environments/prod.yaml",
         "infra/components/ci_access.py",
         "Pulumi.prod.yaml",
+        "deploy/kubernetes/prod/penguins/deployment-penguins-prod.yaml",  # what Argo CD applies
         ".github/workflows/infra.yml",
         ".github/CODEOWNERS",
     ],

@@ -131,10 +131,11 @@ EXPECTED: dict[str, tuple[list[str], set[str], set[str]]] = {
     "pipeline code": (
         ["every model"],  # training code affects every model of the copy
         {"plan", "train-and-gate", "image", "report", "verdict"},
-        {"plan", "image", "infra-up", "promote"},
+        {"plan", "image", "infra-up", "gitops", "promote"},
     ),
     "infra": ([], {"plan", "infra-preview", "report", "verdict"}, {"plan", "infra-up"}),
-    "serving": ([], {"plan", "image", "verdict"}, {"plan", "image", "infra-up"}),
+    # A rebuilt image: the stacks Pulumi applies get it by `up`, GitOps stacks by a pull request.
+    "serving": ([], {"plan", "image", "verdict"}, {"plan", "image", "infra-up", "gitops"}),
     # A merged pins pull request: the stacks apply it and the registry's aliases follow it.
     "pins": ([], {"plan", "infra-preview", "report", "verdict"}, {"plan", "infra-up", "sync"}),
 }
