@@ -162,6 +162,24 @@ def test_a_bad_tensor_is_a_request_error_naming_the_input(
     assert f"'{named}'" in caught.value.message and words in caught.value.message
 
 
+def test_bytes_elements_may_be_empty_or_beyond_ascii() -> None:
+    raw = bytes_elements("", "Île", "a" * 300)
+    assert oip._bytes_elements("kind", raw) == ["", "Île", "a" * 300]
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (bytes_elements("a") + b"\x05\x00", "length is cut off"),
+        (bytes_elements("a") + struct.pack("<I", 9) + b"abc", "element is cut off"),
+        (bytes_elements("a") + struct.pack("<I", 2) + b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_a_broken_bytes_element_is_a_request_error_naming_the_input(raw: bytes, words: str) -> None:
+    with pytest.raises(RequestError, match=rf"'kind'.*{words}"):
+        oip._bytes_elements("kind", raw)
+
+
 def test_a_binary_size_past_the_body_is_a_request_error_naming_the_input() -> None:
     body, length = binary_body([("length", "FP64", b"\0" * 16)])
     with pytest.raises(RequestError, match=r"'length'.*binary_data_size"):
